@@ -1,0 +1,580 @@
+"""Connectionist Temporal Classification (CTC) loss in PyTorch.
+
+A function-for-function port of the TensorFlow module ``seq_loss_util.py`` used in
+a speech-recognition course (chanwcom/cognitive_workflow_kit, ``loss/tensorflow``).
+The public names, argument order, shapes and dtypes follow that module, so code
+written against it runs here; with default arguments the numbers are the same
+wherever the original returns finite numbers.
+
+Notation used in shapes: ``B`` batch, ``U`` raw label length, ``L`` blank-augmented
+label length (``2U + 1`` with boundary blanks), ``T`` frames, ``C`` classes
+including the blank. Everything in the log domain is named ``log_*``.
+
+Reference: A. Graves, S. Fernandez, F. Gomez, J. Schmidhuber, "Connectionist
+Temporal Classification: Labelling Unsegmented Sequence Data with Recurrent Neural
+Networks", ICML 2006.
+
+Where this port departs from the original (each with its reason):
+
+* ``ctc_loss`` works from ``log_softmax`` and a banded (stay / advance / skip)
+  recursion instead of ``log(softmax)`` and a dense ``(B, L, L)`` table, so logits
+  scaled by 100 give a finite loss and gradient, and the cost is linear in ``L``.
+* Padded frames (``t >= logits_len``) are *selected* away, never multiplied by a
+  mask, so NaN or inf there cannot reach the loss or the gradient.
+* An empty label (``U == 0``) gives the loss of the all-blank path instead of an
+  indexing error.
+* Label padding wider than ``max(labels_len)`` and a time axis wider than
+  ``max(logits_len)`` are handled as if the padding were trimmed.
+* float64 inputs compute in float64 (the original fixes float32); float16 and
+  bfloat16 compute in float32 and the gradient is returned in the input dtype.
+* Bad input raises ``ValueError`` / ``TypeError`` naming the argument before any
+  computation, instead of a gather error from deep inside the graph.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+__all__ = [
+    "LOG_0",
+    "log_0",
+    "to_blank_augmented_labels",
+    "calculate_initial_log_seq_prob",
+    "calculate_log_label_prob",
+    "label_trans_table",
+    "calculate_alpha_beta",
+    "CtcLoss",
+    "ctc_loss",
+]
+
+# The original's stand-in for log(0): float32(log(1e-307)), i.e. -706.8936.
+LOG_0 = float(np.float32(math.log(1e-307)))
+log_0 = LOG_0  # the original's own spelling
+
+SEQ_DATA = "SEQ_DATA"
+SEQ_LEN = "SEQ_LEN"
+
+
+# ----------------------------------------------------------------------------------
+# Input checks. Each names the argument and what was expected, and runs before any
+# computation so that a bad call fails here rather than inside a gather.
+# ----------------------------------------------------------------------------------
+def _as_tensor(x, name: str, device=None) -> torch.Tensor:
+    if torch.is_tensor(x):
+        return x if device is None else x.to(device)
+    try:
+        return torch.as_tensor(np.asarray(x), device=device)
+    except Exception as e:  # pragma: no cover - message only
+        raise TypeError(f"{name} must be a tensor or array-like, got {type(x).__name__}") from e
+
+
+def _check_int(x: torch.Tensor, name: str, ndim: int, shape_doc: str) -> None:
+    if x.dtype == torch.bool or x.dtype.is_floating_point or x.dtype.is_complex:
+        raise TypeError(f"{name} must be an integer tensor {shape_doc}, got dtype {x.dtype}")
+    if x.dim() != ndim:
+        raise ValueError(f"{name} must have shape {shape_doc}, got shape {tuple(x.shape)}")
+
+
+def _check_float(x: torch.Tensor, name: str, ndim: int, shape_doc: str) -> None:
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point tensor {shape_doc}, got dtype {x.dtype}")
+    if x.dim() != ndim:
+        raise ValueError(f"{name} must have shape {shape_doc}, got shape {tuple(x.shape)}")
+
+
+def _check_batch(batch: int, **tensors: torch.Tensor) -> None:
+    for name, x in tensors.items():
+        if x.shape[0] != batch:
+            raise ValueError(
+                f"{name} has batch size {x.shape[0]}, expected {batch} (batch sizes must agree)"
+            )
+
+
+def _check_lengths(lengths: torch.Tensor, name: str, width: int, axis_doc: str) -> None:
+    if lengths.numel() == 0:
+        return
+    low, high = int(lengths.min()), int(lengths.max())
+    if low < 0:
+        b = int(torch.argmin(lengths))
+        raise ValueError(f"{name} must be >= 0, got {low} for example {b}")
+    if high > width:
+        b = int(torch.argmax(lengths))
+        raise ValueError(
+            f"{name} must be <= the padded {axis_doc} ({width}), got {high} for example {b}"
+        )
+
+
+def _check_label_ids(labels: torch.Tensor, labels_len: torch.Tensor, num_classes: int,
+                     name: str = "labels") -> None:
+    """Every label id in a valid position must name a class of the logits."""
+    if labels.numel() == 0:
+        return
+    valid = torch.arange(labels.shape[1], device=labels.device) < labels_len[:, None]
+    bad = valid & ((labels < 0) | (labels >= num_classes))
+    if bool(bad.any()):
+        b, j = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{name} holds id {int(labels[b, j])} at example {b}, position {j}, outside "
+            f"[0, {num_classes - 1}] for logits with C={num_classes} classes "
+            "(to_blank_augmented_labels raises ids >= blank_index by one, so raw ids "
+            "must be below C - 1)"
+        )
+
+
+# ----------------------------------------------------------------------------------
+# The mirrored functions, in the order of the original module.
+# ----------------------------------------------------------------------------------
+def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int = 0,
+                              boundary_blanks: bool = True) -> Dict[str, torch.Tensor]:
+    """Interleaves blanks into padded label sequences.
+
+    Args:
+      inputs: ``{"SEQ_DATA": (B, U) int, "SEQ_LEN": (B,) int}``, raw label ids padded
+        past each length (the padding values are ignored).
+      blank_index: the blank's class id. Every raw id ``>= blank_index`` is raised by
+        one to make room for it, so raw ids live in ``[0, C - 2]``.
+      boundary_blanks: also put a blank before the first and after the last label.
+
+    Returns:
+      ``{"SEQ_DATA": (B, 2U + 1), "SEQ_LEN": (B,)}`` with boundary blanks, or
+      ``(B, 2U - 1)`` and lengths ``2 * len - 1`` without (0 for an empty label).
+      Positions past each new length hold 0, whatever the blank is (as the
+      original). Both keep their input's integer dtype.
+    """
+    if not isinstance(inputs, dict) or SEQ_DATA not in inputs or SEQ_LEN not in inputs:
+        raise TypeError('inputs must be a dict {"SEQ_DATA": (B, U) int, "SEQ_LEN": (B,) int}')
+    if isinstance(blank_index, bool) or not isinstance(blank_index, (int, np.integer)):
+        if not (torch.is_tensor(blank_index) and blank_index.dim() == 0
+                and not blank_index.dtype.is_floating_point):
+            raise TypeError(f"blank_index must be an int, got {type(blank_index).__name__}")
+    blank_index = int(blank_index)
+    if blank_index < 0:
+        raise ValueError(f"blank_index must be >= 0 (a class id), got {blank_index}")
+    labels = _as_tensor(inputs[SEQ_DATA], 'inputs["SEQ_DATA"]')
+    lengths = _as_tensor(inputs[SEQ_LEN], 'inputs["SEQ_LEN"]', labels.device)
+    _check_int(labels, 'inputs["SEQ_DATA"]', 2, "(B, U)")
+    _check_int(lengths, 'inputs["SEQ_LEN"]', 1, "(B,)")
+    _check_batch(labels.shape[0], **{'inputs["SEQ_LEN"]': lengths})
+    _check_lengths(lengths, 'inputs["SEQ_LEN"]', labels.shape[1], "label axis")
+    batch, width = labels.shape
+    valid = torch.arange(width, device=labels.device) < lengths[:, None]  # (B, U)
+    if bool((valid & (labels < 0)).any()):
+        b, u = (int(i) for i in (valid & (labels < 0)).nonzero()[0])
+        raise ValueError(f'inputs["SEQ_DATA"] holds a negative label id {int(labels[b, u])} '
+                         f"at example {b}, position {u}")
+
+    shifted = labels + (labels >= blank_index).to(labels.dtype)  # (B, U)
+    if boundary_blanks:
+        out_width, first, new_len = 2 * width + 1, 1, 2 * lengths + 1
+    else:
+        out_width, first, new_len = max(2 * width - 1, 0), 0, (2 * lengths - 1).clamp(min=0)
+    out = torch.full((batch, out_width), blank_index, dtype=labels.dtype, device=labels.device)
+    out[:, first::2] = shifted[:, : (out_width - first + 1) // 2]
+    out = torch.where(torch.arange(out_width, device=labels.device) < new_len[:, None],
+                      out, torch.zeros((), dtype=out.dtype, device=out.device))
+    return {SEQ_DATA: out, SEQ_LEN: new_len.to(lengths.dtype)}
+
+
+def calculate_initial_log_seq_prob(label_len: torch.Tensor, *,
+                                   max_label_len: int | None = None,
+                                   dtype: torch.dtype = torch.float32
+                                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The log-domain start and end state vectors.
+
+    Args:
+      label_len: ``(B,)`` blank-augmented label lengths.
+      max_label_len: keyword-only, width ``L`` of the result; defaults to
+        ``max(label_len)`` as in the original.
+      dtype: keyword-only, floating dtype of the result (float32 as the original).
+
+    Returns:
+      ``(log_start, log_end)``, each ``(B, L)``: 0 at state 0 (start) or at state
+      ``label_len - 1`` (end), ``LOG_0`` elsewhere.
+    """
+    label_len = _as_tensor(label_len, "label_len")
+    _check_int(label_len, "label_len", 1, "(B,)")
+    width = int(label_len.max()) if max_label_len is None else int(max_label_len)
+    states = torch.arange(width, device=label_len.device)  # (L,)
+    zero = torch.zeros((), dtype=dtype, device=label_len.device)
+    log_zero = torch.full((), LOG_0, dtype=dtype, device=label_len.device)
+    log_start = torch.where(states == 0, zero, log_zero).expand(label_len.shape[0], width)
+    log_end = torch.where(states == label_len[:, None] - 1, zero, log_zero)
+    return log_start.contiguous(), log_end
+
+
+def calculate_log_label_prob(labels: torch.Tensor, softmax_output: torch.Tensor) -> torch.Tensor:
+    """``log(softmax_output)`` gathered at every augmented label.
+
+    Args:
+      labels: ``(B, L)`` integer blank-augmented labels.
+      softmax_output: ``(B, T, C)`` per-frame class probabilities.
+
+    Returns:
+      ``(B, T, L)`` log-probabilities, in the dtype of ``softmax_output``. As in the
+      original, a zero probability gives ``-inf``; ``ctc_loss`` avoids this by
+      using ``log_softmax`` on the logits instead.
+    """
+    labels = _as_tensor(labels, "labels")
+    softmax_output = _as_tensor(softmax_output, "softmax_output")
+    _check_int(labels, "labels", 2, "(B, L)")
+    _check_float(softmax_output, "softmax_output", 3, "(B, T, C)")
+    _check_batch(labels.shape[0], softmax_output=softmax_output)
+    labels = labels.to(softmax_output.device)
+    full_len = torch.full((labels.shape[0],), labels.shape[1], device=labels.device)
+    _check_label_ids(labels, full_len, softmax_output.shape[2])
+    batch, frames, _ = softmax_output.shape
+    index = labels.long()[:, None, :].expand(batch, frames, labels.shape[1])  # (B, T, L)
+    return torch.log(softmax_output).gather(2, index)
+
+
+def label_trans_table(labels: torch.Tensor, labels_len: torch.Tensor) -> torch.Tensor:
+    """The log-domain state transition table of the CTC graph.
+
+    Args:
+      labels: ``(B, L')`` integer blank-augmented labels, ``L' >= max(labels_len)``.
+      labels_len: ``(B,)`` augmented lengths.
+
+    Returns:
+      ``(B, L, L)`` float32 with ``L = max(labels_len)``: 0 where the step from state
+      ``i`` to state ``j`` is allowed (``j == i``, ``j == i + 1``, and ``j == i + 2``
+      unless ``labels[i] == labels[i + 2]``, which forbids skipping the blank between
+      repeated labels and skipping from blank to blank), ``LOG_0`` elsewhere. Like
+      the original, the rule is applied to the padding too.
+    """
+    labels = _as_tensor(labels, "labels")
+    labels_len = _as_tensor(labels_len, "labels_len", labels.device)
+    _check_int(labels, "labels", 2, "(B, L)")
+    _check_int(labels_len, "labels_len", 1, "(B,)")
+    _check_batch(labels.shape[0], labels_len=labels_len)
+    _check_lengths(labels_len, "labels_len", labels.shape[1], "label axis")
+    width = int(labels_len.max()) if labels_len.numel() else 0
+    labels = labels[:, :width]  # (B, L): wider padding is trimmed, as if never there
+    states = torch.arange(width, device=labels.device)
+    step = states[None, :] - states[:, None]  # (L, L): j - i
+    skip_ok = torch.zeros(labels.shape[0], width, width, dtype=torch.bool, device=labels.device)
+    if width > 2:
+        differs = labels[:, :-2] != labels[:, 2:]  # (B, L - 2): may state i skip to i + 2?
+        skip_ok[:, states[:-2], states[2:]] = differs
+    allowed = (step == 0) | (step == 1) | skip_ok  # (B, L, L)
+    return torch.where(allowed, torch.zeros((), device=labels.device),
+                       torch.full((), LOG_0, device=labels.device)).to(torch.float32)
+
+
+def calculate_alpha_beta(label_trans_table: torch.Tensor, log_label_prob: torch.Tensor,
+                         label_len: torch.Tensor, logit_len: torch.Tensor
+                         ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward and backward variables of CTC, renormalised at every frame.
+
+    This mirrors the original exactly, numbers included, for any ``(B, L, L)`` table
+    (not only the banded ones ``label_trans_table`` builds). ``ctc_loss`` does not
+    call it: it uses a banded recursion with the same gradient at linear cost.
+
+    Args:
+      label_trans_table: ``(B, L, L)`` log-domain transitions, ``[b, i, j]`` for i -> j.
+      log_label_prob: ``(B, T, L)`` log-probability of each state's label per frame.
+      label_len: ``(B,)`` augmented label lengths ``L_b``.
+      logit_len: ``(B,)`` valid frame counts ``T_b``.
+
+    Returns:
+      ``(alpha, beta, log_seq_prob_final)``: ``alpha`` and ``beta`` are ``(B, T, L)``.
+      ``alpha[b, t]`` is the log forward variable (label probabilities of frames up to
+      and including ``t``) and ``beta[b, t]`` the log backward variable (frames after
+      ``t`` only), each shifted so that its largest state is 0. As in the original,
+      the backward pass restarts from the end vector at every padded frame, and
+      entries of padded frames and states have ``LOG_0`` added once for each
+      (about -706.89, -1413.79 or -2120.68). ``log_seq_prob_final`` is ``(B,)``: the
+      larger of the two final states at frame ``T_b - 1`` plus the summed
+      normalisers (the original's approximation of the log-likelihood; a max where
+      the exact value has a log-sum-exp). With ``T_b == 0`` it reads the start vector.
+
+    Departures: time padding past ``max(logit_len)`` and label padding past
+    ``max(label_len)`` are accepted (the original assumes both are exact), and the
+    computation runs in float64 when ``log_label_prob`` is float64.
+    """
+    table = _as_tensor(label_trans_table, "label_trans_table")
+    log_label_prob = _as_tensor(log_label_prob, "log_label_prob", table.device)
+    label_len = _as_tensor(label_len, "label_len", table.device)
+    logit_len = _as_tensor(logit_len, "logit_len", table.device)
+    _check_float(table, "label_trans_table", 3, "(B, L, L)")
+    _check_float(log_label_prob, "log_label_prob", 3, "(B, T, L)")
+    _check_int(label_len, "label_len", 1, "(B,)")
+    _check_int(logit_len, "logit_len", 1, "(B,)")
+    batch, frames, width = log_label_prob.shape
+    _check_batch(batch, label_trans_table=table, label_len=label_len, logit_len=logit_len)
+    if table.shape[1:] != (width, width):
+        raise ValueError(f"label_trans_table must have shape (B, L, L) with L={width} to match "
+                         f"log_label_prob, got {tuple(table.shape)}")
+    _check_lengths(label_len, "label_len", width, "label axis of log_label_prob")
+    _check_lengths(logit_len, "logit_len", frames, "time axis of log_label_prob")
+    if batch and int(label_len.min()) < 1:
+        raise ValueError("label_len must be >= 1 (an augmented label has at least one blank)")
+
+    dtype = torch.promote_types(log_label_prob.dtype, torch.float32)
+    table = table.to(dtype)
+    log_p = log_label_prob.to(dtype)  # (B, T, L)
+    log_start, log_end = calculate_initial_log_seq_prob(label_len, max_label_len=width, dtype=dtype)
+    t_max = int(logit_len.max()) if batch else 0
+
+    # Forward pass: the start vector acts as a virtual frame before t = 0.
+    alpha = log_p.new_empty(batch, frames, width)  # (B, T, L)
+    log_norm = log_p.new_zeros(batch, frames + 1)  # (B, T + 1): summed normalisers
+    carry = log_start  # (B, L)
+    for t in range(frames):
+        x = torch.logsumexp(carry[:, :, None] + table, dim=1) + log_p[:, t]  # (B, L)
+        n = x.amax(dim=1)  # (B,)
+        carry = x - n[:, None]
+        alpha[:, t] = carry
+        log_norm[:, t + 1] = log_norm[:, t] + n
+
+    # Final: max of the two end states at frame T_b - 1 (index T_b in the padded
+    # view that puts the start vector first), before any output masking.
+    padded_alpha = torch.cat([log_start[:, None], alpha], dim=1)  # (B, T + 1, L)
+    last = padded_alpha[torch.arange(batch, device=table.device), logit_len.long()]  # (B, L)
+    end_state = (label_len.long() - 1)[:, None]
+    before_end = (label_len.long() - 2).clamp(min=0)[:, None]  # L_b == 1: the one state twice
+    log_final = torch.maximum(last.gather(1, end_state), last.gather(1, before_end))[:, 0]
+    log_seq_prob_final = log_final + log_norm.gather(1, logit_len.long()[:, None])[:, 0]
+
+    # Backward pass: beta[t] reads the label probabilities of frame t + 1, and 0 at the
+    # last frame of the (trimmed) time axis, then restarts at every padded frame.
+    frame_ok = torch.arange(frames, device=table.device)[None, :] < logit_len[:, None]  # (B, T)
+    beta = log_p.new_empty(batch, frames, width)
+    carry = log_end
+    for t in range(frames - 1, -1, -1):
+        z = carry + log_p[:, t + 1] if t + 1 < t_max else carry  # (B, L)
+        y = torch.logsumexp(table + z[:, None, :], dim=2)  # (B, L)
+        y = y - y.amax(dim=1, keepdim=True)
+        carry = torch.where(frame_ok[:, t, None], y, log_end)
+        beta[:, t] = carry
+
+    # Output masking, added in the original's order so the float32 rounding matches.
+    state_ok = torch.arange(width, device=table.device)[None, :] < label_len[:, None]  # (B, L)
+    frame_pad = torch.where(frame_ok, 0.0, LOG_0).to(dtype)[:, :, None]
+    state_pad = torch.where(state_ok, 0.0, LOG_0).to(dtype)[:, None, :]
+    alpha = alpha + frame_pad + state_pad
+    beta = beta + frame_pad + state_pad
+    return alpha, beta, log_seq_prob_final
+
+
+# ----------------------------------------------------------------------------------
+# The loss: a banded forward-backward in the log domain with an analytic gradient.
+# ----------------------------------------------------------------------------------
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _log_add3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """log(exp(a) + exp(b) + exp(c)), safe where all three are -inf."""
+    return torch.logaddexp(torch.logaddexp(a, b), c)
+
+
+def _forward_pass(log_p: torch.Tensor, skip_in: torch.Tensor
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Normalised log alpha over the CTC band (Graves et al. 2006, eq. 6-7).
+
+    Args:
+      log_p: ``(B, T, L)`` log-probability of each state's label, ``-inf`` on padded
+        states and 0 on padded frames (so padded frames change nothing finite).
+      skip_in: ``(B, L)`` 0 where state ``j`` may be entered from ``j - 2``, else -inf.
+
+    Returns:
+      ``log_alpha`` ``(B, T, L)`` shifted per frame so its largest state is 0, and the
+      shifts ``log_norm`` ``(B, T)``; the unnormalised value is their sum so far.
+    """
+    batch, frames, width = log_p.shape
+    log_alpha = log_p.new_empty(batch, frames, width)
+    log_norm = log_p.new_empty(batch, frames)
+    # Two leading -inf columns stand for the states before state 0, so stay, advance
+    # and skip are three shifted views of one buffer.
+    buf = log_p.new_full((batch, width + 2), -math.inf)  # (B, L + 2)
+    buf[:, 2] = 0.0  # the start: state 0 before the first frame
+    for t in range(frames):
+        x = _log_add3(buf[:, 2:], buf[:, 1:-1], buf[:, :-2] + skip_in) + log_p[:, t]  # (B, L)
+        n = x.amax(dim=1, keepdim=True).clamp(min=torch.finfo(x.dtype).min)  # (B, 1)
+        torch.sub(x, n, out=log_alpha[:, t])
+        log_norm[:, t] = n[:, 0]
+        buf[:, 2:] = log_alpha[:, t]
+    return log_alpha, log_norm
+
+
+def _backward_pass(log_p: torch.Tensor, skip_in: torch.Tensor, log_end: torch.Tensor,
+                   logit_len: torch.Tensor) -> torch.Tensor:
+    """Normalised log beta over the CTC band (Graves et al. 2006, eq. 10-11).
+
+    ``log_beta[b, t, i]`` is the log-probability of frames ``t + 1 .. T_b - 1`` given
+    state ``i`` at frame ``t``, shifted per frame so its largest state is 0. It starts
+    from ``log_end`` (``(B, L)``: 0 at the two final states) at frame ``T_b - 1``.
+    """
+    batch, frames, width = log_p.shape
+    log_beta = log_p.new_empty(batch, frames, width)
+    # Two trailing -inf columns stand for the states after the last one.
+    buf = log_p.new_full((batch, width + 2), -math.inf)  # (B, L + 2)
+    skip_out = torch.cat([skip_in[:, 2:], skip_in.new_full((batch, 2), -math.inf)], dim=1)
+    restart = (torch.arange(frames, device=log_p.device)[:, None]
+               >= (logit_len - 1)[None, :])[:, :, None]  # (T, B, 1)
+    for t in range(frames - 1, -1, -1):
+        if t + 1 < frames:
+            z = buf[:, :width] + log_p[:, t + 1]  # (B, L): beta and emission of frame t + 1
+            buf[:, :width] = z
+            y = _log_add3(buf[:, :width], buf[:, 1:-1], buf[:, 2:] + skip_out)
+            y = y - y.amax(dim=1, keepdim=True).clamp(min=torch.finfo(y.dtype).min)
+            y = torch.where(restart[t], log_end, y)
+        else:
+            y = log_end
+        log_beta[:, t] = y
+        buf[:, :width] = y
+    return log_beta
+
+
+class CtcLoss(torch.autograd.Function):
+    """Per-example CTC loss with an analytic gradient, as the original's custom gradient.
+
+    ``CtcLoss.apply(labels, labels_len, logits, logits_len)`` takes the same
+    arguments as :func:`ctc_loss` and returns the same ``(B,)`` loss. The gradient
+    with respect to ``logits`` is ``softmax(logits) - gamma`` times the incoming
+    per-example gradient, where ``gamma[b, t, c]`` is the posterior probability of
+    the states labelled ``c`` at frame ``t``; it is zero on padded frames and for
+    examples the loss masks (``logits_len < labels_len``). Labels and lengths get
+    no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, labels, labels_len, logits, logits_len):
+        labels, labels_len, logits, logits_len = _check_ctc_inputs(
+            labels, labels_len, logits, logits_len)
+        batch, frames, _ = logits.shape
+        if batch == 0 or frames == 0 or labels.shape[1] == 0:
+            ctx.empty = True
+            ctx.logits_meta = (logits.shape, logits.dtype, logits.device)
+            return logits.new_zeros(batch)
+        ctx.empty = False
+
+        # As if padding were trimmed: the time and label axes end at the longest length.
+        t_max = int(logits_len.max())
+        width = int(labels_len.max())
+        labels = labels[:, :width].long()  # (B, L)
+        compute = _compute_dtype(logits.dtype)
+        log_probs = torch.log_softmax(logits[:, :t_max].to(compute), dim=2)  # (B, T', C)
+
+        frame_ok = torch.arange(t_max, device=logits.device)[None, :] < logits_len[:, None]
+        state_ok = torch.arange(width, device=logits.device)[None, :] < labels_len[:, None]
+        index = labels[:, None, :].expand(batch, t_max, width)
+        log_p = log_probs.gather(2, index)  # (B, T', L)
+        # Select, never multiply: padded frames emit log 1 (leaving alpha finite and
+        # unused), padded states emit log 0 (they can never be occupied).
+        log_p = torch.where(state_ok[:, None, :], log_p, -math.inf)
+        log_p = torch.where(frame_ok[:, :, None], log_p, 0.0)
+
+        skip_in = torch.full_like(log_p[:, 0], -math.inf)  # (B, L)
+        if width > 2:
+            skip_in[:, 2:] = torch.where(labels[:, 2:] != labels[:, :-2], 0.0, -math.inf)
+        log_alpha, log_norm = _forward_pass(log_p, skip_in)
+
+        last = (logits_len.long() - 1).clamp(min=0)  # (B,)
+        rows = torch.arange(batch, device=logits.device)
+        alpha_last = log_alpha[rows, last]  # (B, L)
+        end_state = (labels_len.long() - 1)[:, None]
+        # The original takes the max of the two final states; with an empty label
+        # (L_b == 1) there is only one, and it is used alone.
+        before_end = torch.where(end_state >= 1, end_state - 1, end_state)
+        log_final = torch.maximum(alpha_last.gather(1, end_state),
+                                  alpha_last.gather(1, before_end))[:, 0]
+        log_like = log_final + torch.where(frame_ok, log_norm, 0.0).sum(dim=1)
+        # The original's rule: an example counts only when T_b >= L_b (= 2U + 1).
+        counted = logits_len >= labels_len
+        loss = torch.where(counted, -log_like, 0.0)
+
+        ctx.save_for_backward(log_probs, log_p, log_alpha, skip_in, labels,
+                              labels_len, logits_len, counted)
+        ctx.logits_meta = (logits.shape, logits.dtype, logits.device)
+        return loss.to(logits.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss):
+        shape, dtype, device = ctx.logits_meta
+        if ctx.empty:
+            return None, None, torch.zeros(shape, dtype=dtype, device=device), None
+        (log_probs, log_p, log_alpha, skip_in, labels, labels_len, logits_len,
+         counted) = ctx.saved_tensors
+        batch, t_max, width = log_p.shape
+        states = torch.arange(width, device=device)
+        log_end = torch.where((states == labels_len[:, None] - 1)
+                              | (states == labels_len[:, None] - 2), 0.0, -math.inf)
+        log_end = log_end.to(log_p.dtype)  # (B, L): the two final states (one if L_b == 1)
+        log_beta = _backward_pass(log_p, skip_in, log_end, logits_len)
+
+        # Posterior of each state per frame (Graves et al. 2006, eq. 14), normalised
+        # per frame as the original does, then summed per class.
+        log_gamma = log_alpha + log_beta  # (B, T', L)
+        log_gamma = log_gamma - torch.logsumexp(log_gamma, dim=2, keepdim=True)
+        index = labels[:, None, :].expand(batch, t_max, width)
+        grad = log_probs.exp().scatter_add(2, index, -log_gamma.exp())  # (B, T', C)
+
+        frame_ok = torch.arange(t_max, device=device)[None, :] < logits_len[:, None]
+        keep = frame_ok & counted[:, None]  # (B, T')
+        scale = grad_loss.to(grad.dtype)[:, None, None]
+        grad = torch.where(keep[:, :, None], grad * scale, 0.0)
+        full = torch.zeros(shape, dtype=dtype, device=device)
+        full[:, :t_max] = grad.to(dtype)
+        return None, None, full, None
+
+
+def _check_ctc_inputs(labels, labels_len, logits, logits_len):
+    """Validates ``ctc_loss``'s arguments; returns them as tensors on the logits' device."""
+    if not torch.is_tensor(logits):
+        logits = _as_tensor(logits, "logits")
+    _check_float(logits, "logits", 3, "(B, T, C)")
+    device = logits.device
+    labels = _as_tensor(labels, "labels", device)
+    labels_len = _as_tensor(labels_len, "labels_len", device)
+    logits_len = _as_tensor(logits_len, "logits_len", device)
+    _check_int(labels, "labels", 2, "(B, L)")
+    _check_int(labels_len, "labels_len", 1, "(B,)")
+    _check_int(logits_len, "logits_len", 1, "(B,)")
+    _check_batch(logits.shape[0], labels=labels, labels_len=labels_len, logits_len=logits_len)
+    if logits.shape[2] < 1:
+        raise ValueError("logits must have at least one class (C >= 1)")
+    _check_lengths(labels_len, "labels_len", labels.shape[1], "label axis of labels")
+    _check_lengths(logits_len, "logits_len", logits.shape[1], "time axis of logits")
+    if labels_len.numel() and bool((labels_len % 2 == 0).any()):
+        b = int((labels_len % 2 == 0).nonzero()[0])
+        raise ValueError(
+            f"labels_len must be odd (2U + 1: labels blank-augmented with boundary blanks, "
+            f"see to_blank_augmented_labels), got {int(labels_len[b])} for example {b}")
+    _check_label_ids(labels, labels_len, logits.shape[2])
+    return labels, labels_len, logits, logits_len
+
+
+def ctc_loss(labels: torch.Tensor, labels_len: torch.Tensor, logits: torch.Tensor,
+             logits_len: torch.Tensor) -> torch.Tensor:
+    """Per-example CTC loss, with the original's numbers and its custom gradient.
+
+    Args:
+      labels: ``(B, L)`` integer blank-augmented labels with boundary blanks, as
+        :func:`to_blank_augmented_labels` returns them; padding past each length is
+        ignored.
+      labels_len: ``(B,)`` augmented lengths ``2U + 1``.
+      logits: ``(B, T, C)`` unnormalised scores; C includes the blank.
+      logits_len: ``(B,)`` valid frame counts; frames past them are ignored,
+        whatever they hold.
+
+    Returns:
+      ``(B,)`` loss in the dtype of ``logits``. As in the original it is minus the
+      larger of the two final states' log forward variables (not their log-sum-exp,
+      so it is at or above the exact CTC negative log-likelihood by at most log 2),
+      and 0 for examples with ``logits_len < labels_len``. The gradient (see
+      :class:`CtcLoss`) is the exact CTC gradient.
+
+    Raises:
+      TypeError: a non-integer label or length tensor, or non-float logits.
+      ValueError: wrong ranks, batch sizes that disagree, a negative length or one
+        larger than its padded axis, an even ``labels_len``, or a label id outside
+        ``[0, C - 1]``.
+    """
+    return CtcLoss.apply(labels, labels_len, logits, logits_len)
