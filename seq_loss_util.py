@@ -130,7 +130,8 @@ def _check_label_ids(labels: torch.Tensor, labels_len: torch.Tensor, num_classes
 # The mirrored functions, in the order of the original module.
 # ----------------------------------------------------------------------------------
 def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int = 0,
-                              boundary_blanks: bool = True) -> Dict[str, torch.Tensor]:
+                              boundary_blanks: bool = True, *,
+                              num_classes: int | None = None) -> Dict[str, torch.Tensor]:
     """Interleaves blanks into padded label sequences.
 
     Args:
@@ -139,6 +140,9 @@ def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int 
       blank_index: the blank's class id. Every raw id ``>= blank_index`` is raised by
         one to make room for it, so raw ids live in ``[0, C - 2]``.
       boundary_blanks: also put a blank before the first and after the last label.
+      num_classes: keyword-only, ``C`` including the blank. When given, a
+        ``blank_index`` or a raw id that has no class once shifted is an error here
+        rather than later (the original has no such check).
 
     Returns:
       ``{"SEQ_DATA": (B, 2U + 1), "SEQ_LEN": (B,)}`` with boundary blanks, or
@@ -155,6 +159,9 @@ def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int 
     blank_index = int(blank_index)
     if blank_index < 0:
         raise ValueError(f"blank_index must be >= 0 (a class id), got {blank_index}")
+    if num_classes is not None and blank_index >= num_classes:
+        raise ValueError(f"blank_index {blank_index} is outside the vocabulary "
+                         f"[0, {num_classes - 1}] (num_classes={num_classes})")
     labels = _as_tensor(inputs[SEQ_DATA], 'inputs["SEQ_DATA"]')
     lengths = _as_tensor(inputs[SEQ_LEN], 'inputs["SEQ_LEN"]', labels.device)
     _check_int(labels, 'inputs["SEQ_DATA"]', 2, "(B, U)")
@@ -167,6 +174,12 @@ def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int 
         b, u = (int(i) for i in (valid & (labels < 0)).nonzero()[0])
         raise ValueError(f'inputs["SEQ_DATA"] holds a negative label id {int(labels[b, u])} '
                          f"at example {b}, position {u}")
+
+    if num_classes is not None and bool((valid & (labels >= num_classes - 1)).any()):
+        b, u = (int(i) for i in (valid & (labels >= num_classes - 1)).nonzero()[0])
+        raise ValueError(f"raw label id {int(labels[b, u])} at example {b}, position {u} has no "
+                         f"class once the blank is inserted: raw ids must be below C - 1 = "
+                         f"{num_classes - 1} for C={num_classes}")
 
     shifted = labels + (labels >= blank_index).to(labels.dtype)  # (B, U)
     if boundary_blanks:
@@ -414,7 +427,8 @@ def _backward_pass(log_p: torch.Tensor, skip_in: torch.Tensor, log_end: torch.Te
     log_beta = log_p.new_empty(batch, frames, width)
     # Two trailing -inf columns stand for the states after the last one.
     buf = log_p.new_full((batch, width + 2), -math.inf)  # (B, L + 2)
-    skip_out = torch.cat([skip_in[:, 2:], skip_in.new_full((batch, 2), -math.inf)], dim=1)
+    skip_out = torch.full_like(skip_in, -math.inf)  # (B, L): may state i skip to i + 2?
+    skip_out[:, :-2] = skip_in[:, 2:]
     restart = (torch.arange(frames, device=log_p.device)[:, None]
                >= (logit_len - 1)[None, :])[:, :, None]  # (T, B, 1)
     for t in range(frames - 1, -1, -1):
@@ -448,7 +462,7 @@ class CtcLoss(torch.autograd.Function):
         labels, labels_len, logits, logits_len = _check_ctc_inputs(
             labels, labels_len, logits, logits_len)
         batch, frames, _ = logits.shape
-        if batch == 0 or frames == 0 or labels.shape[1] == 0:
+        if batch == 0 or int(logits_len.max()) == 0:
             ctx.empty = True
             ctx.logits_meta = (logits.shape, logits.dtype, logits.device)
             return logits.new_zeros(batch)

@@ -1,0 +1,1 @@
+"""Parity between the PyTorch port and TensorFlow, and the data that judges both."""
