@@ -1,0 +1,25 @@
+# Two commands do everything on a fresh clone: `make test` and `make compare`.
+# Each creates .venv when it is missing and installs the project into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test compare clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned exactly, so no later step can pull a newer (CUDA) build.
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# Until the TensorFlow comparison lands, this runs the unit tests verbosely.
+compare: $(STAMP)
+	$(PY) seq_loss_util_test.py -v
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
