@@ -11,15 +11,15 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned exactly, so no later step can pull a newer (CUDA) build.
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[tf,test]"
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
 
-# Until the TensorFlow comparison lands, this runs the unit tests verbosely.
+# The side-by-side TF vs PyTorch table; pass options with ARGS="--cases 50 --seed 1".
 compare: $(STAMP)
-	$(PY) seq_loss_util_test.py -v
+	$(PY) -m parity_tests.compare $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
