@@ -50,6 +50,7 @@ __all__ = [
     "calculate_alpha_beta",
     "CtcLoss",
     "ctc_loss",
+    "CtcLossModule",
 ]
 
 # The original's stand-in for log(0): float32(log(1e-307)), i.e. -706.8936.
@@ -182,15 +183,23 @@ def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int 
                          f"{num_classes - 1} for C={num_classes}")
 
     shifted = labels + (labels >= blank_index).to(labels.dtype)  # (B, U)
+    out, new_len = _interleave_blanks(shifted, lengths, blank_index, boundary_blanks)
+    return {SEQ_DATA: out, SEQ_LEN: new_len.to(lengths.dtype)}
+
+
+def _interleave_blanks(labels: torch.Tensor, lengths: torch.Tensor, blank: int,
+                       boundary_blanks: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Class ids ``(B, U)`` to ``blank l1 blank l2 ... blank`` ``(B, 2U + 1)``, 0-padded."""
+    batch, width = labels.shape
     if boundary_blanks:
         out_width, first, new_len = 2 * width + 1, 1, 2 * lengths + 1
     else:
         out_width, first, new_len = max(2 * width - 1, 0), 0, (2 * lengths - 1).clamp(min=0)
-    out = torch.full((batch, out_width), blank_index, dtype=labels.dtype, device=labels.device)
-    out[:, first::2] = shifted[:, : (out_width - first + 1) // 2]
+    out = torch.full((batch, out_width), blank, dtype=labels.dtype, device=labels.device)
+    out[:, first::2] = labels[:, : (out_width - first + 1) // 2]
     out = torch.where(torch.arange(out_width, device=labels.device) < new_len[:, None],
                       out, torch.zeros((), dtype=out.dtype, device=out.device))
-    return {SEQ_DATA: out, SEQ_LEN: new_len.to(lengths.dtype)}
+    return out, new_len
 
 
 def calculate_initial_log_seq_prob(label_len: torch.Tensor, *,
@@ -448,24 +457,27 @@ def _backward_pass(log_p: torch.Tensor, skip_in: torch.Tensor, log_end: torch.Te
 class CtcLoss(torch.autograd.Function):
     """Per-example CTC loss with an analytic gradient, as the original's custom gradient.
 
-    ``CtcLoss.apply(labels, labels_len, logits, logits_len)`` takes the same
-    arguments as :func:`ctc_loss` and returns the same ``(B,)`` loss. The gradient
-    with respect to ``logits`` is ``softmax(logits) - gamma`` times the incoming
-    per-example gradient, where ``gamma[b, t, c]`` is the posterior probability of
-    the states labelled ``c`` at frame ``t``; it is zero on padded frames and for
-    examples the loss masks (``logits_len < labels_len``). Labels and lengths get
-    no gradient.
+    ``CtcLoss.apply(labels, labels_len, logits, logits_len, exact=False,
+    zero_infinity=False)`` takes the same arguments as :func:`ctc_loss` (the options
+    positionally) and returns the same ``(B,)`` loss. The gradient with respect to
+    ``logits`` is ``softmax(logits) - gamma`` times the incoming per-example
+    gradient, where ``gamma[b, t, c]`` is the posterior probability of the states
+    labelled ``c`` at frame ``t``. It is zero on padded frames and for examples whose
+    loss is not counted: ``logits_len < labels_len`` in the original's mode,
+    infeasible examples in exact mode. Labels and lengths get no gradient.
     """
 
     @staticmethod
-    def forward(ctx, labels, labels_len, logits, logits_len):
+    def forward(ctx, labels, labels_len, logits, logits_len, exact=False, zero_infinity=False):
         labels, labels_len, logits, logits_len = _check_ctc_inputs(
             labels, labels_len, logits, logits_len)
         batch, frames, _ = logits.shape
+        ctx.logits_meta = (logits.shape, logits.dtype, logits.device)
         if batch == 0 or int(logits_len.max()) == 0:
             ctx.empty = True
-            ctx.logits_meta = (logits.shape, logits.dtype, logits.device)
-            return logits.new_zeros(batch)
+            # No frames: only an empty label (one blank state) has an alignment.
+            impossible = 0.0 if (zero_infinity or not exact) else math.inf
+            return torch.where(labels_len == 1, 0.0, impossible).to(logits.dtype)
         ctx.empty = False
 
         # As if padding were trimmed: the time and label axes end at the longest length.
@@ -493,19 +505,33 @@ class CtcLoss(torch.autograd.Function):
         rows = torch.arange(batch, device=logits.device)
         alpha_last = log_alpha[rows, last]  # (B, L)
         end_state = (labels_len.long() - 1)[:, None]
-        # The original takes the max of the two final states; with an empty label
-        # (L_b == 1) there is only one, and it is used alone.
+        # With an empty label (L_b == 1) there is one final state, used alone.
         before_end = torch.where(end_state >= 1, end_state - 1, end_state)
-        log_final = torch.maximum(alpha_last.gather(1, end_state),
-                                  alpha_last.gather(1, before_end))[:, 0]
+        final_a = alpha_last.gather(1, end_state)[:, 0]
+        final_b = alpha_last.gather(1, before_end)[:, 0]
+        if exact:
+            # Graves et al. 2006, eq. 8: p(l|x) sums the two final states.
+            log_final = torch.where(end_state[:, 0] >= 1, torch.logaddexp(final_a, final_b),
+                                    final_a)
+        else:
+            log_final = torch.maximum(final_a, final_b)  # the original's approximation
         log_like = log_final + torch.where(frame_ok, log_norm, 0.0).sum(dim=1)
-        # The original's rule: an example counts only when T_b >= L_b (= 2U + 1).
-        counted = logits_len >= labels_len
-        loss = torch.where(counted, -log_like, 0.0)
+        # T_b == 0 reads frame 0 above; with no frames only an empty label aligns.
+        no_frames = logits_len == 0
+        log_like = torch.where(no_frames & (labels_len == 1), 0.0, log_like)
+        log_like = torch.where(no_frames & (labels_len > 1), -math.inf, log_like)
+        if exact:
+            # Infeasible (T_b < U + repeats) leaves -inf: the loss is inf, or 0 with
+            # zero_infinity; either way the gradient is 0, never NaN.
+            counted = torch.isfinite(log_like)
+            loss = torch.where(counted, -log_like, 0.0 if zero_infinity else math.inf)
+        else:
+            # The original's rule: an example counts only when T_b >= L_b (= 2U + 1).
+            counted = logits_len >= labels_len
+            loss = torch.where(counted, -log_like, 0.0)
 
         ctx.save_for_backward(log_probs, log_p, log_alpha, skip_in, labels,
                               labels_len, logits_len, counted)
-        ctx.logits_meta = (logits.shape, logits.dtype, logits.device)
         return loss.to(logits.dtype)
 
     @staticmethod
@@ -513,7 +539,7 @@ class CtcLoss(torch.autograd.Function):
     def backward(ctx, grad_loss):
         shape, dtype, device = ctx.logits_meta
         if ctx.empty:
-            return None, None, torch.zeros(shape, dtype=dtype, device=device), None
+            return None, None, torch.zeros(shape, dtype=dtype, device=device), None, None, None
         (log_probs, log_p, log_alpha, skip_in, labels, labels_len, logits_len,
          counted) = ctx.saved_tensors
         batch, t_max, width = log_p.shape
@@ -536,7 +562,7 @@ class CtcLoss(torch.autograd.Function):
         grad = torch.where(keep[:, :, None], grad * scale, 0.0)
         full = torch.zeros(shape, dtype=dtype, device=device)
         full[:, :t_max] = grad.to(dtype)
-        return None, None, full, None
+        return None, None, full, None, None, None
 
 
 def _check_ctc_inputs(labels, labels_len, logits, logits_len):
@@ -566,24 +592,35 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len):
 
 
 def ctc_loss(labels: torch.Tensor, labels_len: torch.Tensor, logits: torch.Tensor,
-             logits_len: torch.Tensor) -> torch.Tensor:
-    """Per-example CTC loss, with the original's numbers and its custom gradient.
+             logits_len: torch.Tensor, *, exact: bool = False,
+             zero_infinity: bool = False) -> torch.Tensor:
+    """Per-example CTC loss: the original's numbers by default, the exact loss on request.
 
     Args:
       labels: ``(B, L)`` integer blank-augmented labels with boundary blanks, as
         :func:`to_blank_augmented_labels` returns them; padding past each length is
         ignored.
       labels_len: ``(B,)`` augmented lengths ``2U + 1``.
-      logits: ``(B, T, C)`` unnormalised scores; C includes the blank.
+      logits: ``(B, T, C)`` unnormalised scores; C includes the blank. Any float
+        dtype: float64 computes in float64, the others in float32.
       logits_len: ``(B,)`` valid frame counts; frames past them are ignored,
         whatever they hold.
+      exact: keyword-only. False (the default) keeps the original's loss: minus the
+        larger of the two final states' log forward variables (not their log-sum-exp,
+        so at or above the exact value by at most log 2), and 0 for examples with
+        ``logits_len < labels_len`` even where an alignment exists. True gives the
+        exact CTC negative log-likelihood, as ``torch.nn.functional.ctc_loss`` on
+        ``log_softmax(logits)``. An example is feasible when
+        ``logits_len >= U + (number of adjacent repeated labels)``; an infeasible one
+        gets an ``inf`` loss.
+      zero_infinity: keyword-only, with ``exact``: infeasible examples get loss 0.
 
     Returns:
-      ``(B,)`` loss in the dtype of ``logits``. As in the original it is minus the
-      larger of the two final states' log forward variables (not their log-sum-exp,
-      so it is at or above the exact CTC negative log-likelihood by at most log 2),
-      and 0 for examples with ``logits_len < labels_len``. The gradient (see
-      :class:`CtcLoss`) is the exact CTC gradient.
+      ``(B,)`` loss in the dtype of ``logits``. The gradient (see :class:`CtcLoss`) is
+      the exact CTC gradient in both modes, so in the default mode it is not the
+      derivative of the returned loss (as in the original). It is 0 for examples whose
+      loss is not counted: masked ones by default, infeasible ones in exact mode. For
+      those, ``torch.nn.functional.ctc_loss`` returns NaN unless ``zero_infinity``.
 
     Raises:
       TypeError: a non-integer label or length tensor, or non-float logits.
@@ -591,4 +628,119 @@ def ctc_loss(labels: torch.Tensor, labels_len: torch.Tensor, logits: torch.Tenso
         larger than its padded axis, an even ``labels_len``, or a label id outside
         ``[0, C - 1]``.
     """
-    return CtcLoss.apply(labels, labels_len, logits, logits_len)
+    return CtcLoss.apply(labels, labels_len, logits, logits_len, bool(exact), bool(zero_infinity))
+
+
+# ----------------------------------------------------------------------------------
+# A training-ready module with the usual PyTorch interface.
+# ----------------------------------------------------------------------------------
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class CtcLossModule(torch.nn.Module):
+    """CTC loss as a ``torch.nn.Module``, batch-first, for training (e.g. Hugging Face).
+
+    ``forward(logits (B, T, C), labels (B, U), logits_len=None, labels_len=None)``:
+
+    * ``labels`` are raw label ids. With ``labels_len=None`` they are padded at the
+      end with any negative value (Hugging Face uses -100); otherwise positions past
+      ``labels_len`` are ignored, whatever they hold.
+    * ``logits_len=None`` means every frame is valid.
+
+    Options (all keyword-only):
+
+    * ``blank`` (0): the blank's class id.
+    * ``shift_labels`` (False): label ids are already class ids and must differ from
+      ``blank``, as with a Hugging Face tokenizer whose pad token is the blank. True
+      uses the original's convention instead: ids ``>= blank`` are raised by one.
+    * ``reduction`` ("mean"): "mean" divides each loss by its target length (at least
+      1) and averages over the batch, as ``torch.nn.CTCLoss``; "sum"; or "none" for
+      the ``(B,)`` losses.
+    * ``zero_infinity`` (False): infeasible examples get loss 0 instead of ``inf``.
+    * ``exact`` (True): the exact CTC negative log-likelihood. False gives the TF
+      original's approximation (see :func:`ctc_loss`).
+
+    Gradients are 0 for infeasible examples, never NaN.
+    """
+
+    def __init__(self, *, blank: int = 0, shift_labels: bool = False,
+                 reduction: str = "mean", zero_infinity: bool = False, exact: bool = True):
+        super().__init__()
+        if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or blank < 0:
+            raise ValueError(f"blank must be a class id >= 0, got {blank!r}")
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        self.blank = int(blank)
+        self.shift_labels = bool(shift_labels)
+        self.reduction = reduction
+        self.zero_infinity = bool(zero_infinity)
+        self.exact = bool(exact)
+
+    def extra_repr(self) -> str:
+        return (f"blank={self.blank}, shift_labels={self.shift_labels}, "
+                f"reduction={self.reduction!r}, zero_infinity={self.zero_infinity}, "
+                f"exact={self.exact}")
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor,
+                logits_len: torch.Tensor | None = None,
+                labels_len: torch.Tensor | None = None) -> torch.Tensor:
+        aug, aug_len, logits, logits_len, target_len = self._prepare(
+            logits, labels, logits_len, labels_len)
+        loss = ctc_loss(aug, aug_len, logits, logits_len, exact=self.exact,
+                        zero_infinity=self.zero_infinity)  # (B,)
+        if self.reduction == "none":
+            return loss
+        if self.reduction == "sum":
+            return loss.sum()
+        return (loss / target_len.clamp(min=1).to(loss.dtype)).mean()
+
+    def _prepare(self, logits, labels, logits_len, labels_len):
+        """Checks the batch-first inputs; returns blank-augmented labels and lengths."""
+        if not torch.is_tensor(logits):
+            raise TypeError(f"logits must be a tensor (B, T, C), got {type(logits).__name__}")
+        _check_float(logits, "logits", 3, "(B, T, C)")
+        batch, frames, classes = logits.shape
+        if self.blank >= classes:
+            raise ValueError(f"blank {self.blank} is outside the vocabulary [0, {classes - 1}] "
+                             f"of logits with C={classes} classes")
+        labels = _as_tensor(labels, "labels", logits.device)
+        _check_int(labels, "labels", 2, "(B, U)")
+        _check_batch(batch, labels=labels)
+        width = labels.shape[1]
+        positions = torch.arange(width, device=logits.device)
+        if labels_len is None:
+            present = labels >= 0  # (B, U)
+            labels_len = present.sum(dim=1)
+            if bool((present != (positions < labels_len[:, None])).any()):
+                b = int((present != (positions < labels_len[:, None])).any(dim=1).nonzero()[0])
+                raise ValueError(f"labels of example {b} has a negative (padding) id before a "
+                                 "label id: pad only at the end, or pass labels_len")
+        else:
+            labels_len = _as_tensor(labels_len, "labels_len", logits.device)
+            _check_int(labels_len, "labels_len", 1, "(B,)")
+            _check_batch(batch, labels_len=labels_len)
+            _check_lengths(labels_len, "labels_len", width, "label axis of labels")
+        if logits_len is None:
+            logits_len = torch.full((batch,), frames, dtype=torch.long, device=logits.device)
+        else:
+            logits_len = _as_tensor(logits_len, "logits_len", logits.device)
+            _check_int(logits_len, "logits_len", 1, "(B,)")
+            _check_batch(batch, logits_len=logits_len)
+            _check_lengths(logits_len, "logits_len", frames, "time axis of logits")
+
+        valid = positions < labels_len[:, None]
+        labels = torch.where(valid, labels, 0).long()
+        if self.shift_labels:
+            bad = valid & ((labels < 0) | (labels >= classes - 1))
+            rule = f"raw ids in [0, {classes - 2}] (ids >= blank are raised by one)"
+        else:
+            bad = valid & ((labels < 0) | (labels >= classes) | (labels == self.blank))
+            rule = f"class ids in [0, {classes - 1}] other than the blank {self.blank}"
+        if bool(bad.any()):
+            b, j = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"labels holds id {int(labels[b, j])} at example {b}, position "
+                             f"{j}; expected {rule} for logits with C={classes} classes")
+        if self.shift_labels:
+            labels = labels + (labels >= self.blank).long()
+        aug, aug_len = _interleave_blanks(labels, labels_len.long(), self.blank)
+        return aug, aug_len, logits, logits_len, labels_len
