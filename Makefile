@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned exactly, so no later step can pull a newer (CUDA) build.
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[tf,test]"
+	$(PY) -m pip install -e ".[tf,hf,test]"
 	touch $(STAMP)
 
 test: $(STAMP)
