@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test compare clean
+.PHONY: test compare bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(STAMP)
 # The side-by-side TF vs PyTorch table; pass options with ARGS="--cases 50 --seed 1".
 compare: $(STAMP)
 	$(PY) -m parity_tests.compare $(ARGS)
+
+# Speed and memory against PyTorch's native CTC; options with ARGS="--repeats 31".
+bench: $(STAMP)
+	$(PY) benchmarks/bench.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -34,6 +34,7 @@ Where this port departs from the original (each with its reason):
 from __future__ import annotations
 
 import math
+import os
 from typing import Dict, Tuple
 
 import numpy as np
@@ -51,6 +52,7 @@ __all__ = [
     "CtcLoss",
     "ctc_loss",
     "CtcLossModule",
+    "backend",
 ]
 
 # The original's stand-in for log(0): float32(log(1e-307)), i.e. -706.8936.
@@ -483,12 +485,65 @@ class CtcLoss(torch.autograd.Function):
         # As if padding were trimmed: the time and label axes end at the longest length.
         t_max = int(logits_len.max())
         width = int(labels_len.max())
-        labels = labels[:, :width].long()  # (B, L)
+        labels = labels[:, :width].long().contiguous()  # (B, L)
+        labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
         compute = _compute_dtype(logits.dtype)
         log_probs = torch.log_softmax(logits[:, :t_max].to(compute), dim=2)  # (B, T', C)
 
-        frame_ok = torch.arange(t_max, device=logits.device)[None, :] < logits_len[:, None]
-        state_ok = torch.arange(width, device=logits.device)[None, :] < labels_len[:, None]
+        run = _kernel_backend() if logits.device.type == "cpu" else None
+        run = run or _TorchBackend
+        state, final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
+        if exact:
+            # Graves et al. 2006, eq. 8: p(l|x) sums the two final states.
+            log_like = torch.logaddexp(final_a, final_b)
+        else:
+            log_like = torch.maximum(final_a, final_b)  # the original's approximation
+        # With no frames only an empty label (a single blank state) aligns.
+        no_frames = logits_len == 0
+        log_like = torch.where(no_frames, torch.where(labels_len == 1, 0.0, -math.inf), log_like)
+        if exact:
+            # Infeasible (T_b < U + repeats) leaves -inf: the loss is inf, or 0 with
+            # zero_infinity; either way the gradient is 0, never NaN.
+            counted = torch.isfinite(log_like)
+            loss = torch.where(counted, -log_like, 0.0 if zero_infinity else math.inf)
+        else:
+            # The original's rule: an example counts only when T_b >= L_b (= 2U + 1).
+            counted = logits_len >= labels_len
+            loss = torch.where(counted, -log_like, 0.0)
+
+        ctx.run = run
+        ctx.save_for_backward(log_probs, labels, labels_len, logits_len, counted, *state)
+        return loss.to(logits.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss):
+        shape, dtype, device = ctx.logits_meta
+        if ctx.empty:
+            return None, None, torch.zeros(shape, dtype=dtype, device=device), None, None, None
+        log_probs, labels, labels_len, logits_len, counted, *state = ctx.saved_tensors
+        # Examples whose loss is not counted get exactly 0, whatever their posterior.
+        scale = torch.where(counted, grad_loss.to(log_probs.dtype), 0.0)  # (B,)
+        grad = ctx.run.backward(state, log_probs, labels, labels_len, logits_len, scale)
+        full = torch.zeros(shape, dtype=dtype, device=device)
+        full[:, : grad.shape[1]] = grad.to(dtype)
+        return None, None, full, None, None, None
+
+
+class _TorchBackend:
+    """Pure PyTorch, vectorised over batch and states, one Python loop over time.
+    Runs on any device; the compiled kernel replaces it on CPU when available."""
+
+    @staticmethod
+    def forward(log_probs, labels, labels_len, logits_len):
+        """Returns ``(state for backward, final_a, final_b)``: the unnormalised log
+        alpha ``(B,)`` of the last state and of the one before it (-inf if L_b == 1) at
+        frame ``T_b - 1``."""
+        batch, t_max, _ = log_probs.shape
+        width = labels.shape[1]
+        device = log_probs.device
+        frame_ok = torch.arange(t_max, device=device)[None, :] < logits_len[:, None]
+        state_ok = torch.arange(width, device=device)[None, :] < labels_len[:, None]
         index = labels[:, None, :].expand(batch, t_max, width)
         log_p = log_probs.gather(2, index)  # (B, T', L)
         # Select, never multiply: padded frames emit log 1 (leaving alpha finite and
@@ -501,48 +556,22 @@ class CtcLoss(torch.autograd.Function):
             skip_in[:, 2:] = torch.where(labels[:, 2:] != labels[:, :-2], 0.0, -math.inf)
         log_alpha, log_norm = _forward_pass(log_p, skip_in)
 
-        last = (logits_len.long() - 1).clamp(min=0)  # (B,)
-        rows = torch.arange(batch, device=logits.device)
-        alpha_last = log_alpha[rows, last]  # (B, L)
-        end_state = (labels_len.long() - 1)[:, None]
-        # With an empty label (L_b == 1) there is one final state, used alone.
-        before_end = torch.where(end_state >= 1, end_state - 1, end_state)
-        final_a = alpha_last.gather(1, end_state)[:, 0]
-        final_b = alpha_last.gather(1, before_end)[:, 0]
-        if exact:
-            # Graves et al. 2006, eq. 8: p(l|x) sums the two final states.
-            log_final = torch.where(end_state[:, 0] >= 1, torch.logaddexp(final_a, final_b),
-                                    final_a)
-        else:
-            log_final = torch.maximum(final_a, final_b)  # the original's approximation
-        log_like = log_final + torch.where(frame_ok, log_norm, 0.0).sum(dim=1)
-        # T_b == 0 reads frame 0 above; with no frames only an empty label aligns.
-        no_frames = logits_len == 0
-        log_like = torch.where(no_frames & (labels_len == 1), 0.0, log_like)
-        log_like = torch.where(no_frames & (labels_len > 1), -math.inf, log_like)
-        if exact:
-            # Infeasible (T_b < U + repeats) leaves -inf: the loss is inf, or 0 with
-            # zero_infinity; either way the gradient is 0, never NaN.
-            counted = torch.isfinite(log_like)
-            loss = torch.where(counted, -log_like, 0.0 if zero_infinity else math.inf)
-        else:
-            # The original's rule: an example counts only when T_b >= L_b (= 2U + 1).
-            counted = logits_len >= labels_len
-            loss = torch.where(counted, -log_like, 0.0)
-
-        ctx.save_for_backward(log_probs, log_p, log_alpha, skip_in, labels,
-                              labels_len, logits_len, counted)
-        return loss.to(logits.dtype)
+        last = (logits_len - 1).clamp(min=0)  # (B,)
+        alpha_last = log_alpha[torch.arange(batch, device=device), last]  # (B, L)
+        total = torch.where(frame_ok, log_norm, 0.0).sum(dim=1)  # (B,)
+        end_state = (labels_len - 1).clamp(min=0)[:, None]
+        final_a = alpha_last.gather(1, end_state)[:, 0] + total
+        final_b = alpha_last.gather(1, (end_state - 1).clamp(min=0))[:, 0] + total
+        final_b = torch.where(labels_len >= 2, final_b, -math.inf)
+        return (log_p, log_alpha, skip_in), final_a, final_b
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_loss):
-        shape, dtype, device = ctx.logits_meta
-        if ctx.empty:
-            return None, None, torch.zeros(shape, dtype=dtype, device=device), None, None, None
-        (log_probs, log_p, log_alpha, skip_in, labels, labels_len, logits_len,
-         counted) = ctx.saved_tensors
+    def backward(state, log_probs, labels, labels_len, logits_len, scale):
+        """d loss / d logits ``(B, T', C)`` times ``scale`` ``(B,)``; 0 on padded frames
+        and wherever ``scale`` is 0."""
+        log_p, log_alpha, skip_in = state
         batch, t_max, width = log_p.shape
+        device = log_p.device
         states = torch.arange(width, device=device)
         log_end = torch.where((states == labels_len[:, None] - 1)
                               | (states == labels_len[:, None] - 2), 0.0, -math.inf)
@@ -555,14 +584,253 @@ class CtcLoss(torch.autograd.Function):
         log_gamma = log_gamma - torch.logsumexp(log_gamma, dim=2, keepdim=True)
         index = labels[:, None, :].expand(batch, t_max, width)
         grad = log_probs.exp().scatter_add(2, index, -log_gamma.exp())  # (B, T', C)
-
         frame_ok = torch.arange(t_max, device=device)[None, :] < logits_len[:, None]
-        keep = frame_ok & counted[:, None]  # (B, T')
-        scale = grad_loss.to(grad.dtype)[:, None, None]
-        grad = torch.where(keep[:, :, None], grad * scale, 0.0)
-        full = torch.zeros(shape, dtype=dtype, device=device)
-        full[:, :t_max] = grad.to(dtype)
-        return None, None, full, None, None, None
+        keep = frame_ok & (scale != 0)[:, None]  # (B, T')
+        return torch.where(keep[:, :, None], grad * scale[:, None, None], 0.0)
+
+
+# ----------------------------------------------------------------------------------
+# The optional compiled kernel (CPU). The same recursion as _TorchBackend, in C: one
+# pass forward storing normalised alpha, one pass backward keeping only the current
+# beta frame and writing the gradient directly, so neither beta nor the per-state
+# emissions are ever stored. Built once with the system C compiler and cached; if
+# that fails, or SEQ_LOSS_UTIL_KERNEL=0, the pure PyTorch backend runs instead.
+# ----------------------------------------------------------------------------------
+_KERNEL_SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CAT2(a, b) a##_##b
+#define CAT(a, b) CAT2(a, b)
+#define FN(name) CAT(name, SFX)
+#define NEG_INF (-(REAL)INFINITY)
+
+/* log(exp(a) + exp(b) + exp(c)); -inf when all three are -inf. */
+static inline REAL FN(lse3)(REAL a, REAL b, REAL c) {
+    REAL m = a > b ? a : b;
+    m = m > c ? m : c;
+    if (m == NEG_INF) return NEG_INF;
+    return m + LOG(EXP(a - m) + EXP(b - m) + EXP(c - m));
+}
+
+/* Forward variables (Graves et al. 2006, eq. 6-7) for examples b0 <= b < b1.
+ * lp (B, T, C) log-probabilities; labels (B, L) augmented; alpha (B, T, L) receives
+ * log alpha shifted per frame so that its largest state is 0; finals (B, 2) receives
+ * the unnormalised log alpha of states L_b - 1 and L_b - 2 at frame T_b - 1. */
+void FN(ctc_forward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels,
+                     int64_t L, const int64_t *label_len, const int64_t *logit_len,
+                     int64_t b0, int64_t b1, REAL *alpha, REAL *finals) {
+    REAL *start = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
+    for (int64_t s = 0; s < L; ++s) start[s] = NEG_INF;
+    if (L > 0) start[0] = 0;  /* the start vector: a virtual frame before t = 0 */
+    for (int64_t b = b0; b < b1; ++b) {
+        const int64_t *l = labels + b * L;
+        const int64_t Tb = logit_len[b], Lb = label_len[b];
+        const REAL *lpb = lp + b * T * C;
+        REAL *ab = alpha + b * T * L;
+        REAL total = 0;
+        finals[2 * b] = finals[2 * b + 1] = NEG_INF;
+        if (Tb == 0 || Lb == 0) continue;
+        for (int64_t t = 0; t < Tb; ++t) {
+            const REAL *prev = t == 0 ? start : ab + (t - 1) * L;
+            const REAL *e = lpb + t * C;
+            REAL *cur = ab + t * L, m = NEG_INF;
+            for (int64_t s = 0; s < Lb; ++s) {
+                REAL stay = prev[s];
+                REAL advance = s >= 1 ? prev[s - 1] : NEG_INF;
+                REAL skip = (s >= 2 && l[s] != l[s - 2]) ? prev[s - 2] : NEG_INF;
+                REAL x = FN(lse3)(stay, advance, skip) + e[l[s]];
+                cur[s] = x;
+                if (x > m) m = x;
+            }
+            if (m > NEG_INF) {
+                for (int64_t s = 0; s < Lb; ++s) cur[s] -= m;
+                total += m;
+            }
+        }
+        const REAL *last = ab + (Tb - 1) * L;
+        finals[2 * b] = last[Lb - 1] + total;
+        if (Lb >= 2) finals[2 * b + 1] = last[Lb - 2] + total;
+    }
+    free(start);
+}
+
+/* Gradient of the loss with respect to the logits, times scale[b] (Graves et al.
+ * 2006, eq. 14-16): softmax minus the per-class posterior of the states, from alpha
+ * and a backward variable that is recomputed frame by frame. grad (B, T, C) is
+ * written in full for examples b0 <= b < b1: 0 on padded frames and where scale[b]
+ * is 0. */
+void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels,
+                      int64_t L, const int64_t *label_len, const int64_t *logit_len,
+                      const REAL *alpha, const REAL *scale, int64_t b0, int64_t b1,
+                      REAL *grad) {
+    REAL *beta = (REAL *)malloc(sizeof(REAL) * (L + 2));
+    REAL *next = (REAL *)malloc(sizeof(REAL) * (L + 2));
+    for (int64_t b = b0; b < b1; ++b) {
+        const int64_t *l = labels + b * L;
+        const int64_t Tb = logit_len[b], Lb = label_len[b];
+        const REAL *lpb = lp + b * T * C, *ab = alpha + b * T * L;
+        const REAL sc = scale[b];
+        REAL *gb = grad + b * T * C;
+        if (sc == 0 || Tb == 0 || Lb == 0) {
+            memset(gb, 0, sizeof(REAL) * T * C);
+            continue;
+        }
+        memset(gb + Tb * C, 0, sizeof(REAL) * (T - Tb) * C);
+        for (int64_t s = 0; s < Lb; ++s) beta[s] = NEG_INF;
+        beta[Lb - 1] = 0;
+        if (Lb >= 2) beta[Lb - 2] = 0;
+        next[Lb] = next[Lb + 1] = NEG_INF;
+        for (int64_t t = Tb - 1; t >= 0; --t) {
+            if (t < Tb - 1) {  /* beta over frames after t, from beta of frame t + 1 */
+                const REAL *e = lpb + (t + 1) * C;
+                for (int64_t s = 0; s < Lb; ++s) next[s] = beta[s] + e[l[s]];
+                REAL m = NEG_INF;
+                for (int64_t s = 0; s < Lb; ++s) {
+                    REAL skip = (s + 2 < Lb && l[s + 2] != l[s]) ? next[s + 2] : NEG_INF;
+                    REAL y = FN(lse3)(next[s], next[s + 1], skip);
+                    beta[s] = y;
+                    if (y > m) m = y;
+                }
+                if (m > NEG_INF)
+                    for (int64_t s = 0; s < Lb; ++s) beta[s] -= m;
+            }
+            const REAL *a = ab + t * L, *e = lpb + t * C;
+            REAL m = NEG_INF, sum = 0;
+            for (int64_t s = 0; s < Lb; ++s)
+                if (a[s] + beta[s] > m) m = a[s] + beta[s];
+            for (int64_t s = 0; s < Lb; ++s) sum += EXP(a[s] + beta[s] - m);
+            const REAL log_z = m + LOG(sum);
+            REAL *g = gb + t * C;
+            for (int64_t c = 0; c < C; ++c) g[c] = EXP(e[c]) * sc;
+            for (int64_t s = 0; s < Lb; ++s) g[l[s]] -= EXP(a[s] + beta[s] - log_z) * sc;
+        }
+    }
+    free(beta);
+    free(next);
+}
+"""
+
+_KERNEL_VARIANTS = {torch.float32: ("f32", "float", "expf", "logf"),
+                    torch.float64: ("f64", "double", "exp", "log")}
+_kernel_lib = None  # the loaded library, False once building it has failed
+_kernel_pool = None
+
+
+def _build_kernel():
+    """Compiles the kernel (once per source and machine) and loads it with ctypes."""
+    import ctypes
+    import hashlib
+    import platform
+    import shutil
+    import subprocess
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    flags = ["-O3", "-std=c11", "-shared", "-fPIC"]
+    key = hashlib.sha256("\0".join([_KERNEL_SOURCE, str(compiler), platform.machine(),
+                                    *flags]).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("SEQ_LOSS_UTIL_CACHE",
+                                Path.home() / ".cache" / "seq_loss_util"))
+    target = cache / f"ctc_kernel_{key}.so"
+    try:
+        if not target.exists():
+            if compiler is None:
+                raise RuntimeError("no C compiler found (set CC)")
+            cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:
+                objects = []
+                for sfx, real, exp, log in _KERNEL_VARIANTS.values():
+                    src = Path(tmp) / f"ctc_{sfx}.c"
+                    src.write_text(f"#define REAL {real}\n#define SFX {sfx}\n#define EXP {exp}\n"
+                                   f"#define LOG {log}\n" + _KERNEL_SOURCE)
+                    objects.append(str(src))
+                built = Path(tmp) / "kernel.so"
+                # Each variant is a separate translation unit; one shared library.
+                subprocess.run([compiler, *flags, *objects, "-o", str(built), "-lm"],
+                               check=True, capture_output=True, text=True)
+                os.replace(built, target)  # atomic: concurrent builders are safe
+        lib = ctypes.CDLL(str(target))
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        detail = getattr(e, "stderr", "") or str(e)
+        warnings.warn(f"seq_loss_util: the compiled CTC kernel is unavailable ({detail.strip()}"
+                      "); using the pure PyTorch implementation", RuntimeWarning, stacklevel=3)
+        return False
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    for sfx, *_ in _KERNEL_VARIANTS.values():
+        getattr(lib, f"ctc_forward_{sfx}").argtypes = [p, i64, i64, p, i64, p, p, i64, i64, p, p]
+        getattr(lib, f"ctc_backward_{sfx}").argtypes = [p, i64, i64, p, i64, p, p, p, p, i64, i64,
+                                                        p]
+    return lib
+
+
+def _kernel_backend():
+    """The compiled backend, or None (disabled by SEQ_LOSS_UTIL_KERNEL=0, or no compiler)."""
+    global _kernel_lib
+    if os.environ.get("SEQ_LOSS_UTIL_KERNEL", "1") == "0":
+        return None
+    if _kernel_lib is None:
+        _kernel_lib = _build_kernel()
+    return _KernelBackend if _kernel_lib else None
+
+
+def backend(device="cpu") -> str:
+    """Which implementation ``ctc_loss`` runs on ``device``: "c-kernel" or "pytorch"."""
+    if torch.device(device).type == "cpu" and _kernel_backend() is not None:
+        return "c-kernel"
+    return "pytorch"
+
+
+def _in_parallel(fn, batch: int, work: int) -> None:
+    """Runs ``fn(b0, b1)`` over batch chunks on torch's thread count. ctypes releases
+    the GIL during the call, so the chunks run at once on separate cores."""
+    global _kernel_pool
+    threads = min(torch.get_num_threads(), batch)
+    if threads <= 1 or work < 50_000:  # small problems: threads cost more than they save
+        fn(0, batch)
+        return
+    if _kernel_pool is None or _kernel_pool._max_workers < threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _kernel_pool = ThreadPoolExecutor(max_workers=threads)
+    bounds = [batch * i // threads for i in range(threads + 1)]
+    for future in [_kernel_pool.submit(fn, lo, hi) for lo, hi in zip(bounds, bounds[1:])]:
+        future.result()
+
+
+class _KernelBackend:
+    """The compiled kernel on CPU tensors, float32 or float64."""
+
+    @staticmethod
+    def forward(log_probs, labels, labels_len, logits_len):
+        batch, t_max, classes = log_probs.shape  # all inputs contiguous (CtcLoss.forward)
+        width = labels.shape[1]
+        alpha = log_probs.new_empty(batch, t_max, width)  # (B, T', L)
+        finals = log_probs.new_empty(batch, 2)
+        run = getattr(_kernel_lib, f"ctc_forward_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
+        _in_parallel(lambda b0, b1: run(
+            log_probs.data_ptr(), t_max, classes, labels.data_ptr(), width,
+            labels_len.data_ptr(), logits_len.data_ptr(), b0, b1, alpha.data_ptr(),
+            finals.data_ptr()), batch, batch * t_max * width)
+        return (alpha,), finals[:, 0], finals[:, 1]
+
+    @staticmethod
+    def backward(state, log_probs, labels, labels_len, logits_len, scale):
+        (alpha,) = state
+        batch, t_max, classes = log_probs.shape
+        width = labels.shape[1]
+        scale = scale.contiguous()
+        grad = torch.empty_like(log_probs)  # (B, T', C), written in full by the kernel
+        run = getattr(_kernel_lib, f"ctc_backward_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
+        _in_parallel(lambda b0, b1: run(
+            log_probs.data_ptr(), t_max, classes, labels.data_ptr(), width,
+            labels_len.data_ptr(), logits_len.data_ptr(), alpha.data_ptr(), scale.data_ptr(),
+            b0, b1, grad.data_ptr()), batch, batch * t_max * (width + classes))
+        return grad
 
 
 def _check_ctc_inputs(labels, labels_len, logits, logits_len):

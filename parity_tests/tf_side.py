@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def quiet_native_stderr():
     """TF's C++ start-up logs to fd 2 before any log setting applies; hide just that."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -33,7 +33,7 @@ def _quiet_native_stderr():
 
 def tensorflow_available() -> bool:
     try:
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             import tensorflow  # noqa: F401
             import tensorflow_probability  # noqa: F401
     except ImportError:
@@ -60,7 +60,7 @@ class TfRunner:
 
         self._tf = tf
         self._run = run
-        with _quiet_native_stderr():  # device discovery logs on the first op, not on import
+        with quiet_native_stderr():  # device discovery logs on the first op, not on import
             self.loss_and_grad(np.array([[0, 1, 0]]), np.array([3]),
                                np.zeros((1, 3, 2), np.float32), np.array([3]))
 

@@ -1,0 +1,238 @@
+"""Speed and memory of seq_loss_util.ctc_loss against PyTorch's native CTC kernel.
+
+    python benchmarks/bench.py [--repeats 15] [--device cpu] [--sizes B,T,C,U ...]
+                               [--no-tf] [--no-memory] [--json FILE] [--smoke]
+
+For each size (B, T, C, U), the median over repeated runs of the forward pass and
+of forward + backward, for this port (the original's mode and exact=True), for
+``torch.nn.functional.ctc_loss`` (the native kernel) and, when TensorFlow is
+installed (and not ``--no-tf``), for the TF reference in ``tf.function`` (forward +
+backward only, on CPU). Every implementation
+starts from the same logits, so the native kernel's time includes the
+``log_softmax`` it needs. Ratios are to the native kernel measured in the same run.
+The peak memory of one forward + backward beyond the inputs is measured as well,
+from the profiler's memory timeline on CPU or CUDA's peak allocated memory. An implementation that
+would take over a minute at a size is skipped, and the table says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import seq_loss_util as S  # noqa: E402
+
+SIZES = [(4, 50, 10, 10), (16, 200, 32, 40), (32, 400, 32, 80), (8, 1000, 64, 200),
+         (8, 200, 1000, 40)]
+CUDA_SIZES = [(32, 400, 32, 80), (64, 1000, 128, 200)]
+SMOKE_SIZES = [(2, 20, 6, 4)]
+SCALING_BTC = (8, 1000, 64)
+SCALING_U = (50, 100, 200, 400)
+# Goals from the issue: the most this port may take, as a multiple of native.
+GOALS = {(4, 50, 10, 10): 5.0, (16, 200, 32, 40): 2.0, (32, 400, 32, 80): 1.5,
+         (8, 1000, 64, 200): 1.5, (8, 200, 1000, 40): 2.0}
+CUDA_GOALS = {(32, 400, 32, 80): 2.0, (64, 1000, 128, 200): 2.0}
+BUDGET_S = 60.0
+
+
+def make_inputs(size, device, seed=0):
+    """Full-length frames and labels of length U (no repeats forced), blank 0."""
+    batch, frames, classes, width = size
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, frames, classes, generator=g).to(device)
+    raw = torch.randint(1, classes, (batch, width), generator=g).to(device)
+    raw_len = torch.full((batch,), width, dtype=torch.long, device=device)
+    logits_len = torch.full((batch,), frames, dtype=torch.long, device=device)
+    aug = S.to_blank_augmented_labels({"SEQ_DATA": raw - 1, "SEQ_LEN": raw_len}, 0)
+    return dict(logits=logits, raw=raw, raw_len=raw_len, logits_len=logits_len,
+                aug=aug["SEQ_DATA"], aug_len=aug["SEQ_LEN"])
+
+
+def port(exact):
+    def run(x, inp):
+        return S.ctc_loss(inp["aug"], inp["aug_len"], x, inp["logits_len"], exact=exact)
+    return run
+
+
+def native(x, inp):
+    return torch.nn.functional.ctc_loss(x.log_softmax(-1).transpose(0, 1), inp["raw"],
+                                        inp["logits_len"], inp["raw_len"], blank=0,
+                                        reduction="none")
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_it(fn, inp, device, repeats, backward):
+    """Median milliseconds of one call (and its backward), after a warm-up call."""
+    def once():
+        x = inp["logits"].detach().requires_grad_(backward)
+        sync(device)
+        start = time.perf_counter()
+        loss = fn(x, inp)
+        if backward:
+            loss.sum().backward()
+        sync(device)
+        return (time.perf_counter() - start) * 1e3
+    first = once()
+    if first / 1e3 * (repeats + 1) > BUDGET_S:
+        return None
+    return statistics.median(once() for _ in range(repeats))
+
+
+def peak_memory_mb(impl, size, device):
+    """Peak memory of one forward + backward beyond what existed before it, in MB.
+
+    CUDA: the allocator's peak. CPU: the profiler's memory timeline, which records
+    every allocation and free (torch.profiler._memory_profiler: a private API, used
+    here because PyTorch's CPU allocator keeps no peak statistic).
+    """
+    inp = make_inputs(size, device)
+    x = inp["logits"].detach().requires_grad_(True)
+    fn = IMPLS[impl]
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn(x, inp).sum().backward()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import MemoryProfileTimeline
+
+    from parity_tests.tf_side import quiet_native_stderr
+
+    with quiet_native_stderr():  # the profiler logs its start and stop to fd 2
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True,
+                     record_shapes=True, with_stack=True) as prof:
+            fn(x, inp).sum().backward()
+    _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline("cpu")
+    totals = [sum(row) for row in sizes]
+    return (max(totals) - totals[0]) / 2**20
+
+
+def tf_runner():
+    try:
+        from parity_tests.tf_side import runner, tensorflow_available
+    except ImportError:
+        return None
+    if not tensorflow_available():
+        return None
+    return runner()
+
+
+def tf_time(runner, inp, repeats):
+    args = [inp[k].cpu().numpy() for k in ("aug", "aug_len", "logits", "logits_len")]
+    def once():
+        start = time.perf_counter()
+        runner.loss_and_grad(*args)
+        return (time.perf_counter() - start) * 1e3
+    first = once()  # tracing
+    second = once()
+    if second / 1e3 * repeats > BUDGET_S:
+        return None
+    return statistics.median([second] + [once() for _ in range(repeats - 1)])
+
+
+IMPLS = {"native": native, "port": port(False), "port exact": port(True)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--sizes", nargs="*", help="sizes as B,T,C,U (default: the issue's)")
+    p.add_argument("--no-tf", action="store_true",
+                   help="do not time the TF reference (timed when TensorFlow is installed)")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory column")
+    p.add_argument("--smoke", action="store_true", help="one tiny size, 2 repeats")
+    p.add_argument("--json", metavar="FILE")
+    args = p.parse_args(argv)
+    if args.sizes:
+        sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes]
+    elif args.smoke:
+        sizes, args.repeats = SMOKE_SIZES, 2
+    else:
+        sizes = CUDA_SIZES if args.device.startswith("cuda") else SIZES
+    goals = CUDA_GOALS if args.device.startswith("cuda") else GOALS
+    runner = None if args.no_tf or args.device.startswith("cuda") else tf_runner()
+
+    device_name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+                   else platform.processor() or platform.machine())
+    tf_version = None
+    if runner is not None:
+        import tensorflow as tf
+        tf_version = tf.__version__
+    print(f"device {args.device} ({device_name}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, TF {tf_version or 'not timed'}, "
+          f"port backend: {S.backend(args.device)}, median of {args.repeats}, float32")
+    header = (f"{'(B, T, C, U)':<20} {'impl':<14} {'fwd ms':>9} {'fwd+bwd ms':>11} "
+              f"{'x native':>9} {'peak MB':>9}  goal")
+    print(header)
+    print("-" * len(header))
+    rows = []
+    impls = list(IMPLS.items())
+    for size in sizes:
+        inp = make_inputs(size, args.device)
+        timed = {}
+        for name, fn in impls:
+            fwd = time_it(fn, inp, args.device, args.repeats, backward=False)
+            both = time_it(fn, inp, args.device, args.repeats, backward=True)
+            mem = None if args.no_memory else peak_memory_mb(name, size, args.device)
+            timed[name] = both
+            rows.append(dict(size=list(size), impl=name, fwd_ms=fwd, fwd_bwd_ms=both,
+                             peak_mb=mem))
+        if runner is not None:
+            both = tf_time(runner, inp, max(3, args.repeats // 3))
+            timed["tf"] = both
+            rows.append(dict(size=list(size), impl="tf (tf.function)", fwd_ms=None,
+                             fwd_bwd_ms=both, peak_mb=None))
+        for row in rows[-(len(impls) + (runner is not None)):]:
+            ratio = (row["fwd_bwd_ms"] / timed["native"]
+                     if row["fwd_bwd_ms"] is not None and timed["native"] else None)
+            row["ratio"] = ratio
+            goal = goals.get(size) if row["impl"].startswith("port") else None
+            row["goal"] = goal
+            row["meets_goal"] = None if goal is None or ratio is None else ratio <= goal
+            fmt = lambda v, spec: "skipped" if v is None else format(v, spec)
+            mark = "" if goal is None else f"<= {goal:g}x {'met' if row['meets_goal'] else 'MISSED'}"
+            print(f"{str(size):<20} {row['impl']:<14} {fmt(row['fwd_ms'], '9.2f'):>9} "
+                  f"{fmt(row['fwd_bwd_ms'], '11.2f'):>11} {fmt(ratio, '8.2f') + 'x':>9} "
+                  f"{fmt(row['peak_mb'], '9.1f'):>9}  {mark}", flush=True)
+    scaling = []
+    if not (args.sizes or args.smoke):
+        # Cost in L: doubling U at fixed (B, T, C) should at most double the time.
+        print(f"\ncost in L at (B, T, C) = {SCALING_BTC}, this port, fwd+bwd ms "
+              "(ratio to the previous U; goal <= 2x)")
+        previous = None
+        for width in SCALING_U:
+            size = (*SCALING_BTC, width)
+            inp = make_inputs(size, args.device)
+            ms = time_it(IMPLS["port exact"], inp, args.device, args.repeats, backward=True)
+            ratio = None if previous is None else ms / previous
+            scaling.append(dict(size=list(size), fwd_bwd_ms=ms, ratio_to_previous=ratio))
+            print(f"  U={width:<4} {ms:8.2f} ms" + ("" if ratio is None else f"  {ratio:.2f}x"))
+            previous = ms
+    if any(r["fwd_bwd_ms"] is None for r in rows):
+        print(f"skipped: would take over {BUDGET_S:.0f} s at that size")
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(
+            device=args.device, device_name=device_name, torch=torch.__version__,
+            tensorflow=tf_version, threads=torch.get_num_threads(),
+            backend=S.backend(args.device), repeats=args.repeats, rows=rows,
+            cost_in_L=scaling), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
