@@ -952,8 +952,8 @@ class CtcLossModule(torch.nn.Module):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor,
                 logits_len: torch.Tensor | None = None,
                 labels_len: torch.Tensor | None = None) -> torch.Tensor:
-        aug, aug_len, logits, logits_len, target_len = self._prepare(
-            logits, labels, logits_len, labels_len)
+        aug, aug_len, logits, logits_len, target_len = _prepare_batch_first(
+            logits, labels, logits_len, labels_len, self.blank, self.shift_labels)
         loss = ctc_loss(aug, aug_len, logits, logits_len, exact=self.exact,
                         zero_infinity=self.zero_infinity)  # (B,)
         if self.reduction == "none":
@@ -962,53 +962,59 @@ class CtcLossModule(torch.nn.Module):
             return loss.sum()
         return (loss / target_len.clamp(min=1).to(loss.dtype)).mean()
 
-    def _prepare(self, logits, labels, logits_len, labels_len):
-        """Checks the batch-first inputs; returns blank-augmented labels and lengths."""
-        if not torch.is_tensor(logits):
-            raise TypeError(f"logits must be a tensor (B, T, C), got {type(logits).__name__}")
-        _check_float(logits, "logits", 3, "(B, T, C)")
-        batch, frames, classes = logits.shape
-        if self.blank >= classes:
-            raise ValueError(f"blank {self.blank} is outside the vocabulary [0, {classes - 1}] "
-                             f"of logits with C={classes} classes")
-        labels = _as_tensor(labels, "labels", logits.device)
-        _check_int(labels, "labels", 2, "(B, U)")
-        _check_batch(batch, labels=labels)
-        width = labels.shape[1]
-        positions = torch.arange(width, device=logits.device)
-        if labels_len is None:
-            present = labels >= 0  # (B, U)
-            labels_len = present.sum(dim=1)
-            if bool((present != (positions < labels_len[:, None])).any()):
-                b = int((present != (positions < labels_len[:, None])).any(dim=1).nonzero()[0])
-                raise ValueError(f"labels of example {b} has a negative (padding) id before a "
-                                 "label id: pad only at the end, or pass labels_len")
-        else:
-            labels_len = _as_tensor(labels_len, "labels_len", logits.device)
-            _check_int(labels_len, "labels_len", 1, "(B,)")
-            _check_batch(batch, labels_len=labels_len)
-            _check_lengths(labels_len, "labels_len", width, "label axis of labels")
-        if logits_len is None:
-            logits_len = torch.full((batch,), frames, dtype=torch.long, device=logits.device)
-        else:
-            logits_len = _as_tensor(logits_len, "logits_len", logits.device)
-            _check_int(logits_len, "logits_len", 1, "(B,)")
-            _check_batch(batch, logits_len=logits_len)
-            _check_lengths(logits_len, "logits_len", frames, "time axis of logits")
 
-        valid = positions < labels_len[:, None]
-        labels = torch.where(valid, labels, 0).long()
-        if self.shift_labels:
-            bad = valid & ((labels < 0) | (labels >= classes - 1))
-            rule = f"raw ids in [0, {classes - 2}] (ids >= blank are raised by one)"
-        else:
-            bad = valid & ((labels < 0) | (labels >= classes) | (labels == self.blank))
-            rule = f"class ids in [0, {classes - 1}] other than the blank {self.blank}"
-        if bool(bad.any()):
-            b, j = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(f"labels holds id {int(labels[b, j])} at example {b}, position "
-                             f"{j}; expected {rule} for logits with C={classes} classes")
-        if self.shift_labels:
-            labels = labels + (labels >= self.blank).long()
-        aug, aug_len = _interleave_blanks(labels, labels_len.long(), self.blank)
-        return aug, aug_len, logits, logits_len, labels_len
+def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_labels):
+    """Checks batch-first inputs, as CtcLossModule and forced_align take them.
+
+    Returns ``(aug, aug_len, logits, logits_len, labels_len)``: blank-augmented labels
+    ``(B, 2U + 1)`` and their lengths, and the frame and raw label lengths (filled in
+    where None was given).
+    """
+    if not torch.is_tensor(logits):
+        raise TypeError(f"logits must be a tensor (B, T, C), got {type(logits).__name__}")
+    _check_float(logits, "logits", 3, "(B, T, C)")
+    batch, frames, classes = logits.shape
+    if blank >= classes:
+        raise ValueError(f"blank {blank} is outside the vocabulary [0, {classes - 1}] "
+                         f"of logits with C={classes} classes")
+    labels = _as_tensor(labels, "labels", logits.device)
+    _check_int(labels, "labels", 2, "(B, U)")
+    _check_batch(batch, labels=labels)
+    width = labels.shape[1]
+    positions = torch.arange(width, device=logits.device)
+    if labels_len is None:
+        present = labels >= 0  # (B, U)
+        labels_len = present.sum(dim=1)
+        if bool((present != (positions < labels_len[:, None])).any()):
+            b = int((present != (positions < labels_len[:, None])).any(dim=1).nonzero()[0])
+            raise ValueError(f"labels of example {b} has a negative (padding) id before a "
+                             "label id: pad only at the end, or pass labels_len")
+    else:
+        labels_len = _as_tensor(labels_len, "labels_len", logits.device)
+        _check_int(labels_len, "labels_len", 1, "(B,)")
+        _check_batch(batch, labels_len=labels_len)
+        _check_lengths(labels_len, "labels_len", width, "label axis of labels")
+    if logits_len is None:
+        logits_len = torch.full((batch,), frames, dtype=torch.long, device=logits.device)
+    else:
+        logits_len = _as_tensor(logits_len, "logits_len", logits.device)
+        _check_int(logits_len, "logits_len", 1, "(B,)")
+        _check_batch(batch, logits_len=logits_len)
+        _check_lengths(logits_len, "logits_len", frames, "time axis of logits")
+
+    valid = positions < labels_len[:, None]
+    labels = torch.where(valid, labels, 0).long()
+    if shift_labels:
+        bad = valid & ((labels < 0) | (labels >= classes - 1))
+        rule = f"raw ids in [0, {classes - 2}] (ids >= blank are raised by one)"
+    else:
+        bad = valid & ((labels < 0) | (labels >= classes) | (labels == blank))
+        rule = f"class ids in [0, {classes - 1}] other than the blank {blank}"
+    if bool(bad.any()):
+        b, j = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"labels holds id {int(labels[b, j])} at example {b}, position "
+                         f"{j}; expected {rule} for logits with C={classes} classes")
+    if shift_labels:
+        labels = labels + (labels >= blank).long()
+    aug, aug_len = _interleave_blanks(labels, labels_len.long(), blank)
+    return aug, aug_len, logits, logits_len, labels_len
