@@ -195,8 +195,8 @@ def main(argv=None) -> int:
         if runner is not None:
             both = tf_time(runner, inp, max(3, args.repeats // 3))
             timed["tf"] = both
-            rows.append(dict(size=list(size), impl="tf (tf.function)", fwd_ms=None,
-                             fwd_bwd_ms=both, peak_mb=None))
+            rows.append(dict(size=list(size), impl="tf (tf.function)", fwd_ms="n/a",
+                             fwd_bwd_ms=both, peak_mb="n/a"))
         for row in rows[-(len(impls) + (runner is not None)):]:
             ratio = (row["fwd_bwd_ms"] / timed["native"]
                      if row["fwd_bwd_ms"] is not None and timed["native"] else None)
@@ -204,7 +204,8 @@ def main(argv=None) -> int:
             goal = goals.get(size) if row["impl"].startswith("port") else None
             row["goal"] = goal
             row["meets_goal"] = None if goal is None or ratio is None else ratio <= goal
-            fmt = lambda v, spec: "skipped" if v is None else format(v, spec)
+            def fmt(v, spec):
+                return "skipped" if v is None else v if isinstance(v, str) else format(v, spec)
             mark = "" if goal is None else f"<= {goal:g}x {'met' if row['meets_goal'] else 'MISSED'}"
             print(f"{str(size):<20} {row['impl']:<14} {fmt(row['fwd_ms'], '9.2f'):>9} "
                   f"{fmt(row['fwd_bwd_ms'], '11.2f'):>11} {fmt(ratio, '8.2f') + 'x':>9} "
