@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Dict, Tuple
+from typing import Dict, NamedTuple, Tuple
 
 import numpy as np
 import torch
@@ -53,6 +53,11 @@ __all__ = [
     "ctc_loss",
     "CtcLossModule",
     "backend",
+    "Alignment",
+    "Segment",
+    "forced_align",
+    "alignment_segments",
+    "alignment_targets",
 ]
 
 # The original's stand-in for log(0): float32(log(1e-307)), i.e. -706.8936.
@@ -588,6 +593,49 @@ class _TorchBackend:
         keep = frame_ok & (scale != 0)[:, None]  # (B, T')
         return torch.where(keep[:, :, None], grad * scale[:, None, None], 0.0)
 
+    @staticmethod
+    def viterbi(log_probs, labels, labels_len, logits_len):
+        """The most probable alignment: ``path`` (B, T') states (-1 past T_b or where
+        none exists) and ``score`` (B,) its log-probability. Ties prefer stay, then
+        advance, as the kernel."""
+        batch, t_max, _ = log_probs.shape
+        width = labels.shape[1]
+        device = log_probs.device
+        frame_ok = torch.arange(t_max, device=device)[None, :] < logits_len[:, None]
+        state_ok = torch.arange(width, device=device)[None, :] < labels_len[:, None]
+        log_p = log_probs.gather(2, labels[:, None, :].expand(batch, t_max, width))
+        log_p = torch.where(state_ok[:, None, :], log_p, -math.inf)  # (B, T', L)
+        skip_in = torch.full_like(log_p[:, 0], -math.inf)  # (B, L)
+        if width > 2:
+            skip_in[:, 2:] = torch.where(labels[:, 2:] != labels[:, :-2], 0.0, -math.inf)
+
+        back = torch.zeros(batch, t_max, width, dtype=torch.uint8, device=device)
+        buf = log_p.new_full((batch, width + 2), -math.inf)  # two leading -inf states
+        buf[:, 2] = 0.0  # the start: state 0 before the first frame
+        for t in range(t_max):
+            candidates = torch.stack([buf[:, 2:], buf[:, 1:-1], buf[:, :-2] + skip_in], dim=1)
+            best, choice = candidates.max(dim=1)  # (B, L); the first maximum on ties
+            back[:, t] = choice.to(torch.uint8)
+            # Padded frames leave the scores as they were at frame T_b - 1.
+            buf[:, 2:] = torch.where(frame_ok[:, t, None], best + log_p[:, t], buf[:, 2:])
+
+        final = buf[:, 2:]  # (B, L) at frame T_b - 1
+        end = (labels_len - 1).clamp(min=0)
+        end_score = final.gather(1, end[:, None])[:, 0]
+        before_score = final.gather(1, (end - 1).clamp(min=0)[:, None])[:, 0]
+        use_before = (labels_len >= 2) & (before_score > end_score)
+        state = torch.where(use_before, end - 1, end)
+        score = torch.where(use_before, before_score, end_score)
+        score = torch.where(logits_len > 0, score, -math.inf)
+        path = torch.full((batch, t_max), -1, dtype=torch.long, device=device)
+        found = torch.isfinite(score)
+        for t in range(t_max - 1, -1, -1):
+            active = (t < logits_len) & found
+            path[:, t] = torch.where(active, state, -1)
+            step = back[:, t].gather(1, state[:, None])[:, 0].long()
+            state = torch.where(active, state - step, state)
+        return path, score
+
 
 # ----------------------------------------------------------------------------------
 # The optional compiled kernel (CPU). The same recursion as _TorchBackend, in C: one
@@ -711,6 +759,51 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
     free(beta);
     free(next);
 }
+
+/* The most probable alignment (Viterbi) for examples b0 <= b < b1. back (B, T, L)
+ * receives each state's best predecessor as 0 (stay), 1 (advance) or 2 (skip); path
+ * (B, T) the state at each frame, -1 past T_b or where no alignment exists; score (B,)
+ * the path's log-probability (-inf where none exists). Ties prefer stay, then advance. */
+void FN(ctc_viterbi)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels,
+                     int64_t L, const int64_t *label_len, const int64_t *logit_len,
+                     int64_t b0, int64_t b1, uint8_t *back, int64_t *path, REAL *score) {
+    REAL *prev = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
+    REAL *cur = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
+    for (int64_t b = b0; b < b1; ++b) {
+        const int64_t *l = labels + b * L;
+        const int64_t Tb = logit_len[b], Lb = label_len[b];
+        const REAL *lpb = lp + b * T * C;
+        uint8_t *bk = back + b * T * L;
+        int64_t *pb = path + b * T;
+        for (int64_t t = 0; t < T; ++t) pb[t] = -1;
+        score[b] = NEG_INF;
+        if (Tb == 0 || Lb == 0) continue;
+        for (int64_t s = 0; s < Lb; ++s) prev[s] = NEG_INF;
+        prev[0] = 0;  /* the start: state 0 before the first frame */
+        for (int64_t t = 0; t < Tb; ++t) {
+            const REAL *e = lpb + t * C;
+            for (int64_t s = 0; s < Lb; ++s) {
+                REAL best = prev[s];
+                uint8_t k = 0;
+                if (s >= 1 && prev[s - 1] > best) { best = prev[s - 1]; k = 1; }
+                if (s >= 2 && l[s] != l[s - 2] && prev[s - 2] > best) { best = prev[s - 2]; k = 2; }
+                cur[s] = best + e[l[s]];
+                bk[t * L + s] = k;
+            }
+            REAL *swap = prev; prev = cur; cur = swap;
+        }
+        int64_t s = Lb - 1;
+        if (Lb >= 2 && prev[Lb - 2] > prev[Lb - 1]) s = Lb - 2;
+        if (prev[s] == NEG_INF) continue;
+        score[b] = prev[s];
+        for (int64_t t = Tb - 1; t >= 0; --t) {
+            pb[t] = s;
+            s -= bk[t * L + s];
+        }
+    }
+    free(prev);
+    free(cur);
+}
 """
 
 _KERNEL_VARIANTS = {torch.float32: ("f32", "float", "expf", "logf"),
@@ -765,6 +858,7 @@ def _build_kernel():
         getattr(lib, f"ctc_forward_{sfx}").argtypes = [p, i64, i64, p, i64, p, p, i64, i64, p, p]
         getattr(lib, f"ctc_backward_{sfx}").argtypes = [p, i64, i64, p, i64, p, p, p, p, i64, i64,
                                                         p]
+        getattr(lib, f"ctc_viterbi_{sfx}").argtypes = [p, i64, i64, p, i64, p, p, i64, i64, p, p, p]
     return lib
 
 
@@ -831,6 +925,20 @@ class _KernelBackend:
             labels_len.data_ptr(), logits_len.data_ptr(), alpha.data_ptr(), scale.data_ptr(),
             b0, b1, grad.data_ptr()), batch, batch * t_max * (width + classes))
         return grad
+
+    @staticmethod
+    def viterbi(log_probs, labels, labels_len, logits_len):
+        batch, t_max, classes = log_probs.shape  # all inputs contiguous (forced_align)
+        width = labels.shape[1]
+        back = torch.empty(batch, t_max, width, dtype=torch.uint8)  # (B, T', L): 1 byte each
+        path = torch.empty(batch, t_max, dtype=torch.long)
+        score = log_probs.new_empty(batch)
+        run = getattr(_kernel_lib, f"ctc_viterbi_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
+        _in_parallel(lambda b0, b1: run(
+            log_probs.data_ptr(), t_max, classes, labels.data_ptr(), width,
+            labels_len.data_ptr(), logits_len.data_ptr(), b0, b1, back.data_ptr(),
+            path.data_ptr(), score.data_ptr()), batch, batch * t_max * width)
+        return path, score
 
 
 def _check_ctc_inputs(labels, labels_len, logits, logits_len):
@@ -1018,3 +1126,128 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
         labels = labels + (labels >= blank).long()
     aug, aug_len = _interleave_blanks(labels, labels_len.long(), blank)
     return aug, aug_len, logits, logits_len, labels_len
+
+
+# ----------------------------------------------------------------------------------
+# Alignments: batched Viterbi forced alignment, and the per-frame alignment posterior.
+# ----------------------------------------------------------------------------------
+class Alignment(NamedTuple):
+    """The most probable CTC alignment of each example (see :func:`forced_align`)."""
+
+    labels: torch.Tensor  # (B, T) class id at each frame (the blank in blank states), -1 padded
+    states: torch.Tensor  # (B, T) blank-augmented state index at each frame, -1 padded
+    log_prob: torch.Tensor  # (B,) log-probability of the path; -inf where none exists
+
+
+class Segment(NamedTuple):
+    """One label's span in an alignment: frames ``start <= t < end``."""
+
+    label: int
+    start: int
+    end: int
+
+
+def _infeasible_message(labels_len, logits_len, raw, b) -> str:
+    width = int(labels_len[b])
+    repeats = int((raw[b, 1:width] == raw[b, : width - 1]).sum()) if width > 1 else 0
+    return (f"example {b} cannot be aligned: {int(logits_len[b])} frames for {width} labels "
+            f"with {repeats} adjacent repeats (needs at least {width + repeats} frames); "
+            "pass strict=False for an empty alignment instead")
+
+
+def forced_align(logits: torch.Tensor, labels: torch.Tensor,
+                 logits_len: torch.Tensor | None = None,
+                 labels_len: torch.Tensor | None = None, *, blank: int = 0,
+                 strict: bool = True) -> Alignment:
+    """The most probable CTC alignment (Viterbi) of each example, batched.
+
+    Args:
+      logits: ``(B, T, C)`` unnormalised scores (``log_softmax`` is applied here).
+      labels: ``(B, U)`` class ids, as :class:`CtcLossModule` takes them: padded at the
+        end with negative ids when ``labels_len`` is None.
+      logits_len: ``(B,)`` valid frames; None means all.
+      labels_len: ``(B,)`` label lengths; None reads them from the padding.
+      blank: keyword-only, the blank's class id.
+      strict: keyword-only. An example with fewer frames than labels plus adjacent
+        repeats has no alignment: True raises ``ValueError`` naming it; False gives it
+        an empty alignment (every frame -1, ``log_prob`` -inf).
+
+    Returns:
+      :class:`Alignment` with ``labels`` (B, T), ``states`` (B, T) and ``log_prob`` (B,).
+      The path's log-probability is the sum of its frames' log-probabilities, at most
+      the exact CTC log-likelihood. Back-pointers take one byte per state and frame;
+      on CPU a compiled kernel runs (see :func:`backend`), elsewhere a PyTorch loop
+      over time. No gradient flows.
+    """
+    with torch.no_grad():
+        aug, aug_len, logits, logits_len, labels_len = _prepare_batch_first(
+            logits, labels, logits_len, labels_len, blank, False)
+        batch, frames, _ = logits.shape
+        raw = aug[:, 1::2]  # (B, U) the labels again, to count repeats for messages
+        states = torch.full((batch, frames), -1, dtype=torch.long, device=logits.device)
+        log_prob = torch.full((batch,), -math.inf, dtype=_compute_dtype(logits.dtype),
+                              device=logits.device)
+        t_max = int(logits_len.max()) if batch else 0
+        if t_max > 0:
+            width = int(aug_len.max())
+            log_probs = torch.log_softmax(logits[:, :t_max].to(log_prob.dtype), dim=2)
+            args = (log_probs.contiguous(), aug[:, :width].contiguous(),
+                    aug_len.long().contiguous(), logits_len.long().contiguous())
+            run = _kernel_backend() if logits.device.type == "cpu" else None
+            path, log_prob = (run or _TorchBackend).viterbi(*args)
+            states[:, :t_max] = path
+        else:  # no frames at all: only empty labels align, with probability 1
+            log_prob = torch.where(labels_len == 0, 0.0, log_prob)
+        missing = ~torch.isfinite(log_prob)
+        if strict and bool(missing.any()):
+            raise ValueError(_infeasible_message(labels_len, logits_len, raw,
+                                                 int(missing.nonzero()[0])))
+        frame_labels = torch.where(states >= 0, aug.gather(1, states.clamp(min=0)), -1)
+        return Alignment(frame_labels, states, log_prob)
+
+
+def alignment_segments(alignment: Alignment, example: int = 0) -> list:
+    """Each label's frames in one example's alignment, in order: ``[Segment(label,
+    start, end), ...]`` with ``end`` exclusive (what time-stamping speech needs)."""
+    states = alignment.states[example].tolist()
+    labels = alignment.labels[example].tolist()
+    segments = []
+    for t, state in enumerate(states):
+        if state < 0 or state % 2 == 0:  # padded frame, or a blank state
+            continue
+        if segments and states[t - 1] == state:
+            segments[-1] = segments[-1]._replace(end=t + 1)
+        else:
+            segments.append(Segment(labels[t], t, t + 1))
+    return segments
+
+
+def alignment_targets(logits: torch.Tensor, labels: torch.Tensor,
+                      logits_len: torch.Tensor | None = None,
+                      labels_len: torch.Tensor | None = None, *,
+                      blank: int = 0) -> torch.Tensor:
+    """Per-frame class posteriors under the CTC alignment distribution: soft targets.
+
+    ``targets[b, t, c]`` is the probability, over all alignments of the label sequence
+    weighted by the model, that frame ``t`` emits class ``c``. Cross-entropy of the
+    logits against these targets has the same gradient as the exact CTC loss, so they
+    can be smoothed or re-weighted and trained on instead (label smoothing,
+    re-weighting: Li et al. 2019, arXiv:1904.10619; focal CTC: Feng et al. 2019).
+
+    Args: as :func:`forced_align` (batch-first, raw class ids).
+
+    Returns:
+      ``(B, T, C)`` without gradient, in float32 (float64 for float64 logits). Rows sum
+      to 1 on valid frames; padded frames and examples with no alignment are 0.
+    """
+    aug, aug_len, logits, logits_len, _ = _prepare_batch_first(
+        logits, labels, logits_len, labels_len, blank, False)
+    x = logits.detach().to(_compute_dtype(logits.dtype)).requires_grad_(True)
+    with torch.enable_grad():
+        loss = ctc_loss(aug, aug_len, x, logits_len, exact=True)
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    # d loss / d logits = softmax - posterior, on every frame of a feasible example.
+    targets = torch.softmax(x.detach(), dim=2) - grad
+    frames = torch.arange(x.shape[1], device=x.device)[None, :] < logits_len[:, None]
+    keep = frames & torch.isfinite(loss.detach())[:, None]
+    return torch.where(keep[:, :, None], targets, 0.0)

@@ -10,6 +10,7 @@ installed (and not ``--no-tf``), for the TF reference in ``tf.function`` (forwar
 backward only, on CPU). Every implementation
 starts from the same logits, so the native kernel's time includes the
 ``log_softmax`` it needs. Ratios are to the native kernel measured in the same run.
+It also times forced alignment against this port's forward loss, and the cost in L.
 The peak memory of one forward + backward beyond the inputs is measured as well,
 from the profiler's memory timeline on CPU or CUDA's peak allocated memory. An implementation that
 would take over a minute at a size is skipped, and the table says so.
@@ -34,6 +35,8 @@ SIZES = [(4, 50, 10, 10), (16, 200, 32, 40), (32, 400, 32, 80), (8, 1000, 64, 20
          (8, 200, 1000, 40)]
 CUDA_SIZES = [(32, 400, 32, 80), (64, 1000, 128, 200)]
 SMOKE_SIZES = [(2, 20, 6, 4)]
+ALIGN_SIZES = [(8, 1000, 64, 200), (1, 20000, 32, 2000)]
+ALIGN_GOALS = {(8, 1000, 64, 200): 2.0}
 SCALING_BTC = (8, 1000, 64)
 SCALING_U = (50, 100, 200, 400)
 # Goals from the issue: the most this port may take, as a multiple of native.
@@ -144,6 +147,10 @@ def tf_time(runner, inp, repeats):
     return statistics.median([second] + [once() for _ in range(repeats - 1)])
 
 
+def align(x, inp):
+    return S.forced_align(x, inp["raw"], inp["logits_len"], inp["raw_len"], blank=0).log_prob
+
+
 IMPLS = {"native": native, "port": port(False), "port exact": port(True)}
 
 
@@ -224,6 +231,21 @@ def main(argv=None) -> int:
             scaling.append(dict(size=list(size), fwd_bwd_ms=ms, ratio_to_previous=ratio))
             print(f"  U={width:<4} {ms:8.2f} ms" + ("" if ratio is None else f"  {ratio:.2f}x"))
             previous = ms
+    alignment = []
+    if not (args.sizes or args.smoke):
+        # Forced alignment: at most twice this port's forward loss at (8, 1000, 64, 200).
+        print("\nforced alignment (forward only; ratio to this port's forward loss; goal <= 2x)")
+        for size in ALIGN_SIZES:
+            inp = make_inputs(size, args.device)
+            align_ms = time_it(align, inp, args.device, args.repeats, backward=False)
+            loss_ms = time_it(IMPLS["port"], inp, args.device, args.repeats, backward=False)
+            ratio = align_ms / loss_ms
+            goal = ALIGN_GOALS.get(size)
+            alignment.append(dict(size=list(size), align_ms=align_ms, loss_fwd_ms=loss_ms,
+                                  ratio=ratio, goal=goal))
+            mark = "" if goal is None else f"  <= {goal:g}x {'met' if ratio <= goal else 'MISSED'}"
+            print(f"  {str(size):<22} forced_align {align_ms:9.2f} ms, loss forward "
+                  f"{loss_ms:9.2f} ms, {ratio:.2f}x{mark}")
     if any(r["fwd_bwd_ms"] is None for r in rows):
         print(f"skipped: would take over {BUDGET_S:.0f} s at that size")
     if args.json:
@@ -231,7 +253,7 @@ def main(argv=None) -> int:
             device=args.device, device_name=device_name, torch=torch.__version__,
             tensorflow=tf_version, threads=torch.get_num_threads(),
             backend=S.backend(args.device), repeats=args.repeats, rows=rows,
-            cost_in_L=scaling), indent=2))
+            cost_in_L=scaling, forced_alignment=alignment), indent=2))
     return 0
 
 

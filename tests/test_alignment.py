@@ -1,0 +1,186 @@
+"""Forced alignment against brute force, batched against one at a time, and the
+alignment targets against the exact CTC gradient. Both backends where both exist."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import seq_loss_util as S
+
+BACKENDS = ["1", "0"] if S.backend("cpu") == "c-kernel" else ["0"]
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda k: "kernel" if k == "1" else "pytorch")
+def backend(request, monkeypatch):
+    monkeypatch.setenv("SEQ_LOSS_UTIL_KERNEL", request.param)
+    return request.param
+
+
+def brute_force(log_probs, target, blank):
+    """Best score over every frame-level class sequence that collapses to ``target``."""
+    frames, classes = log_probs.shape
+    seqs = np.stack(np.meshgrid(*[np.arange(classes)] * frames, indexing="ij"),
+                    -1).reshape(-1, frames)  # (C^T, T)
+    new = np.concatenate([np.ones((len(seqs), 1), bool), seqs[:, 1:] != seqs[:, :-1]], 1)
+    keep = new & (seqs != blank)  # collapse: drop repeats, then blanks
+    valid = keep.sum(1) == len(target)
+    if len(target):
+        k = np.clip(np.cumsum(keep, 1) - 1, 0, len(target) - 1)
+        valid &= np.where(keep, seqs == np.asarray(target)[k], True).all(1)
+    if not valid.any():
+        return -np.inf
+    scores = log_probs[np.arange(frames), seqs].sum(1)
+    return scores[valid].max()
+
+
+def collapse(frame_labels, blank):
+    out, prev = [], None
+    for c in frame_labels:
+        if c != prev and c != blank:
+            out.append(c)
+        prev = c
+    return out
+
+
+@pytest.mark.parametrize("kernel", BACKENDS, ids=lambda k: "kernel" if k == "1" else "pytorch")
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_equals_brute_force(kernel, data):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEQ_LOSS_UTIL_KERNEL", kernel)
+        check_against_brute_force(data)
+
+
+def check_against_brute_force(data):
+    classes = data.draw(st.integers(2, 4), label="C")
+    blank = data.draw(st.integers(0, classes - 1), label="blank")
+    frames = data.draw(st.integers(1, 8), label="T")
+    ids = [c for c in range(classes) if c != blank]
+    target = data.draw(st.lists(st.sampled_from(ids), max_size=3), label="labels")
+    seed = data.draw(st.integers(0, 2**31), label="seed")
+    logits = torch.from_numpy(np.random.default_rng(seed).standard_normal((1, frames, classes))
+                              * 2)
+    labels = torch.tensor([target + [-1] * (3 - len(target))])
+    log_probs = logits[0].log_softmax(-1).numpy()
+    want = brute_force(log_probs, target, blank)
+    got = S.forced_align(logits, labels, blank=blank, strict=False)
+    if not np.isfinite(want):
+        assert got.log_prob[0] == -np.inf and bool((got.states == -1).all())
+        with pytest.raises(ValueError, match="example 0 cannot be aligned"):
+            S.forced_align(logits, labels, blank=blank)
+        return
+    assert abs(float(got.log_prob[0]) - want) < 1e-9
+    path = got.labels[0].tolist()
+    assert collapse(path, blank) == target
+    assert abs(log_probs[np.arange(frames), path].sum() - want) < 1e-9
+    exact = S.CtcLossModule(blank=blank, reduction="none")(logits, labels)
+    assert float(got.log_prob[0]) <= -float(exact[0]) + 1e-12
+
+
+def test_batched_equals_one_at_a_time(backend):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 40, 9, generator=g) * 3
+    labels = torch.randint(1, 9, (6, 12), generator=g)
+    labels_len = torch.tensor([12, 0, 5, 9, 1, 7])
+    logits_len = torch.tensor([40, 3, 25, 30, 1, 17])
+    batched = S.forced_align(logits, labels, logits_len, labels_len, blank=0)
+    for b in range(6):
+        one = S.forced_align(logits[b:b + 1, : logits_len[b]], labels[b:b + 1, : labels_len[b]],
+                             blank=0)
+        frames = int(logits_len[b])
+        assert torch.equal(batched.states[b, :frames], one.states[0])
+        assert torch.equal(batched.labels[b, :frames], one.labels[0])
+        assert bool((batched.states[b, frames:] == -1).all())
+        torch.testing.assert_close(batched.log_prob[b], one.log_prob[0])
+
+
+def test_backends_agree():
+    if len(BACKENDS) < 2:
+        pytest.skip("the compiled kernel is off here")
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 300, 20, generator=g) * 4
+    labels = torch.randint(1, 4, (4, 60), generator=g)  # a small alphabet: many repeats
+    logits_len = torch.tensor([300, 250, 280, 200])
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setenv("SEQ_LOSS_UTIL_KERNEL", "1")
+        kernel = S.forced_align(logits, labels, logits_len, blank=0, strict=False)
+        mp.setenv("SEQ_LOSS_UTIL_KERNEL", "0")
+        torch_ = S.forced_align(logits, labels, logits_len, blank=0, strict=False)
+    finally:
+        mp.undo()
+    torch.testing.assert_close(kernel.log_prob, torch_.log_prob)
+    assert torch.equal(kernel.states, torch_.states)
+
+
+def test_infeasible_example_is_named(backend):
+    logits = torch.randn(2, 4, 5)
+    labels = torch.tensor([[1, 2], [3, 3]])  # the second needs 3 frames
+    with pytest.raises(ValueError, match="example 1 cannot be aligned: 2 frames for 2 labels "
+                                         "with 1 adjacent repeats"):
+        S.forced_align(logits, labels, torch.tensor([4, 2]))
+    got = S.forced_align(logits, labels, torch.tensor([4, 2]), strict=False)
+    assert torch.isfinite(got.log_prob[0]) and got.log_prob[1] == -np.inf
+    assert bool((got.labels[1] == -1).all() and (got.states[1] == -1).all())
+
+
+def test_segments():
+    # Frames 0-9: blank, "a"x3, blank, "b"x2, blank, blank, "b" -> a, b, b.
+    frames = [0, 1, 1, 1, 0, 2, 2, 0, 0, 2]
+    logits = torch.nn.functional.one_hot(torch.tensor([frames]), 3).float() * 20
+    got = S.forced_align(logits, torch.tensor([[1, 2, 2]]))
+    assert got.labels[0].tolist() == frames
+    assert S.alignment_segments(got) == [S.Segment(1, 1, 4), S.Segment(2, 5, 7),
+                                         S.Segment(2, 9, 10)]
+
+
+def test_long_input_runs():
+    if len(BACKENDS) < 2:
+        pytest.skip("the compiled kernel is off here")
+    logits = torch.randn(1, 20000, 32)
+    labels = torch.randint(1, 32, (1, 2000))
+    got = S.forced_align(logits, labels)
+    assert torch.isfinite(got.log_prob).all()
+    assert collapse(got.labels[0].tolist(), 0) == labels[0].tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_targets_give_the_ctc_gradient(backend, dtype):
+    g = torch.Generator().manual_seed(2)
+    logits = (torch.randn(5, 30, 8, generator=g) * 3).to(dtype)
+    labels = torch.randint(1, 8, (5, 9), generator=g)
+    labels_len = torch.tensor([9, 0, 4, 7, 3])
+    logits_len = torch.tensor([30, 12, 20, 25, 2])  # the last is infeasible: 2 < 3
+    logits[torch.arange(30)[None, :] >= logits_len[:, None]] = float("nan")
+    targets = S.alignment_targets(logits, labels, logits_len, labels_len)
+    assert not targets.requires_grad and targets.dtype == dtype
+    valid = torch.arange(30)[None, :] < logits_len[:, None]
+    feasible = torch.tensor([True, True, True, True, False])
+    rows = targets.sum(-1)
+    torch.testing.assert_close(rows[valid & feasible[:, None]],
+                               torch.ones_like(rows[valid & feasible[:, None]]))
+    assert bool((targets[~valid] == 0).all()) and bool((targets[4] == 0).all())
+
+    clean = torch.where(valid[..., None], logits, 0.0)
+    x = clean.clone().requires_grad_(True)
+    ce = -(targets * x.log_softmax(-1)).sum()
+    (ce_grad,) = torch.autograd.grad(ce, x)
+    y = clean.clone().requires_grad_(True)
+    ctc = S.CtcLossModule(reduction="none", zero_infinity=True)(y, labels, logits_len, labels_len)
+    (ctc_grad,) = torch.autograd.grad(ctc.sum(), y)
+    keep = feasible[:, None, None] & valid[..., None]
+    torch.testing.assert_close(torch.where(keep, ce_grad, 0.0), ctc_grad, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 50, 10, generator=g)
+    labels = torch.randint(1, 10, (4, 8), generator=g)
+    cpu = S.forced_align(logits, labels, strict=False)
+    gpu = S.forced_align(logits.cuda(), labels.cuda(), strict=False)
+    assert torch.equal(cpu.states, gpu.states.cpu())
+    torch.testing.assert_close(cpu.log_prob, gpu.log_prob.cpu())
+    torch.testing.assert_close(S.alignment_targets(logits, labels),
+                               S.alignment_targets(logits.cuda(), labels.cuda()).cpu(),
+                               atol=1e-5, rtol=0)
