@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -140,7 +139,7 @@ def tf_time(runner, inp, repeats):
         start = time.perf_counter()
         runner.loss_and_grad(*args)
         return (time.perf_counter() - start) * 1e3
-    first = once()  # tracing
+    once()  # the first call traces the tf.function
     second = once()
     if second / 1e3 * repeats > BUDGET_S:
         return None

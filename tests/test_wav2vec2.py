@@ -39,8 +39,9 @@ def test_equals_the_models_builtin_loss(example):
     params = [p for p in model.parameters() if p.requires_grad]
     want = torch.autograd.grad(outputs.loss, params, retain_graph=True)
     got = torch.autograd.grad(ours, params)
-    for p, g, w in zip(params, got, want):
-        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for name, g, w in zip(names, got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def test_trainer_example_loss_falls(example, capsys):
