@@ -421,7 +421,7 @@ def _forward_pass(log_p: torch.Tensor, skip_in: torch.Tensor
     # Two leading -inf columns stand for the states before state 0, so stay, advance
     # and skip are three shifted views of one buffer.
     buf = log_p.new_full((batch, width + 2), -math.inf)  # (B, L + 2)
-    buf[:, 2] = 0.0  # the start: state 0 before the first frame
+    buf[:, 2:3] = 0.0  # the start: state 0 before the first frame (if there are states)
     for t in range(frames):
         x = _log_add3(buf[:, 2:], buf[:, 1:-1], buf[:, :-2] + skip_in) + log_p[:, t]  # (B, L)
         n = x.amax(dim=1, keepdim=True).clamp(min=torch.finfo(x.dtype).min)  # (B, 1)
@@ -449,8 +449,7 @@ def _backward_pass(log_p: torch.Tensor, skip_in: torch.Tensor, log_end: torch.Te
                >= (logit_len - 1)[None, :])[:, :, None]  # (T, B, 1)
     for t in range(frames - 1, -1, -1):
         if t + 1 < frames:
-            z = buf[:, :width] + log_p[:, t + 1]  # (B, L): beta and emission of frame t + 1
-            buf[:, :width] = z
+            buf[:, :width] += log_p[:, t + 1]  # beta and emission of frame t + 1
             y = _log_add3(buf[:, :width], buf[:, 1:-1], buf[:, 2:] + skip_out)
             y = y - y.amax(dim=1, keepdim=True).clamp(min=torch.finfo(y.dtype).min)
             y = torch.where(restart[t], log_end, y)
@@ -478,18 +477,11 @@ class CtcLoss(torch.autograd.Function):
     def forward(ctx, labels, labels_len, logits, logits_len, exact=False, zero_infinity=False):
         labels, labels_len, logits, logits_len = _check_ctc_inputs(
             labels, labels_len, logits, logits_len)
-        batch, frames, _ = logits.shape
+        batch = logits.shape[0]
         ctx.logits_meta = (logits.shape, logits.dtype, logits.device)
-        if batch == 0 or int(logits_len.max()) == 0:
-            ctx.empty = True
-            # No frames: only an empty label (one blank state) has an alignment.
-            impossible = 0.0 if (zero_infinity or not exact) else math.inf
-            return torch.where(labels_len == 1, 0.0, impossible).to(logits.dtype)
-        ctx.empty = False
-
         # As if padding were trimmed: the time and label axes end at the longest length.
-        t_max = int(logits_len.max())
-        width = int(labels_len.max())
+        t_max = int(logits_len.max()) if batch else 0
+        width = int(labels_len.max()) if batch else 0
         labels = labels[:, :width].long().contiguous()  # (B, L)
         labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
         compute = _compute_dtype(logits.dtype)
@@ -503,9 +495,6 @@ class CtcLoss(torch.autograd.Function):
             log_like = torch.logaddexp(final_a, final_b)
         else:
             log_like = torch.maximum(final_a, final_b)  # the original's approximation
-        # With no frames only an empty label (a single blank state) aligns.
-        no_frames = logits_len == 0
-        log_like = torch.where(no_frames, torch.where(labels_len == 1, 0.0, -math.inf), log_like)
         if exact:
             # Infeasible (T_b < U + repeats) leaves -inf: the loss is inf, or 0 with
             # zero_infinity; either way the gradient is 0, never NaN.
@@ -524,8 +513,6 @@ class CtcLoss(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_loss):
         shape, dtype, device = ctx.logits_meta
-        if ctx.empty:
-            return None, None, torch.zeros(shape, dtype=dtype, device=device), None, None, None
         log_probs, labels, labels_len, logits_len, counted, *state = ctx.saved_tensors
         # Examples whose loss is not counted get exactly 0, whatever their posterior.
         scale = torch.where(counted, grad_loss.to(log_probs.dtype), 0.0)  # (B,)
@@ -533,6 +520,24 @@ class CtcLoss(torch.autograd.Function):
         full = torch.zeros(shape, dtype=dtype, device=device)
         full[:, : grad.shape[1]] = grad.to(dtype)
         return None, None, full, None, None, None
+
+
+def _band(log_probs, labels, labels_len):
+    """Per-state emissions and skips of the CTC band, shared by every PyTorch pass.
+
+    Returns ``log_p`` ``(B, T', L)``, each state's label log-probability per frame
+    (-inf on padded states, which can never be occupied), and ``skip_in`` ``(B, L)``,
+    0 where state ``j`` may be entered from ``j - 2`` (its label differs), else -inf.
+    """
+    batch, t_max, _ = log_probs.shape
+    width = labels.shape[1]
+    state_ok = torch.arange(width, device=log_probs.device)[None, :] < labels_len[:, None]
+    log_p = log_probs.gather(2, labels[:, None, :].expand(batch, t_max, width))
+    log_p = torch.where(state_ok[:, None, :], log_p, -math.inf)
+    skip_in = log_probs.new_full((batch, width), -math.inf)
+    if width > 2:
+        skip_in[:, 2:] = torch.where(labels[:, 2:] != labels[:, :-2], 0.0, -math.inf)
+    return log_p, skip_in
 
 
 class _TorchBackend:
@@ -543,26 +548,23 @@ class _TorchBackend:
     def forward(log_probs, labels, labels_len, logits_len):
         """Returns ``(state for backward, final_a, final_b)``: the unnormalised log
         alpha ``(B,)`` of the last state and of the one before it (-inf if L_b == 1) at
-        frame ``T_b - 1``."""
+        frame ``T_b - 1``; with ``T_b == 0``, the start vector's."""
         batch, t_max, _ = log_probs.shape
         width = labels.shape[1]
         device = log_probs.device
         frame_ok = torch.arange(t_max, device=device)[None, :] < logits_len[:, None]
-        state_ok = torch.arange(width, device=device)[None, :] < labels_len[:, None]
-        index = labels[:, None, :].expand(batch, t_max, width)
-        log_p = log_probs.gather(2, index)  # (B, T', L)
-        # Select, never multiply: padded frames emit log 1 (leaving alpha finite and
-        # unused), padded states emit log 0 (they can never be occupied).
-        log_p = torch.where(state_ok[:, None, :], log_p, -math.inf)
+        log_p, skip_in = _band(log_probs, labels, labels_len)
+        # Select, never multiply: padded frames emit log 1, leaving alpha finite and
+        # unused whatever the logits hold there.
         log_p = torch.where(frame_ok[:, :, None], log_p, 0.0)
-
-        skip_in = torch.full_like(log_p[:, 0], -math.inf)  # (B, L)
-        if width > 2:
-            skip_in[:, 2:] = torch.where(labels[:, 2:] != labels[:, :-2], 0.0, -math.inf)
         log_alpha, log_norm = _forward_pass(log_p, skip_in)
 
-        last = (logits_len - 1).clamp(min=0)  # (B,)
-        alpha_last = log_alpha[torch.arange(batch, device=device), last]  # (B, L)
+        # The start vector stands for the frame before t = 0, read when T_b == 0.
+        alpha_last = log_p.new_full((batch, width), -math.inf)  # (B, L)
+        alpha_last[:, :1] = 0.0
+        if t_max:
+            last = log_alpha[torch.arange(batch, device=device), (logits_len - 1).clamp(min=0)]
+            alpha_last = torch.where((logits_len > 0)[:, None], last, alpha_last)
         total = torch.where(frame_ok, log_norm, 0.0).sum(dim=1)  # (B,)
         end_state = (labels_len - 1).clamp(min=0)[:, None]
         final_a = alpha_last.gather(1, end_state)[:, 0] + total
@@ -602,16 +604,11 @@ class _TorchBackend:
         width = labels.shape[1]
         device = log_probs.device
         frame_ok = torch.arange(t_max, device=device)[None, :] < logits_len[:, None]
-        state_ok = torch.arange(width, device=device)[None, :] < labels_len[:, None]
-        log_p = log_probs.gather(2, labels[:, None, :].expand(batch, t_max, width))
-        log_p = torch.where(state_ok[:, None, :], log_p, -math.inf)  # (B, T', L)
-        skip_in = torch.full_like(log_p[:, 0], -math.inf)  # (B, L)
-        if width > 2:
-            skip_in[:, 2:] = torch.where(labels[:, 2:] != labels[:, :-2], 0.0, -math.inf)
+        log_p, skip_in = _band(log_probs, labels, labels_len)
 
         back = torch.zeros(batch, t_max, width, dtype=torch.uint8, device=device)
         buf = log_p.new_full((batch, width + 2), -math.inf)  # two leading -inf states
-        buf[:, 2] = 0.0  # the start: state 0 before the first frame
+        buf[:, 2:3] = 0.0  # the start: state 0 before the first frame (if there are states)
         for t in range(t_max):
             candidates = torch.stack([buf[:, 2:], buf[:, 1:-1], buf[:, :-2] + skip_in], dim=1)
             best, choice = candidates.max(dim=1)  # (B, L); the first maximum on ties
@@ -619,14 +616,13 @@ class _TorchBackend:
             # Padded frames leave the scores as they were at frame T_b - 1.
             buf[:, 2:] = torch.where(frame_ok[:, t, None], best + log_p[:, t], buf[:, 2:])
 
-        final = buf[:, 2:]  # (B, L) at frame T_b - 1
+        final = buf[:, 2:]  # (B, L) at frame T_b - 1: the start vector if T_b == 0
         end = (labels_len - 1).clamp(min=0)
         end_score = final.gather(1, end[:, None])[:, 0]
         before_score = final.gather(1, (end - 1).clamp(min=0)[:, None])[:, 0]
         use_before = (labels_len >= 2) & (before_score > end_score)
         state = torch.where(use_before, end - 1, end)
         score = torch.where(use_before, before_score, end_score)
-        score = torch.where(logits_len > 0, score, -math.inf)
         path = torch.full((batch, t_max), -1, dtype=torch.long, device=device)
         found = torch.isfinite(score)
         for t in range(t_max - 1, -1, -1):
@@ -680,7 +676,7 @@ void FN(ctc_forward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels
         REAL *ab = alpha + b * T * L;
         REAL total = 0;
         finals[2 * b] = finals[2 * b + 1] = NEG_INF;
-        if (Tb == 0 || Lb == 0) continue;
+        if (Lb == 0) continue;
         for (int64_t t = 0; t < Tb; ++t) {
             const REAL *prev = t == 0 ? start : ab + (t - 1) * L;
             const REAL *e = lpb + t * C;
@@ -698,7 +694,7 @@ void FN(ctc_forward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels
                 total += m;
             }
         }
-        const REAL *last = ab + (Tb - 1) * L;
+        const REAL *last = Tb > 0 ? ab + (Tb - 1) * L : start;  /* no frames: the start */
         finals[2 * b] = last[Lb - 1] + total;
         if (Lb >= 2) finals[2 * b + 1] = last[Lb - 2] + total;
     }
@@ -777,9 +773,9 @@ void FN(ctc_viterbi)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels
         int64_t *pb = path + b * T;
         for (int64_t t = 0; t < T; ++t) pb[t] = -1;
         score[b] = NEG_INF;
-        if (Tb == 0 || Lb == 0) continue;
+        if (Lb == 0) continue;
         for (int64_t s = 0; s < Lb; ++s) prev[s] = NEG_INF;
-        prev[0] = 0;  /* the start: state 0 before the first frame */
+        prev[0] = 0;  /* the start: state 0 before the first frame (all of it if T_b == 0) */
         for (int64_t t = 0; t < Tb; ++t) {
             const REAL *e = lpb + t * C;
             for (int64_t s = 0; s < Lb; ++s) {
@@ -1188,16 +1184,13 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
         log_prob = torch.full((batch,), -math.inf, dtype=_compute_dtype(logits.dtype),
                               device=logits.device)
         t_max = int(logits_len.max()) if batch else 0
-        if t_max > 0:
-            width = int(aug_len.max())
-            log_probs = torch.log_softmax(logits[:, :t_max].to(log_prob.dtype), dim=2)
-            args = (log_probs.contiguous(), aug[:, :width].contiguous(),
-                    aug_len.long().contiguous(), logits_len.long().contiguous())
-            run = _kernel_backend() if logits.device.type == "cpu" else None
-            path, log_prob = (run or _TorchBackend).viterbi(*args)
-            states[:, :t_max] = path
-        else:  # no frames at all: only empty labels align, with probability 1
-            log_prob = torch.where(labels_len == 0, 0.0, log_prob)
+        width = int(aug_len.max()) if batch else 0
+        log_probs = torch.log_softmax(logits[:, :t_max].to(log_prob.dtype), dim=2)
+        args = (log_probs.contiguous(), aug[:, :width].contiguous(),
+                aug_len.long().contiguous(), logits_len.long().contiguous())
+        run = _kernel_backend() if logits.device.type == "cpu" else None
+        path, log_prob = (run or _TorchBackend).viterbi(*args)
+        states[:, :t_max] = path
         missing = ~torch.isfinite(log_prob)
         if strict and bool(missing.any()):
             raise ValueError(_infeasible_message(labels_len, logits_len, raw,

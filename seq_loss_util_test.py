@@ -270,9 +270,25 @@ class BeyondTheOriginalTests(unittest.TestCase):
 
     def test_zero_frames(self):
         labels = torch.tensor([[0, 1, 0], [0, 0, 0]])
-        loss, grad = loss_and_grad(labels, torch.tensor([3, 1]), torch.randn(2, 4, 3),
-                                   torch.tensor([0, 0]))
+        logits = torch.randn(2, 4, 3)
+        loss, grad = loss_and_grad(labels, torch.tensor([3, 1]), logits, torch.tensor([0, 0]))
         self.assertTrue(bool((loss == 0).all()) and bool((grad == 0).all()))
+        # Exact: no frames align only the empty label (probability 1); the other is
+        # infeasible. Mixed with a normal example, the same holds per example.
+        x = logits.clone().requires_grad_(True)
+        exact = S.ctc_loss(labels, torch.tensor([3, 1]), x, torch.tensor([4, 0]), exact=True)
+        exact.sum().backward()
+        self.assertTrue(bool(torch.isfinite(exact[0])) and float(exact[1]) == 0.0)
+        self.assertTrue(bool((x.grad[1] == 0).all()))
+        none = S.ctc_loss(labels, torch.tensor([3, 1]), logits, torch.tensor([0, 0]), exact=True)
+        self.assertEqual(none.tolist(), [math.inf, 0.0])
+
+    def test_empty_batch(self):
+        x = torch.zeros(0, 4, 3, requires_grad=True)
+        loss = S.ctc_loss(torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+                          x, torch.zeros(0, dtype=torch.long))
+        loss.sum().backward()
+        self.assertEqual((tuple(loss.shape), tuple(x.grad.shape)), ((0,), (0, 4, 3)))
 
     def test_no_host_sync_per_frame(self):
         """The number of host reads is the same for 8 frames as for 64."""

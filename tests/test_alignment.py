@@ -124,6 +124,20 @@ def test_infeasible_example_is_named(backend):
     assert bool((got.labels[1] == -1).all() and (got.states[1] == -1).all())
 
 
+def test_empty_label_with_no_frames_aligns(backend):
+    """No frames and no labels: the empty alignment, probability 1, even in a batch
+    with other examples (this used to be rejected as infeasible)."""
+    logits = torch.randn(3, 5, 4)
+    got = S.forced_align(logits, torch.tensor([[1, 2], [-1, -1], [3, -1]]),
+                         torch.tensor([5, 0, 0]), strict=False)
+    assert torch.isfinite(got.log_prob[0]) and got.log_prob[1] == 0
+    assert got.log_prob[2] == -np.inf  # one label, no frames
+    assert bool((got.states[1:] == -1).all())
+    with pytest.raises(ValueError, match="example 2 cannot be aligned"):
+        S.forced_align(logits, torch.tensor([[1, 2], [-1, -1], [3, -1]]), torch.tensor([5, 0, 0]))
+    assert S.forced_align(logits[1:2, :0], torch.tensor([[-1]])).log_prob.tolist() == [0.0]
+
+
 def test_segments():
     # Frames 0-9: blank, "a"x3, blank, "b"x2, blank, blank, "b" -> a, b, b.
     frames = [0, 1, 1, 1, 0, 2, 2, 0, 0, 2]
