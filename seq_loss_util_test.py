@@ -18,9 +18,7 @@ from parity_tests import golden, reference, tolerances as tol
 
 
 def assert_close(got, want, atol, rtol, msg=""):
-    got = got.detach().cpu().double().numpy() if torch.is_tensor(got) else np.asarray(got)
-    np.testing.assert_allclose(got, np.asarray(want, dtype=np.float64), atol=atol, rtol=rtol,
-                               err_msg=msg)
+    tol.assert_within(got, want, dict(atol=atol, rtol=rtol), msg)
 
 
 def augmented(name):

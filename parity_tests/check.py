@@ -44,10 +44,6 @@ def port_loss_and_grad(aug_labels, aug_len, logits, logits_len, weights, device=
     return loss.detach().cpu().numpy(), x.grad.cpu().numpy(), ms
 
 
-def _within(got, want, bounds) -> bool:
-    return bool(np.all(np.abs(got - want) <= bounds["atol"] + bounds["rtol"] * np.abs(want)))
-
-
 def check_case(case, runner, device="cpu") -> Result:
     loss, grad, torch_ms = port_loss_and_grad(case.aug_labels, case.aug_len, case.logits,
                                               case.logits_len, case.weights, device)
@@ -68,7 +64,7 @@ def check_case(case, runner, device="cpu") -> Result:
     finite = np.isfinite(loss).all() and np.isfinite(grad).all()
     loss_diff = float(np.max(np.abs(loss - want_loss), initial=0.0))
     grad_diff = float(np.max(np.abs(grad - want_grad), initial=0.0))
-    passed = bool(finite and _within(loss, want_loss, tol.LOSS)
-                  and _within(grad, want_grad, tol.GRAD))
+    passed = bool(finite and tol.within(loss, want_loss, tol.LOSS)
+                  and tol.within(grad, want_grad, tol.GRAD))
     return Result(case.shape, "float64" if why else "tf", why, loss_diff, grad_diff, tf_ms,
                   torch_ms, passed)

@@ -22,10 +22,7 @@ def tf_module():
 
 
 def assert_matches(got, want, bounds, what):
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    finite = np.isfinite(want)
-    np.testing.assert_allclose(got[finite], want[finite], err_msg=what, **bounds)
+    tol.assert_within(got, want, bounds, what, finite_only=True)
 
 
 @pytest.mark.parametrize("name", CASES)

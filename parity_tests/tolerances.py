@@ -8,3 +8,37 @@ GRAD = dict(atol=1e-4, rtol=0.0)
 LOG_PROB = dict(atol=1e-4, rtol=1e-4)
 # The original's unit test checks its gradient more tightly.
 UNIT_TEST_GRAD = dict(atol=1e-5, rtol=0.0)
+
+
+def _as_array(x):
+    import numpy as np
+
+    if hasattr(x, "detach"):  # a torch tensor
+        x = x.detach().cpu().double().numpy()
+    elif hasattr(x, "numpy"):  # a TensorFlow tensor
+        x = x.numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def within(got, want, bounds) -> bool:
+    """True when every element passes ``|got - want| <= atol + rtol * |want|``."""
+    import numpy as np
+
+    got, want = _as_array(got), _as_array(want)
+    return bool(np.all(np.abs(got - want) <= bounds["atol"] + bounds["rtol"] * np.abs(want)))
+
+
+def assert_within(got, want, bounds, what="", *, finite_only=False):
+    """Asserts the rule above, with numpy's report on failure. ``finite_only``
+    compares only where ``want`` is finite (the original's NaN and inf are not
+    targets), and then requires ``got`` to be finite there."""
+    import numpy as np
+
+    got, want = _as_array(got), _as_array(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    if finite_only:
+        keep = np.isfinite(want)
+        got, want = got[keep], want[keep]
+        assert np.isfinite(got).all(), f"{what}: not finite where the original is"
+    np.testing.assert_allclose(got, want, atol=bounds["atol"], rtol=bounds["rtol"],
+                               err_msg=what)
