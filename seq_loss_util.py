@@ -138,7 +138,8 @@ def _check_label_ids(labels: torch.Tensor, labels_len: torch.Tensor, num_classes
 # The mirrored functions, in the order of the original module.
 # ----------------------------------------------------------------------------------
 def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int = 0,
-                              boundary_blanks: bool = True, *,
+                              boundary_blanks: bool = True,
+                              update_non_blank_token_index: bool = True, *,
                               num_classes: int | None = None) -> Dict[str, torch.Tensor]:
     """Interleaves blanks into padded label sequences.
 
@@ -148,6 +149,11 @@ def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int 
       blank_index: the blank's class id. Every raw id ``>= blank_index`` is raised by
         one to make room for it, so raw ids live in ``[0, C - 2]``.
       boundary_blanks: also put a blank before the first and after the last label.
+      update_non_blank_token_index: True (the TF original's behaviour) raises ids
+        ``>= blank_index`` by one. False keeps the ids as given: they are already
+        class ids that leave room for the blank, so none may equal ``blank_index``.
+        This 4th positional argument comes from the course author's PyTorch port,
+        so code written against it runs here.
       num_classes: keyword-only, ``C`` including the blank. When given, a
         ``blank_index`` or a raw id that has no class once shifted is an error here
         rather than later (the original has no such check).
@@ -183,13 +189,26 @@ def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int 
         raise ValueError(f'inputs["SEQ_DATA"] holds a negative label id {int(labels[b, u])} '
                          f"at example {b}, position {u}")
 
-    if num_classes is not None and bool((valid & (labels >= num_classes - 1)).any()):
-        b, u = (int(i) for i in (valid & (labels >= num_classes - 1)).nonzero()[0])
-        raise ValueError(f"raw label id {int(labels[b, u])} at example {b}, position {u} has no "
-                         f"class once the blank is inserted: raw ids must be below C - 1 = "
-                         f"{num_classes - 1} for C={num_classes}")
+    if not update_non_blank_token_index:
+        if bool((valid & (labels == blank_index)).any()):
+            b, u = (int(i) for i in (valid & (labels == blank_index)).nonzero()[0])
+            raise ValueError(f'inputs["SEQ_DATA"] holds the blank id {blank_index} at example '
+                             f"{b}, position {u}; with update_non_blank_token_index=False the "
+                             "ids are class ids and must leave the blank out")
+        limit = num_classes
+    else:
+        limit = None if num_classes is None else num_classes - 1
+    if limit is not None and bool((valid & (labels >= limit)).any()):
+        b, u = (int(i) for i in (valid & (labels >= limit)).nonzero()[0])
+        kind = "raw label id" if update_non_blank_token_index else "label id"
+        raise ValueError(f"{kind} {int(labels[b, u])} at example {b}, position {u} has no "
+                         f"class: ids must be below {limit} for C={num_classes}"
+                         + (" (ids >= blank_index are raised by one to make room for it)"
+                            if update_non_blank_token_index else ""))
 
-    shifted = labels + (labels >= blank_index).to(labels.dtype)  # (B, U)
+    shifted = labels  # (B, U)
+    if update_non_blank_token_index:
+        shifted = labels + (labels >= blank_index).to(labels.dtype)
     out, new_len = _interleave_blanks(shifted, lengths, blank_index, boundary_blanks)
     return {SEQ_DATA: out, SEQ_LEN: new_len.to(lengths.dtype)}
 
@@ -294,6 +313,44 @@ def label_trans_table(labels: torch.Tensor, labels_len: torch.Tensor) -> torch.T
                        torch.full((), LOG_0, device=labels.device)).to(torch.float32)
 
 
+def _calculate_unnormalized_log_seq_prob(gamma: torch.Tensor,
+                                         accum_log_seq_prob_sum: torch.Tensor,
+                                         logit_len: torch.Tensor,
+                                         label_len: torch.Tensor) -> torch.Tensor:
+    """The original's sequence log-probability from per-frame normalised alpha.
+
+    The assignment names this helper of :func:`calculate_alpha_beta`; the arguments
+    are those of the course author's port.
+
+    Args:
+      gamma: ``(B, T, L)`` log alpha, shifted at every frame so its largest state is 0.
+      accum_log_seq_prob_sum: ``(B, T)`` running sum of those per-frame shifts: the
+        unnormalised log alpha at frame ``t`` is ``gamma[:, t] + accum[:, t]``.
+      logit_len: ``(B,)`` valid frames ``T_b``.
+      label_len: ``(B,)`` augmented label lengths ``L_b >= 1``.
+
+    Returns:
+      ``(B,)``: the larger of ``gamma`` at frame ``T_b - 1`` in states ``L_b - 1`` and
+      ``L_b - 2`` (the one state twice when ``L_b == 1``), plus the running sum at
+      that frame. A max where the exact likelihood has a log-sum-exp, as the original.
+      With ``T_b == 0`` it reads the start vector (0 in state 0) and a sum of 0, where
+      the original would index frame -1.
+    """
+    batch, _, width = gamma.shape
+    logit_len, label_len = logit_len.long(), label_len.long()
+    log_start, _ = calculate_initial_log_seq_prob(label_len, max_label_len=width,
+                                                  dtype=gamma.dtype)
+    # The start vector and a zero sum stand for the frame before t = 0, so frame
+    # T_b - 1 is index T_b of the padded views.
+    padded_gamma = torch.cat([log_start[:, None], gamma], dim=1)  # (B, T + 1, L)
+    padded_sum = torch.nn.functional.pad(accum_log_seq_prob_sum, (1, 0))  # (B, T + 1)
+    last = padded_gamma[torch.arange(batch, device=gamma.device), logit_len]  # (B, L)
+    end_state = (label_len - 1).clamp(min=0)[:, None]
+    before_end = (label_len - 2).clamp(min=0)[:, None]
+    log_final = torch.maximum(last.gather(1, end_state), last.gather(1, before_end))[:, 0]
+    return log_final + padded_sum.gather(1, logit_len[:, None])[:, 0]
+
+
 def calculate_alpha_beta(label_trans_table: torch.Tensor, log_label_prob: torch.Tensor,
                          label_len: torch.Tensor, logit_len: torch.Tensor
                          ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -360,14 +417,9 @@ def calculate_alpha_beta(label_trans_table: torch.Tensor, log_label_prob: torch.
         alpha[:, t] = carry
         log_norm[:, t + 1] = log_norm[:, t] + n
 
-    # Final: max of the two end states at frame T_b - 1 (index T_b in the padded
-    # view that puts the start vector first), before any output masking.
-    padded_alpha = torch.cat([log_start[:, None], alpha], dim=1)  # (B, T + 1, L)
-    last = padded_alpha[torch.arange(batch, device=table.device), logit_len.long()]  # (B, L)
-    end_state = (label_len.long() - 1)[:, None]
-    before_end = (label_len.long() - 2).clamp(min=0)[:, None]  # L_b == 1: the one state twice
-    log_final = torch.maximum(last.gather(1, end_state), last.gather(1, before_end))[:, 0]
-    log_seq_prob_final = log_final + log_norm.gather(1, logit_len.long()[:, None])[:, 0]
+    # Read before any output masking, as the original does.
+    log_seq_prob_final = _calculate_unnormalized_log_seq_prob(alpha, log_norm[:, 1:],
+                                                              logit_len, label_len)
 
     # Backward pass: beta[t] reads the label probabilities of frame t + 1, and 0 at the
     # last frame of the (trimmed) time axis, then restarts at every padded frame.

@@ -146,6 +146,73 @@ class MirroredFunctionTests(unittest.TestCase):
                     self.assertEqual(table[b, i, j], 0.0 if ok else np.float32(S.LOG_0))
 
 
+class CourseAuthorPortTests(unittest.TestCase):
+    """Calls written against the course author's own PyTorch port, and the helper the
+    assignment names."""
+
+    def test_four_argument_call_keeps_ids(self):
+        inputs = {"SEQ_DATA": torch.tensor([[1, 2, 3], [3, 1, 0]]), "SEQ_LEN": torch.tensor([3, 2])}
+        out = S.to_blank_augmented_labels(inputs, 0, True, False)
+        np.testing.assert_array_equal(out["SEQ_DATA"].numpy(), [[0, 1, 0, 2, 0, 3, 0],
+                                                                [0, 3, 0, 1, 0, 0, 0]])
+        np.testing.assert_array_equal(out["SEQ_LEN"].numpy(), [7, 5])
+        out = S.to_blank_augmented_labels(inputs, 5, False, update_non_blank_token_index=False)
+        np.testing.assert_array_equal(out["SEQ_DATA"].numpy(), [[1, 5, 2, 5, 3], [3, 5, 1, 0, 0]])
+        np.testing.assert_array_equal(out["SEQ_LEN"].numpy(), [5, 3])
+
+    def test_four_argument_call_on_recorded_data(self):
+        """Ids shifted by the caller, then kept: the original's recorded output."""
+        case = golden.case("unit_test_augment")
+        raw, raw_len = torch.tensor(case["raw_labels"]), torch.tensor(case["raw_len"])
+        for blank in (0, 6):
+            shifted = torch.where(raw >= blank, raw + 1, raw)
+            for boundary in (True, False):
+                with self.subTest(blank=blank, boundary_blanks=boundary):
+                    out = S.to_blank_augmented_labels({"SEQ_DATA": shifted, "SEQ_LEN": raw_len},
+                                                      blank, boundary, False)
+                    key = f"blank{blank}_boundary{int(boundary)}"
+                    np.testing.assert_array_equal(out["SEQ_DATA"].numpy(), case[f"{key}/labels"])
+                    np.testing.assert_array_equal(out["SEQ_LEN"].numpy(), case[f"{key}/len"])
+
+    def test_kept_ids_must_leave_out_the_blank(self):
+        inputs = {"SEQ_DATA": torch.tensor([[1, 0, 2]]), "SEQ_LEN": torch.tensor([3])}
+        with self.assertRaisesRegex(ValueError, "blank id 0 at example 0, position 1"):
+            S.to_blank_augmented_labels(inputs, 0, True, False)
+        with self.assertRaisesRegex(ValueError, "label id 4 .* below 4 for C=4"):
+            S.to_blank_augmented_labels({"SEQ_DATA": torch.tensor([[1, 4]]),
+                                         "SEQ_LEN": torch.tensor([2])}, 0, True, False,
+                                        num_classes=4)
+
+    def test_unnormalized_log_seq_prob_known_values(self):
+        gamma = torch.tensor([[[0.0, -1.0, -2.0], [-0.5, 0.0, -3.0], [-4.0, -0.25, 0.0]],
+                              [[0.0, -9.0, -9.0], [-0.75, 0.0, -9.0], [0.0, 0.0, 0.0]],
+                              [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+                              [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])  # (4, 3, 3)
+        accum = torch.tensor([[1.0, 2.0, 3.5], [-1.0, -2.0, -6.0], [5.0, 6.0, 7.0],
+                              [5.0, 6.0, 7.0]])  # (4, 3)
+        logit_len = torch.tensor([3, 2, 0, 0])
+        label_len = torch.tensor([3, 1, 2, 3])
+        got = S._calculate_unnormalized_log_seq_prob(gamma, accum, logit_len, label_len)
+        want = [max(0.0, -0.25) + 3.5,  # frame 2, states 2 and 1
+                -0.75 - 2.0,  # frame 1, the single state 0 (L_b = 1)
+                0.0,  # no frames: the start vector, 0 in state 0 = L_b - 2
+                S.LOG_0]  # no frames, L_b = 3: states 2 and 1 start at LOG_0
+        np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-6)
+
+    def test_alpha_beta_calls_the_helper(self):
+        """The recorded log_seq_prob_final, through the helper alone."""
+        from unittest import mock
+
+        case = golden.case("unit_test_alpha_beta")
+        with mock.patch.object(S, "_calculate_unnormalized_log_seq_prob",
+                               wraps=S._calculate_unnormalized_log_seq_prob) as helper:
+            _, _, final = S.calculate_alpha_beta(
+                torch.tensor(case["trans_table"]), torch.tensor(case["log_label_prob"]),
+                torch.tensor(case["len"]), torch.tensor(case["logits_len"]))
+        helper.assert_called_once()
+        assert_close(final, case["log_seq_prob_final"], **tol.LOG_PROB)
+
+
 class BeyondTheOriginalTests(unittest.TestCase):
     """Where the original overflows or raises, the port returns correct numbers."""
 
