@@ -24,3 +24,29 @@ def test_compare_exits_1_on_a_failure(monkeypatch, capsys):
     monkeypatch.setitem(tolerances.LOSS, "atol", -1.0)  # nothing can pass
     assert compare.main(["--cases", "2", "--max-time", "20"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+# A realistic size, where float32 rounding alone moves the gradient by ~1e-4.
+REALISTIC = ["--cases", "1", "--batch", "4", "--max-time", "1000", "--max-label", "200",
+             "--classes", "64", "--seed", "3"]
+
+
+def test_realistic_size_passes(capsys):
+    assert compare.main(REALISTIC) == 0, capsys.readouterr().out
+
+
+def test_a_gradient_off_by_1e_3_fails(monkeypatch, capsys):
+    from parity_tests import check
+
+    honest = check.port_loss_and_grad
+
+    def wrong(*args, **kwargs):
+        loss, grad, ms = honest(*args, **kwargs)
+        grad = grad.copy()
+        grad[0, 0, 0] += 1e-3  # one entry of a valid frame
+        return loss, grad, ms
+
+    monkeypatch.setattr(check, "port_loss_and_grad", wrong)
+    assert compare.main(REALISTIC) == 1
+    row = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("0 ")]
+    assert row and row[0].endswith("FAIL") and "1.00e-03" in row[0]

@@ -2,7 +2,8 @@
 
 Batch 1 to 8, T up to 200, C from 2 to 60, label lengths 0 to 40 with repeats, any
 blank index, padded frames holding arbitrary values, lengths shorter than the padded
-axes. Where the TF side raises or is not finite, the float64 reference judges.
+axes. Both sides are measured against the float64 truth (``check.py``): the port
+must meet the bounds, and so must TF wherever it returns finite numbers.
 """
 import numpy as np
 import pytest
@@ -40,8 +41,10 @@ def test_port_matches_tf_on_random_batches(tf_runner, batch, max_time, classes, 
                        pad_labels=pad_labels, pad_time=pad_time, garbage=garbage,
                        min_time=min_time, min_label=min_label)
     result = check_case(case, tf_runner)
-    event(f"judged by {result.against}" + (f" ({result.why})" if result.why else ""))
+    event(f"TF {result.tf_state}" + (f" ({result.why})" if result.why else ""))
     assert result.passed, result
+    # At these sizes TF's float32 stays within the same bounds wherever it is finite.
+    assert result.tf_state != "off", result
 
 
 @pytest.mark.parametrize("failure", [c["name"] for c in golden.upstream_failures()
