@@ -60,3 +60,12 @@ def test_environment_yml_is_on_python_310():
 def test_makefile_pins_the_cpu_torch():
     # CI installs torch first, pinned exactly, so nothing can pull a CUDA build.
     assert "pip install torch==2.13.0" in (ROOT / "Makefile").read_text()
+
+
+def test_optional_dependency_gaps_are_named():
+    from optional_deps import missing
+
+    assert missing({"pytest": "8"}, "test") is None
+    assert "is older than 999" in missing({"pytest": "999"}, "test")
+    assert "no-such-distribution-xyz is not installed (pip install '.[hf]')" == missing(
+        {"no-such-distribution-xyz": "1"}, "hf")
