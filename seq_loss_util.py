@@ -58,6 +58,7 @@ __all__ = [
     "forced_align",
     "alignment_segments",
     "alignment_targets",
+    "greedy_decode",
 ]
 
 # The original's stand-in for log(0): float32(log(1e-307)), i.e. -706.8936.
@@ -162,7 +163,8 @@ def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int 
       ``{"SEQ_DATA": (B, 2U + 1), "SEQ_LEN": (B,)}`` with boundary blanks, or
       ``(B, 2U - 1)`` and lengths ``2 * len - 1`` without (0 for an empty label).
       Positions past each new length hold 0, whatever the blank is (as the
-      original). Both keep their input's integer dtype.
+      original). Both keep their input's integer dtype, except that int8, uint8
+      and int16 widen to int32, so that shifted ids and ``2U + 1`` cannot overflow.
     """
     if not isinstance(inputs, dict) or SEQ_DATA not in inputs or SEQ_LEN not in inputs:
         raise TypeError('inputs must be a dict {"SEQ_DATA": (B, U) int, "SEQ_LEN": (B,) int}')
@@ -206,11 +208,18 @@ def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int 
                          + (" (ids >= blank_index are raised by one to make room for it)"
                             if update_non_blank_token_index else ""))
 
-    shifted = labels  # (B, U)
+    # int8 would turn the shifted id 127 into -128, and 2U + 1 overflows it at U = 64.
+    label_dtype, len_dtype = _wide_int(labels.dtype), _wide_int(lengths.dtype)
+    shifted = labels.to(label_dtype)  # (B, U)
     if update_non_blank_token_index:
-        shifted = labels + (labels >= blank_index).to(labels.dtype)
-    out, new_len = _interleave_blanks(shifted, lengths, blank_index, boundary_blanks)
-    return {SEQ_DATA: out, SEQ_LEN: new_len.to(lengths.dtype)}
+        shifted = shifted + (shifted >= blank_index).to(label_dtype)
+    out, new_len = _interleave_blanks(shifted, lengths.long(), blank_index, boundary_blanks)
+    return {SEQ_DATA: out, SEQ_LEN: new_len.to(len_dtype)}
+
+
+def _wide_int(dtype: torch.dtype) -> torch.dtype:
+    """int32 and int64 stay; narrower integer dtypes widen to int32."""
+    return dtype if dtype in (torch.int32, torch.int64) else torch.int32
 
 
 def _interleave_blanks(labels: torch.Tensor, lengths: torch.Tensor, blank: int,
@@ -522,56 +531,88 @@ class CtcLoss(torch.autograd.Function):
     gradient, where ``gamma[b, t, c]`` is the posterior probability of the states
     labelled ``c`` at frame ``t``. It is zero on padded frames and for examples whose
     loss is not counted: ``logits_len < labels_len`` in the original's mode,
-    infeasible examples in exact mode. Labels and lengths get no gradient.
+    infeasible examples in exact mode. An example with a NaN or +inf logit in a valid
+    frame gets a NaN loss and a NaN gradient on its valid frames, in every mode.
+    Labels and lengths get no gradient.
     """
 
     @staticmethod
     def forward(ctx, labels, labels_len, logits, logits_len, exact=False, zero_infinity=False):
-        labels, labels_len, logits, logits_len = _check_ctc_inputs(
+        labels, labels_len, logits, logits_len, t_max, width = _check_ctc_inputs(
             labels, labels_len, logits, logits_len)
-        batch = logits.shape[0]
         ctx.logits_meta = (logits.shape, logits.dtype, logits.device)
         # As if padding were trimmed: the time and label axes end at the longest length.
-        t_max = int(logits_len.max()) if batch else 0
-        width = int(labels_len.max()) if batch else 0
-        labels = labels[:, :width].long().contiguous()  # (B, L)
+        labels = labels[:, :width].long()  # (B, L)
         labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
+        # Ids past each length are padding (-100, say): any class id will do there.
+        state_ok = torch.arange(width, device=labels.device)[None, :] < labels_len[:, None]
+        labels = torch.where(state_ok, labels, 0).contiguous()
         compute = _compute_dtype(logits.dtype)
-        log_probs = torch.log_softmax(logits[:, :t_max].to(compute), dim=2)  # (B, T', C)
+        # Autocast must not lower the recursion's precision: it is float32 or float64.
+        with torch.autocast(logits.device.type, enabled=False):
+            log_probs = torch.log_softmax(logits[:, :t_max].to(compute), dim=2)  # (B, T', C)
+            frame_ok = (torch.arange(t_max, device=logits.device)[None, :]
+                        < logits_len[:, None])  # (B, T')
+            # A NaN or +inf logit leaves a NaN in its frame's log_softmax; -inf (a masked
+            # class) does not. Such an example must report NaN, not "infeasible".
+            poisoned = (torch.isnan(log_probs.sum(2)) & frame_ok).any(1)  # (B,)
 
-        run = _kernel_backend() if logits.device.type == "cpu" else None
-        run = run or _TorchBackend
-        state, final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
+            run = _kernel_backend() if logits.device.type == "cpu" else None
+            run = run or _TorchBackend
+            state, final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
         if exact:
             # Graves et al. 2006, eq. 8: p(l|x) sums the two final states.
             log_like = torch.logaddexp(final_a, final_b)
-        else:
-            log_like = torch.maximum(final_a, final_b)  # the original's approximation
-        if exact:
             # Infeasible (T_b < U + repeats) leaves -inf: the loss is inf, or 0 with
             # zero_infinity; either way the gradient is 0, never NaN.
-            counted = torch.isfinite(log_like)
+            counted = torch.isfinite(log_like) & ~poisoned
             loss = torch.where(counted, -log_like, 0.0 if zero_infinity else math.inf)
+            if not zero_infinity:
+                _warn_if_infeasible(counted | poisoned, labels_len, logits_len)
         else:
+            log_like = torch.maximum(final_a, final_b)  # the original's approximation
             # The original's rule: an example counts only when T_b >= L_b (= 2U + 1).
-            counted = logits_len >= labels_len
+            counted = (logits_len >= labels_len) & ~poisoned
             loss = torch.where(counted, -log_like, 0.0)
+        loss = torch.where(poisoned, math.nan, loss)
 
         ctx.run = run
-        ctx.save_for_backward(log_probs, labels, labels_len, logits_len, counted, *state)
-        return loss.to(logits.dtype)
+        ctx.save_for_backward(log_probs, labels, labels_len, logits_len, counted, poisoned,
+                              *state)
+        # float16 and bfloat16 give a float32 loss, as the native CTC does under
+        # autocast: a long utterance's loss (> 65504) would overflow float16.
+        return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_loss):
         shape, dtype, device = ctx.logits_meta
-        log_probs, labels, labels_len, logits_len, counted, *state = ctx.saved_tensors
+        log_probs, labels, labels_len, logits_len, counted, poisoned, *state = ctx.saved_tensors
+        grad_loss = grad_loss.to(log_probs.dtype)
         # Examples whose loss is not counted get exactly 0, whatever their posterior.
-        scale = torch.where(counted, grad_loss.to(log_probs.dtype), 0.0)  # (B,)
-        grad = ctx.run.backward(state, log_probs, labels, labels_len, logits_len, scale)
+        scale = torch.where(counted, grad_loss, 0.0)  # (B,)
+        with torch.autocast(device.type, enabled=False):
+            grad = ctx.run.backward(state, log_probs, labels, labels_len, logits_len, scale)
+        frame_ok = torch.arange(grad.shape[1], device=device)[None, :] < logits_len[:, None]
+        nan_frames = (poisoned & (grad_loss != 0))[:, None] & frame_ok  # (B, T')
+        grad = torch.where(nan_frames[:, :, None], math.nan, grad)
         full = torch.zeros(shape, dtype=dtype, device=device)
         full[:, : grad.shape[1]] = grad.to(dtype)
         return None, None, full, None, None, None
+
+
+def _warn_if_infeasible(feasible: torch.Tensor, labels_len: torch.Tensor,
+                        logits_len: torch.Tensor) -> None:
+    """Names the examples that have no alignment (exact mode, loss inf)."""
+    if bool(feasible.all()):
+        return
+    bad = (~feasible).nonzero()[:, 0].tolist()
+    shown = ", ".join(f"{b} ({int(logits_len[b])} frames, {(int(labels_len[b]) - 1) // 2} "
+                      "labels)" for b in bad[:8])
+    more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
+    _warn(f"{len(bad)} example(s) cannot be aligned, so their CTC loss is inf: {shown}{more}. "
+          "An example needs at least U + (adjacent repeats) frames. Check the frame lengths "
+          "(logits_len) or pass zero_infinity=True to give them loss 0.")
 
 
 def _band(log_probs, labels, labels_len):
@@ -860,54 +901,122 @@ _kernel_lib = None  # the loaded library, False once building it has failed
 _kernel_pool = None
 
 
+def _forget_pool_in_child() -> None:
+    # A forked child inherits the pool object but none of its worker threads: work
+    # submitted there would wait forever. The child builds a pool of its own.
+    global _kernel_pool
+    _kernel_pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
+def _kernel_cache_dir():
+    """``$SEQ_LOSS_UTIL_CACHE``, else ``~/.cache/seq_loss_util``, else (no home
+    directory, as in some containers) a per-user folder in the temporary directory."""
+    import tempfile
+    from pathlib import Path
+
+    if os.environ.get("SEQ_LOSS_UTIL_CACHE"):
+        return Path(os.environ["SEQ_LOSS_UTIL_CACHE"])
+    try:
+        return Path.home() / ".cache" / "seq_loss_util"
+    except (RuntimeError, KeyError):  # no $HOME and no password-file entry
+        user = os.getuid() if hasattr(os, "getuid") else "user"
+        return Path(tempfile.gettempdir()) / f"seq_loss_util-{user}"
+
+
+def _bind_kernel(lib) -> bool:
+    """Declares every entry point's arguments; False if the library lacks one."""
+    import ctypes
+
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    signatures = {"ctc_forward": [p, i64, i64, p, i64, p, p, i64, i64, p, p],
+                  "ctc_backward": [p, i64, i64, p, i64, p, p, p, p, i64, i64, p],
+                  "ctc_viterbi": [p, i64, i64, p, i64, p, p, i64, i64, p, p, p]}
+    try:
+        for sfx, *_ in _KERNEL_VARIANTS.values():
+            for name, argtypes in signatures.items():
+                getattr(lib, f"{name}_{sfx}").argtypes = argtypes
+    except AttributeError:
+        return False
+    return True
+
+
+def _load_verified(path):
+    """The library at ``path`` if its bytes match the digest recorded beside it when it
+    was built and it has every entry point; else None. A truncated file would kill the
+    process with SIGBUS once mapped, so nothing unverified is ever loaded."""
+    import ctypes
+    import hashlib
+
+    try:
+        want = path.with_name(path.name + ".sha256").read_text().strip()
+        if hashlib.sha256(path.read_bytes()).hexdigest() != want:
+            return None
+        lib = ctypes.CDLL(str(path))
+    except OSError:
+        return None
+    return lib if _bind_kernel(lib) else None
+
+
 def _build_kernel():
-    """Compiles the kernel (once per source and machine) and loads it with ctypes."""
+    """Compiles the kernel (once per source, compiler and machine) into a cache and
+    loads it with ctypes. A cached library that fails verification (truncated,
+    foreign, missing a symbol) is rebuilt once into a fresh file; if that fails too,
+    a warning names why and the pure PyTorch backend runs."""
     import ctypes
     import hashlib
     import platform
+    import shlex
     import shutil
     import subprocess
     import tempfile
-    import warnings
     from pathlib import Path
 
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    # CC may carry arguments ("ccache gcc", "cc -O2"): split it as a shell would.
+    compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc")]
     flags = ["-O3", "-std=c11", "-shared", "-fPIC"]
     key = hashlib.sha256("\0".join([_KERNEL_SOURCE, str(compiler), platform.machine(),
                                     *flags]).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("SEQ_LOSS_UTIL_CACHE",
-                                Path.home() / ".cache" / "seq_loss_util"))
-    target = cache / f"ctc_kernel_{key}.so"
     try:
-        if not target.exists():
-            if compiler is None:
-                raise RuntimeError("no C compiler found (set CC)")
-            cache.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=cache) as tmp:
-                objects = []
-                for sfx, real, exp, log in _KERNEL_VARIANTS.values():
-                    src = Path(tmp) / f"ctc_{sfx}.c"
-                    src.write_text(f"#define REAL {real}\n#define SFX {sfx}\n#define EXP {exp}\n"
-                                   f"#define LOG {log}\n" + _KERNEL_SOURCE)
-                    objects.append(str(src))
-                built = Path(tmp) / "kernel.so"
-                # Each variant is a separate translation unit; one shared library.
-                subprocess.run([compiler, *flags, *objects, "-o", str(built), "-lm"],
-                               check=True, capture_output=True, text=True)
-                os.replace(built, target)  # atomic: concurrent builders are safe
-        lib = ctypes.CDLL(str(target))
+        cache = _kernel_cache_dir()
+        target = cache / f"ctc_kernel_{key}.so"
+        lib = _load_verified(target) if target.exists() else None
+        if lib is not None:
+            return lib
+        if compiler[0] is None:
+            raise RuntimeError("no C compiler found (set CC)")
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            sources = []
+            for sfx, real, exp, log in _KERNEL_VARIANTS.values():
+                src = Path(tmp) / f"ctc_{sfx}.c"
+                src.write_text(f"#define REAL {real}\n#define SFX {sfx}\n#define EXP {exp}\n"
+                               f"#define LOG {log}\n" + _KERNEL_SOURCE)
+                sources.append(str(src))
+            built = Path(tmp) / "kernel.so"
+            # Each variant is a separate translation unit; one shared library.
+            subprocess.run([*compiler, *flags, *sources, "-o", str(built), "-lm"],
+                           check=True, capture_output=True, text=True)
+            digest = Path(tmp) / "kernel.so.sha256"
+            digest.write_text(hashlib.sha256(built.read_bytes()).hexdigest())
+            lib = ctypes.CDLL(str(built))
+            if not _bind_kernel(lib):
+                raise RuntimeError("the freshly built library lacks an entry point")
+            # Publish under fresh inodes (atomic renames): a process that has the old
+            # file mapped keeps it; the next process finds the new one and its digest.
+            os.replace(built, target)
+            os.replace(digest, target.with_name(target.name + ".sha256"))
+        return lib
     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        import warnings
+
         detail = getattr(e, "stderr", "") or str(e)
         warnings.warn(f"seq_loss_util: the compiled CTC kernel is unavailable ({detail.strip()}"
                       "); using the pure PyTorch implementation", RuntimeWarning, stacklevel=3)
         return False
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    for sfx, *_ in _KERNEL_VARIANTS.values():
-        getattr(lib, f"ctc_forward_{sfx}").argtypes = [p, i64, i64, p, i64, p, p, i64, i64, p, p]
-        getattr(lib, f"ctc_backward_{sfx}").argtypes = [p, i64, i64, p, i64, p, p, p, p, i64, i64,
-                                                        p]
-        getattr(lib, f"ctc_viterbi_{sfx}").argtypes = [p, i64, i64, p, i64, p, p, i64, i64, p, p, p]
-    return lib
 
 
 def _kernel_backend():
@@ -989,8 +1098,91 @@ class _KernelBackend:
         return path, score
 
 
+def _warn(message: str) -> None:
+    """A UserWarning attributed to the first caller outside this module and torch."""
+    import sys
+    import warnings
+
+    inside = (os.path.abspath(__file__), os.path.dirname(os.path.abspath(torch.__file__)))
+    frame, level = sys._getframe(1), 2
+    while frame is not None and (frame.f_code.co_filename == inside[0]
+                                 or frame.f_code.co_filename.startswith(inside[1])):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+def _check_batch_first(logits: torch.Tensor, batch: int, source: str) -> None:
+    """A batch size that matches the logits' second axis means time-first logits."""
+    if logits.shape[0] != batch and logits.dim() == 3 and logits.shape[1] == batch:
+        raise ValueError(
+            f"logits has shape {tuple(logits.shape)}, which looks time-first (T, B, C) for "
+            f"the batch of {batch} in {source}: logits must be batch-first (B, T, C); pass "
+            "logits.transpose(0, 1) (torch.nn.CTCLoss takes (T, B, C), this module does not)")
+
+
+def _probability_suspects(logits: torch.Tensor, logits_len: torch.Tensor) -> torch.Tensor:
+    """A 0-dim bool: the first frame of every example with frames lies in [0, 1] and sums
+    to 1. Reads ``(B, C)`` only; :func:`_looks_like_probabilities` confirms."""
+    if logits.shape[1] == 0:
+        return torch.zeros((), dtype=torch.bool, device=logits.device)
+    first = logits[:, 0].float()  # (B, C)
+    is_prob = ((first >= 0) & (first <= 1)).all(1) & ((first.sum(1) - 1).abs() < 1e-2)
+    has_frames = logits_len > 0
+    return (is_prob | ~has_frames).all() & has_frames.any()
+
+
+def _looks_like_probabilities(logits: torch.Tensor, logits_len: torch.Tensor) -> bool:
+    """Every valid frame lies in [0, 1] and sums to 1 (to 1e-2, for float16 softmax)."""
+    x = logits.float()  # (B, T, C)
+    frame_ok = torch.arange(x.shape[1], device=x.device)[None, :] < logits_len[:, None]
+    is_prob = ((x >= 0) & (x <= 1)).all(2) & ((x.sum(2) - 1).abs() < 1e-2)  # (B, T)
+    return bool((is_prob | ~frame_ok).all())
+
+
+_PROBABILITY_WARNING = (
+    "logits look like probabilities (every valid entry in [0, 1], each frame summing to "
+    "1): the loss applies log_softmax itself, so softmax outputs give a plausible loss "
+    "that does not train (every frame drifts to the blank). Pass the model's logits, "
+    "before softmax, or log-probabilities (log_softmax), which give the same loss.")
+
+
+def _warn_if_probabilities(logits, logits_len, suspect) -> None:
+    if suspect and _looks_like_probabilities(logits, logits_len):
+        _warn(_PROBABILITY_WARNING)
+
+
+def _augmentation_faults(labels: torch.Tensor, labels_len: torch.Tensor) -> torch.Tensor:
+    """``(B, L)`` bool, True where labels are not blank-augmented: each example's even
+    positions must all hold the batch's blank (its first id) and no odd position may."""
+    positions = torch.arange(labels.shape[1], device=labels.device)
+    valid = positions < labels_len[:, None]
+    holds_blank = labels == labels[:1, :1]  # the blank: position 0 of example 0
+    return valid & (holds_blank != (positions % 2 == 0))
+
+
+def _check_augmented(labels, labels_len, faults) -> None:
+    b, j = (int(i) for i in faults.nonzero()[0])
+    blank = int(labels[0, 0])
+    if j % 2 == 0:
+        what = (f"labels are not blank-augmented: the even positions, where the blank "
+                f"belongs, hold {blank} (example 0, position 0) but {int(labels[b, j])} at "
+                f"example {b}, position {j}")
+    else:
+        what = (f"labels are not blank-augmented: example {b}, position {j} (odd, where a "
+                f"label belongs) holds the blank's id {blank}")
+    raise ValueError(
+        f"{what}. ctc_loss takes blank-augmented labels (blank, l1, blank, ..., blank) of "
+        "length 2U + 1: pass raw labels through to_blank_augmented_labels first, or use "
+        "CtcLossModule, which takes raw labels")
+
+
 def _check_ctc_inputs(labels, labels_len, logits, logits_len):
-    """Validates ``ctc_loss``'s arguments; returns them as tensors on the logits' device."""
+    """Validates ``ctc_loss``'s arguments with one host sync in the common case.
+
+    Returns them as tensors on the logits' device, with ``t_max = max(logits_len)`` and
+    ``width = max(labels_len)`` as ints. The checks' verdicts are gathered into one
+    tensor and read once; the detailed (slower) checks run only to name a fault.
+    """
     if not torch.is_tensor(logits):
         logits = _as_tensor(logits, "logits")
     _check_float(logits, "logits", 3, "(B, T, C)")
@@ -1001,18 +1193,38 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len):
     _check_int(labels, "labels", 2, "(B, L)")
     _check_int(labels_len, "labels_len", 1, "(B,)")
     _check_int(logits_len, "logits_len", 1, "(B,)")
+    _check_batch_first(logits, labels.shape[0], "labels")
     _check_batch(logits.shape[0], labels=labels, labels_len=labels_len, logits_len=logits_len)
     if logits.shape[2] < 1:
         raise ValueError("logits must have at least one class (C >= 1)")
-    _check_lengths(labels_len, "labels_len", labels.shape[1], "label axis of labels")
-    _check_lengths(logits_len, "logits_len", logits.shape[1], "time axis of logits")
-    if labels_len.numel() and bool((labels_len % 2 == 0).any()):
+    if logits.shape[0] == 0:
+        return labels, labels_len, logits, logits_len, 0, 0
+
+    width_in = labels.shape[1]
+    positions = torch.arange(width_in, device=device)
+    valid = positions < labels_len[:, None]  # (B, L)
+    bad_ids = valid & ((labels < 0) | (labels >= logits.shape[2]))
+    faults = _augmentation_faults(labels, labels_len) if width_in else valid
+    verdicts = torch.stack([
+        labels_len.min(), labels_len.max(), logits_len.min(), logits_len.max(),
+        (labels_len % 2 == 0).any(), bad_ids.any(), faults.any(),
+        _probability_suspects(logits, logits_len)]).tolist()  # the one host sync
+    low_u, width, low_t, t_max, even, ids, not_augmented, suspect = verdicts
+    if low_u < 0 or width > width_in:
+        _check_lengths(labels_len, "labels_len", width_in, "label axis of labels")
+    if low_t < 0 or t_max > logits.shape[1]:
+        _check_lengths(logits_len, "logits_len", logits.shape[1], "time axis of logits")
+    if even:
         b = int((labels_len % 2 == 0).nonzero()[0])
         raise ValueError(
             f"labels_len must be odd (2U + 1: labels blank-augmented with boundary blanks, "
             f"see to_blank_augmented_labels), got {int(labels_len[b])} for example {b}")
-    _check_label_ids(labels, labels_len, logits.shape[2])
-    return labels, labels_len, logits, logits_len
+    if ids:
+        _check_label_ids(labels, labels_len, logits.shape[2])
+    if not_augmented:
+        _check_augmented(labels, labels_len, faults)
+    _warn_if_probabilities(logits, logits_len, suspect)
+    return labels, labels_len, logits, logits_len, int(t_max), int(width)
 
 
 def ctc_loss(labels: torch.Tensor, labels_len: torch.Tensor, logits: torch.Tensor,
@@ -1068,7 +1280,8 @@ class CtcLossModule(torch.nn.Module):
 
     * ``labels`` are raw label ids. With ``labels_len=None`` they are padded at the
       end with any negative value (Hugging Face uses -100); otherwise positions past
-      ``labels_len`` are ignored, whatever they hold.
+      ``labels_len`` are ignored, whatever they hold. 1-D labels with ``labels_len``
+      are read as ``torch.nn.CTCLoss``'s concatenated targets.
     * ``logits_len=None`` means every frame is valid.
 
     Options (all keyword-only):
@@ -1084,7 +1297,11 @@ class CtcLossModule(torch.nn.Module):
     * ``exact`` (True): the exact CTC negative log-likelihood. False gives the TF
       original's approximation (see :func:`ctc_loss`).
 
-    Gradients are 0 for infeasible examples, never NaN.
+    The loss is float32 for float16 and bfloat16 logits (float64 for float64), so
+    reductions never overflow; the gradient comes back in the logits' dtype. An empty
+    batch gives 0 for every reduction. Gradients are 0 for infeasible examples (named
+    in a warning unless ``zero_infinity``); an example with a NaN or +inf logit in a
+    valid frame gets a NaN loss and gradient, never a silent 0.
     """
 
     def __init__(self, *, blank: int = 0, shift_labels: bool = False,
@@ -1114,9 +1331,32 @@ class CtcLossModule(torch.nn.Module):
                         zero_infinity=self.zero_infinity)  # (B,)
         if self.reduction == "none":
             return loss
-        if self.reduction == "sum":
-            return loss.sum()
+        if self.reduction == "sum" or loss.shape[0] == 0:
+            return loss.sum()  # an empty batch: 0 with a zero gradient, not mean()'s NaN
         return (loss / target_len.clamp(min=1).to(loss.dtype)).mean()
+
+
+def _split_concatenated(targets: torch.Tensor, labels_len, logits) -> torch.Tensor:
+    """torch.nn.CTCLoss's other target format: every example's labels one after the
+    other, ``(sum(labels_len),)``, to ``(B, U)`` padded with -1."""
+    if labels_len is None:
+        raise ValueError("1-D labels are read as concatenated targets (torch.nn.CTCLoss's "
+                         "format) and need labels_len, each example's length")
+    labels_len = _as_tensor(labels_len, "labels_len", logits.device)
+    _check_int(labels_len, "labels_len", 1, "(B,)")
+    _check_batch_first(logits, labels_len.shape[0], "labels_len")
+    _check_batch(logits.shape[0], labels_len=labels_len)
+    _check_lengths(labels_len, "labels_len", targets.shape[0], "concatenated targets")
+    total = int(labels_len.sum())
+    if total != targets.shape[0]:
+        raise ValueError(f"1-D concatenated labels hold {targets.shape[0]} ids, but labels_len "
+                         f"sums to {total}: they must agree")
+    width = int(labels_len.max()) if labels_len.numel() else 0
+    starts = torch.cumsum(labels_len, 0) - labels_len  # (B,)
+    index = starts[:, None] + torch.arange(width, device=targets.device)  # (B, U)
+    inside = torch.arange(width, device=targets.device) < labels_len[:, None]
+    gathered = targets[index.clamp(max=max(total - 1, 0))] if total else index
+    return torch.where(inside, gathered, -1).to(targets.dtype)
 
 
 def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_labels):
@@ -1134,7 +1374,10 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
         raise ValueError(f"blank {blank} is outside the vocabulary [0, {classes - 1}] "
                          f"of logits with C={classes} classes")
     labels = _as_tensor(labels, "labels", logits.device)
-    _check_int(labels, "labels", 2, "(B, U)")
+    if labels.dim() == 1 and labels.dtype != torch.bool and not labels.dtype.is_floating_point:
+        labels = _split_concatenated(labels, labels_len, logits)
+    _check_int(labels, "labels", 2, "(B, U), or 1-D concatenated targets with labels_len")
+    _check_batch_first(logits, labels.shape[0], "labels")
     _check_batch(batch, labels=labels)
     width = labels.shape[1]
     positions = torch.arange(width, device=logits.device)
@@ -1296,3 +1539,54 @@ def alignment_targets(logits: torch.Tensor, labels: torch.Tensor,
     frames = torch.arange(x.shape[1], device=x.device)[None, :] < logits_len[:, None]
     keep = frames & torch.isfinite(loss.detach())[:, None]
     return torch.where(keep[:, :, None], targets, 0.0)
+
+
+# ----------------------------------------------------------------------------------
+# Decoding.
+# ----------------------------------------------------------------------------------
+def greedy_decode(logits: torch.Tensor, logits_len: torch.Tensor | None = None, *,
+                  blank: int = 0) -> torch.Tensor:
+    """Best-path (greedy) CTC decoding of a batch.
+
+    The most probable class at every valid frame, with repeats collapsed and blanks
+    dropped: frames ``a a - a b b`` give ``a a b``.
+
+    Args:
+      logits: ``(B, T, C)`` scores, log-probabilities or probabilities (only their
+        order per frame matters).
+      logits_len: ``(B,)`` valid frames; None means all.
+      blank: keyword-only, the blank's class id.
+
+    Returns:
+      ``(B, U')`` long label ids, ``U'`` the longest result, padded at the end with -1:
+      the padding :class:`CtcLossModule` and :func:`forced_align` accept, so a
+      transcript can be fed straight back. ``row[row >= 0].tolist()`` gives one
+      example's ids. Vectorised over the batch; one host read for ``U'``.
+    """
+    if not torch.is_tensor(logits):
+        raise TypeError(f"logits must be a tensor (B, T, C), got {type(logits).__name__}")
+    _check_float(logits, "logits", 3, "(B, T, C)")
+    batch, frames, classes = logits.shape
+    if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or not (
+            0 <= blank < classes):
+        raise ValueError(f"blank must be a class id in [0, {classes - 1}], got {blank!r}")
+    if logits_len is None:
+        logits_len = torch.full((batch,), frames, dtype=torch.long, device=logits.device)
+    else:
+        logits_len = _as_tensor(logits_len, "logits_len", logits.device)
+        _check_int(logits_len, "logits_len", 1, "(B,)")
+        _check_batch_first(logits, logits_len.shape[0], "logits_len")
+        _check_batch(batch, logits_len=logits_len)
+        _check_lengths(logits_len, "logits_len", frames, "time axis of logits")
+    with torch.no_grad():
+        best = logits.argmax(dim=2)  # (B, T)
+        previous = torch.nn.functional.pad(best, (1, 0), value=-1)[:, :-1]  # (B, T)
+        frame_ok = torch.arange(frames, device=logits.device)[None, :] < logits_len[:, None]
+        keep = frame_ok & (best != blank) & (best != previous)  # (B, T)
+        width = int(keep.sum(dim=1).max()) if batch and frames else 0
+        # Kept frames go to their rank; the rest to one spare column, dropped after.
+        slot = torch.where(keep, keep.cumsum(dim=1) - 1, width)
+        out = torch.full((batch, width + 1), -1, dtype=torch.long, device=logits.device)
+        out.scatter_(1, slot, torch.where(keep, best, -1))
+        return out[:, :width]
+

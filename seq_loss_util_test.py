@@ -6,6 +6,7 @@ where the port does better than the original, and every input error.
 
 Run as ``python seq_loss_util_test.py`` (unittest) or under ``pytest``.
 """
+import contextlib
 import math
 import unittest
 
@@ -19,6 +20,28 @@ from parity_tests import golden, reference, tolerances as tol
 
 def assert_close(got, want, atol, rtol, msg=""):
     tol.assert_within(got, want, dict(atol=atol, rtol=rtol), msg)
+
+
+@contextlib.contextmanager
+def count_host_reads():
+    """Counts the reads of tensor values into Python (a host sync on a GPU)."""
+    calls = [0]
+    saved = {name: getattr(torch.Tensor, name)
+             for name in ("item", "__int__", "__bool__", "__float__", "tolist", "numpy")}
+
+    def counting(f):
+        def counted(self, *args, **kwargs):
+            calls[0] += 1
+            return f(self, *args, **kwargs)
+        return counted
+
+    for name, f in saved.items():
+        setattr(torch.Tensor, name, counting(f))
+    try:
+        yield calls
+    finally:
+        for name, f in saved.items():
+            setattr(torch.Tensor, name, f)
 
 
 def augmented(name):
@@ -314,8 +337,10 @@ class BeyondTheOriginalTests(unittest.TestCase):
                 low = torch.tensor(case["logits"]).to(dtype)
                 loss, grad = loss_and_grad(labels, labels_len, low, logits_len)
                 loss32, grad32 = loss_and_grad(labels, labels_len, low.float(), logits_len)
-                self.assertEqual((loss.dtype, grad.dtype), (dtype, dtype))
-                self.assertTrue(torch.equal(loss, loss32.to(dtype)))
+                # The loss in float32, as native CTC under autocast; the gradient in
+                # the input's dtype.
+                self.assertEqual((loss.dtype, grad.dtype), (torch.float32, dtype))
+                self.assertTrue(torch.equal(loss, loss32))
                 self.assertTrue(torch.equal(grad, grad32.to(dtype)))
 
     def test_weighted_incoming_gradient(self):
@@ -360,24 +385,25 @@ class BeyondTheOriginalTests(unittest.TestCase):
         """The number of host reads is the same for 8 frames as for 64."""
         counts = []
         for frames in (8, 64):
-            calls = [0]
-            saved = {}
-            for name in ("item", "__int__", "__bool__", "__float__", "tolist", "numpy"):
-                saved[name] = getattr(torch.Tensor, name)
-
-                def counted(self, *a, _f=saved[name], **k):
-                    calls[0] += 1
-                    return _f(self, *a, **k)
-                setattr(torch.Tensor, name, counted)
-            try:
+            with count_host_reads() as calls:
                 labels = torch.tensor([[0, 1, 0, 2, 0]])
                 x = torch.randn(1, frames, 3, requires_grad=True)
                 S.ctc_loss(labels, torch.tensor([5]), x, torch.tensor([frames])).sum().backward()
-            finally:
-                for name, f in saved.items():
-                    setattr(torch.Tensor, name, f)
             counts.append(calls[0])
         self.assertEqual(counts[0], counts[1])
+
+    def test_checks_share_one_host_read(self):
+        """Every input check of ctc_loss, and the diagnostics, read the host once
+        together; exact mode adds one read to name infeasible examples."""
+        labels = S.to_blank_augmented_labels({"SEQ_DATA": torch.randint(1, 9, (8, 20)),
+                                              "SEQ_LEN": torch.full((8,), 20)}, 0)
+        for exact, want in ((False, 1), (True, 2)):
+            x = torch.randn(8, 200, 10, requires_grad=True)
+            with count_host_reads() as calls:
+                loss = S.ctc_loss(labels["SEQ_DATA"], labels["SEQ_LEN"], x,
+                                  torch.full((8,), 200), exact=exact)
+                loss.sum().backward()
+            self.assertEqual(calls[0], want, f"exact={exact}")
 
     def test_inputs_are_not_modified(self):
         case = golden.case("garbage_in_padding")

@@ -14,10 +14,14 @@ import seq_loss_util as S
 from parity_tests import golden, tolerances as tol
 from parity_tests.cases import random_case
 
-# CI has a C compiler, so there a missing kernel fails these tests instead of skipping.
-pytestmark = pytest.mark.skipif(
-    S.backend("cpu") != "c-kernel" and not os.environ.get("CI"),
-    reason="the compiled kernel is off here (no C compiler, or SEQ_LOSS_UTIL_KERNEL=0)")
+pytestmark = [
+    # CI has a C compiler, so there a missing kernel fails these tests instead of skipping.
+    pytest.mark.skipif(S.backend("cpu") != "c-kernel" and not os.environ.get("CI"),
+                       reason="the compiled kernel is off here (no C compiler, or "
+                              "SEQ_LOSS_UTIL_KERNEL=0)"),
+    # Infeasible examples on purpose; tests/test_misuse.py tests the warning naming them.
+    pytest.mark.filterwarnings("ignore:.*cannot be aligned:UserWarning"),
+]
 
 
 def run(monkeypatch, kernel, case, exact, dtype=torch.float32):

@@ -15,6 +15,10 @@ from hypothesis import given, settings, strategies as st
 import seq_loss_util as S
 from parity_tests import tolerances as tol
 
+# These tests build infeasible examples on purpose; the warning that names them is
+# tested in tests/test_misuse.py.
+pytestmark = pytest.mark.filterwarnings("ignore:.*cannot be aligned:UserWarning")
+
 FLOAT64 = dict(atol=1e-9, rtol=1e-9)
 
 
