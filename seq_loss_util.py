@@ -551,15 +551,10 @@ class CtcLoss(torch.autograd.Function):
         # Autocast must not lower the recursion's precision: it is float32 or float64.
         with torch.autocast(logits.device.type, enabled=False):
             log_probs = torch.log_softmax(logits[:, :t_max].to(compute), dim=2)  # (B, T', C)
-            frame_ok = (torch.arange(t_max, device=logits.device)[None, :]
-                        < logits_len[:, None])  # (B, T')
-            # A NaN or +inf logit leaves a NaN in its frame's log_softmax; -inf (a masked
-            # class) does not. Such an example must report NaN, not "infeasible".
-            poisoned = (torch.isnan(log_probs.sum(2)) & frame_ok).any(1)  # (B,)
-
             run = _kernel_backend() if logits.device.type == "cpu" else None
             run = run or _TorchBackend
             state, final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
+            poisoned, suspicious = _poisoned(log_probs, logits_len, final_a, final_b)
         if exact:
             # Graves et al. 2006, eq. 8: p(l|x) sums the two final states.
             log_like = torch.logaddexp(final_a, final_b)
@@ -567,7 +562,7 @@ class CtcLoss(torch.autograd.Function):
             # zero_infinity; either way the gradient is 0, never NaN.
             counted = torch.isfinite(log_like) & ~poisoned
             loss = torch.where(counted, -log_like, 0.0 if zero_infinity else math.inf)
-            if not zero_infinity:
+            if suspicious and not zero_infinity:  # an infeasible example is suspicious too
                 _warn_if_infeasible(counted | poisoned, labels_len, logits_len)
         else:
             log_like = torch.maximum(final_a, final_b)  # the original's approximation
@@ -589,16 +584,37 @@ class CtcLoss(torch.autograd.Function):
         shape, dtype, device = ctx.logits_meta
         log_probs, labels, labels_len, logits_len, counted, poisoned, *state = ctx.saved_tensors
         grad_loss = grad_loss.to(log_probs.dtype)
-        # Examples whose loss is not counted get exactly 0, whatever their posterior.
+        # Examples whose loss is not counted get exactly 0, whatever their posterior. A
+        # poisoned one gets a NaN scale, which both backends carry to every valid frame
+        # (padded frames stay 0), so NaN costs no pass of its own.
         scale = torch.where(counted, grad_loss, 0.0)  # (B,)
+        scale = torch.where(poisoned & (grad_loss != 0), math.nan, scale)
         with torch.autocast(device.type, enabled=False):
             grad = ctx.run.backward(state, log_probs, labels, labels_len, logits_len, scale)
-        frame_ok = torch.arange(grad.shape[1], device=device)[None, :] < logits_len[:, None]
-        nan_frames = (poisoned & (grad_loss != 0))[:, None] & frame_ok  # (B, T')
-        grad = torch.where(nan_frames[:, :, None], math.nan, grad)
+        if grad.shape == shape:  # no trimmed frames: the gradient is already whole
+            return None, None, grad.to(dtype), None, None, None
         full = torch.zeros(shape, dtype=dtype, device=device)
         full[:, : grad.shape[1]] = grad.to(dtype)
         return None, None, full, None, None, None
+
+
+def _poisoned(log_probs: torch.Tensor, logits_len: torch.Tensor, final_a: torch.Tensor,
+              final_b: torch.Tensor) -> Tuple[torch.Tensor, bool]:
+    """``(B,)`` bool, the examples with a NaN or +inf logit in a valid frame, and
+    whether any example was suspicious enough to look.
+
+    Such a logit leaves a NaN in its frame's log_softmax (-inf, a masked class, does
+    not): NaN spreads forward through the recursion, and +inf leaves -inf on every
+    other class, so a poisoned example never has a finite final state. The pass over
+    ``(B, T', C)`` runs only when some example has none (poisoned or infeasible);
+    otherwise this costs one host read.
+    """
+    suspicious = ~torch.isfinite(final_a) & ~torch.isfinite(final_b)  # (B,)
+    if not bool(suspicious.any()):
+        return torch.zeros_like(suspicious), False
+    frames = torch.arange(log_probs.shape[1], device=log_probs.device)
+    frame_ok = frames[None, :] < logits_len[:, None]  # (B, T')
+    return suspicious & (torch.isnan(log_probs.sum(2)) & frame_ok).any(1), True
 
 
 def _warn_if_infeasible(feasible: torch.Tensor, labels_len: torch.Tensor,
@@ -1121,22 +1137,20 @@ def _check_batch_first(logits: torch.Tensor, batch: int, source: str) -> None:
 
 
 def _probability_suspects(logits: torch.Tensor, logits_len: torch.Tensor) -> torch.Tensor:
-    """A 0-dim bool: the first frame of every example with frames lies in [0, 1] and sums
-    to 1. Reads ``(B, C)`` only; :func:`_looks_like_probabilities` confirms."""
+    """A 0-dim bool: no negative score in the first frame of any example with frames.
+    Logits and log-probabilities almost always have one; :func:`_looks_like_probabilities`
+    then checks the rest only for the few inputs that pass. Reads ``(B, C)``."""
     if logits.shape[1] == 0:
         return torch.zeros((), dtype=torch.bool, device=logits.device)
-    first = logits[:, 0].float()  # (B, C)
-    is_prob = ((first >= 0) & (first <= 1)).all(1) & ((first.sum(1) - 1).abs() < 1e-2)
-    has_frames = logits_len > 0
-    return (is_prob | ~has_frames).all() & has_frames.any()
-
-
+    first = torch.where((logits_len > 0)[:, None], logits[:, 0], 0.5)  # (B, C)
+    return first.amin() >= 0
 def _looks_like_probabilities(logits: torch.Tensor, logits_len: torch.Tensor) -> bool:
-    """Every valid frame lies in [0, 1] and sums to 1 (to 1e-2, for float16 softmax)."""
+    """There are valid frames, and every one lies in [0, 1] and sums to 1 (to 1e-2, for
+    float16 softmax)."""
     x = logits.float()  # (B, T, C)
     frame_ok = torch.arange(x.shape[1], device=x.device)[None, :] < logits_len[:, None]
     is_prob = ((x >= 0) & (x <= 1)).all(2) & ((x.sum(2) - 1).abs() < 1e-2)  # (B, T)
-    return bool((is_prob | ~frame_ok).all())
+    return bool((is_prob | ~frame_ok).all() & frame_ok.any())
 
 
 _PROBABILITY_WARNING = (
@@ -1151,11 +1165,11 @@ def _warn_if_probabilities(logits, logits_len, suspect) -> None:
         _warn(_PROBABILITY_WARNING)
 
 
-def _augmentation_faults(labels: torch.Tensor, labels_len: torch.Tensor) -> torch.Tensor:
+def _augmentation_faults(labels: torch.Tensor, positions: torch.Tensor,
+                         valid: torch.Tensor) -> torch.Tensor:
     """``(B, L)`` bool, True where labels are not blank-augmented: each example's even
-    positions must all hold the batch's blank (its first id) and no odd position may."""
-    positions = torch.arange(labels.shape[1], device=labels.device)
-    valid = positions < labels_len[:, None]
+    positions (``valid`` ones) must all hold the batch's blank, its first id, and no
+    odd position may."""
     holds_blank = labels == labels[:1, :1]  # the blank: position 0 of example 0
     return valid & (holds_blank != (positions % 2 == 0))
 
@@ -1204,7 +1218,7 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len):
     positions = torch.arange(width_in, device=device)
     valid = positions < labels_len[:, None]  # (B, L)
     bad_ids = valid & ((labels < 0) | (labels >= logits.shape[2]))
-    faults = _augmentation_faults(labels, labels_len) if width_in else valid
+    faults = _augmentation_faults(labels, positions, valid) if width_in else valid
     verdicts = torch.stack([
         labels_len.min(), labels_len.max(), logits_len.min(), logits_len.max(),
         (labels_len % 2 == 0).any(), bad_ids.any(), faults.any(),

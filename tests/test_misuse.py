@@ -51,6 +51,15 @@ def test_padded_frames_do_not_hide_probabilities():
         S.CtcLossModule()(probs, labels, torch.full((4,), 20))
 
 
+def test_no_valid_frames_is_not_called_probabilities():
+    labels = torch.tensor([[0, 1, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = S.ctc_loss(labels, torch.tensor([3]), torch.full((1, 4, 2), 0.5),
+                          torch.tensor([0]))  # padding that happens to sum to 1
+    assert loss.tolist() == [0.0]
+
+
 def test_logits_and_log_probabilities_agree_silently():
     logits, labels = batch()
     ctc = S.CtcLossModule(reduction="none")
