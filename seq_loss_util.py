@@ -551,8 +551,7 @@ class CtcLoss(torch.autograd.Function):
         # Autocast must not lower the recursion's precision: it is float32 or float64.
         with torch.autocast(logits.device.type, enabled=False):
             log_probs = torch.log_softmax(logits[:, :t_max].to(compute), dim=2)  # (B, T', C)
-            run = _kernel_backend() if logits.device.type == "cpu" else None
-            run = run or _TorchBackend
+            run = _select_backend(logits.device)
             state, final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
             poisoned, suspicious = _poisoned(log_probs, logits_len, final_a, final_b)
         if exact:
@@ -653,6 +652,8 @@ class _TorchBackend:
     """Pure PyTorch, vectorised over batch and states, one Python loop over time.
     Runs on any device; the compiled kernel replaces it on CPU when available."""
 
+    name = "pytorch"
+
     @staticmethod
     def forward(log_probs, labels, labels_len, logits_len):
         """Returns ``(state for backward, final_a, final_b)``: the unnormalised log
@@ -743,375 +744,71 @@ class _TorchBackend:
 
 
 # ----------------------------------------------------------------------------------
-# The optional compiled kernel (CPU). The same recursion as _TorchBackend, in C: one
-# pass forward storing normalised alpha, one pass backward keeping only the current
-# beta frame and writing the gradient directly, so neither beta nor the per-state
-# emissions are ever stored. Built once with the system C compiler and cached; if
-# that fails, or SEQ_LOSS_UTIL_KERNEL=0, the pure PyTorch backend runs instead.
+# Backends. The pure PyTorch one above runs on any device. The accelerated ones live
+# in the private package _seq_loss_kernels beside this module, installed with it: a
+# compiled C kernel for CPU tensors and Triton kernels for CUDA tensors. Without the
+# package (this file copied alone) the PyTorch backend runs everywhere.
 # ----------------------------------------------------------------------------------
-_KERNEL_SOURCE = r"""
-#include <math.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+try:
+    import _seq_loss_kernels
+except ImportError:
+    _seq_loss_kernels = None
 
-#define CAT2(a, b) a##_##b
-#define CAT(a, b) CAT2(a, b)
-#define FN(name) CAT(name, SFX)
-#define NEG_INF (-(REAL)INFINITY)
-
-/* log(exp(a) + exp(b) + exp(c)); -inf when all three are -inf. */
-static inline REAL FN(lse3)(REAL a, REAL b, REAL c) {
-    REAL m = a > b ? a : b;
-    m = m > c ? m : c;
-    if (m == NEG_INF) return NEG_INF;
-    return m + LOG(EXP(a - m) + EXP(b - m) + EXP(c - m));
-}
-
-/* Forward variables (Graves et al. 2006, eq. 6-7) for examples b0 <= b < b1.
- * lp (B, T, C) log-probabilities; labels (B, L) augmented; alpha (B, T, L) receives
- * log alpha shifted per frame so that its largest state is 0; finals (B, 2) receives
- * the unnormalised log alpha of states L_b - 1 and L_b - 2 at frame T_b - 1. */
-void FN(ctc_forward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels,
-                     int64_t L, const int64_t *label_len, const int64_t *logit_len,
-                     int64_t b0, int64_t b1, REAL *alpha, REAL *finals) {
-    REAL *start = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
-    for (int64_t s = 0; s < L; ++s) start[s] = NEG_INF;
-    if (L > 0) start[0] = 0;  /* the start vector: a virtual frame before t = 0 */
-    for (int64_t b = b0; b < b1; ++b) {
-        const int64_t *l = labels + b * L;
-        const int64_t Tb = logit_len[b], Lb = label_len[b];
-        const REAL *lpb = lp + b * T * C;
-        REAL *ab = alpha + b * T * L;
-        REAL total = 0;
-        finals[2 * b] = finals[2 * b + 1] = NEG_INF;
-        if (Lb == 0) continue;
-        for (int64_t t = 0; t < Tb; ++t) {
-            const REAL *prev = t == 0 ? start : ab + (t - 1) * L;
-            const REAL *e = lpb + t * C;
-            REAL *cur = ab + t * L, m = NEG_INF;
-            for (int64_t s = 0; s < Lb; ++s) {
-                REAL stay = prev[s];
-                REAL advance = s >= 1 ? prev[s - 1] : NEG_INF;
-                REAL skip = (s >= 2 && l[s] != l[s - 2]) ? prev[s - 2] : NEG_INF;
-                REAL x = FN(lse3)(stay, advance, skip) + e[l[s]];
-                cur[s] = x;
-                if (x > m) m = x;
-            }
-            if (m > NEG_INF) {
-                for (int64_t s = 0; s < Lb; ++s) cur[s] -= m;
-                total += m;
-            }
-        }
-        const REAL *last = Tb > 0 ? ab + (Tb - 1) * L : start;  /* no frames: the start */
-        finals[2 * b] = last[Lb - 1] + total;
-        if (Lb >= 2) finals[2 * b + 1] = last[Lb - 2] + total;
-    }
-    free(start);
-}
-
-/* Gradient of the loss with respect to the logits, times scale[b] (Graves et al.
- * 2006, eq. 14-16): softmax minus the per-class posterior of the states, from alpha
- * and a backward variable that is recomputed frame by frame. grad (B, T, C) is
- * written in full for examples b0 <= b < b1: 0 on padded frames and where scale[b]
- * is 0. */
-void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels,
-                      int64_t L, const int64_t *label_len, const int64_t *logit_len,
-                      const REAL *alpha, const REAL *scale, int64_t b0, int64_t b1,
-                      REAL *grad) {
-    REAL *beta = (REAL *)malloc(sizeof(REAL) * (L + 2));
-    REAL *next = (REAL *)malloc(sizeof(REAL) * (L + 2));
-    for (int64_t b = b0; b < b1; ++b) {
-        const int64_t *l = labels + b * L;
-        const int64_t Tb = logit_len[b], Lb = label_len[b];
-        const REAL *lpb = lp + b * T * C, *ab = alpha + b * T * L;
-        const REAL sc = scale[b];
-        REAL *gb = grad + b * T * C;
-        if (sc == 0 || Tb == 0 || Lb == 0) {
-            memset(gb, 0, sizeof(REAL) * T * C);
-            continue;
-        }
-        memset(gb + Tb * C, 0, sizeof(REAL) * (T - Tb) * C);
-        for (int64_t s = 0; s < Lb; ++s) beta[s] = NEG_INF;
-        beta[Lb - 1] = 0;
-        if (Lb >= 2) beta[Lb - 2] = 0;
-        next[Lb] = next[Lb + 1] = NEG_INF;
-        for (int64_t t = Tb - 1; t >= 0; --t) {
-            if (t < Tb - 1) {  /* beta over frames after t, from beta of frame t + 1 */
-                const REAL *e = lpb + (t + 1) * C;
-                for (int64_t s = 0; s < Lb; ++s) next[s] = beta[s] + e[l[s]];
-                REAL m = NEG_INF;
-                for (int64_t s = 0; s < Lb; ++s) {
-                    REAL skip = (s + 2 < Lb && l[s + 2] != l[s]) ? next[s + 2] : NEG_INF;
-                    REAL y = FN(lse3)(next[s], next[s + 1], skip);
-                    beta[s] = y;
-                    if (y > m) m = y;
-                }
-                if (m > NEG_INF)
-                    for (int64_t s = 0; s < Lb; ++s) beta[s] -= m;
-            }
-            const REAL *a = ab + t * L, *e = lpb + t * C;
-            REAL m = NEG_INF, sum = 0;
-            for (int64_t s = 0; s < Lb; ++s)
-                if (a[s] + beta[s] > m) m = a[s] + beta[s];
-            for (int64_t s = 0; s < Lb; ++s) sum += EXP(a[s] + beta[s] - m);
-            const REAL log_z = m + LOG(sum);
-            REAL *g = gb + t * C;
-            for (int64_t c = 0; c < C; ++c) g[c] = EXP(e[c]) * sc;
-            for (int64_t s = 0; s < Lb; ++s) g[l[s]] -= EXP(a[s] + beta[s] - log_z) * sc;
-        }
-    }
-    free(beta);
-    free(next);
-}
-
-/* The most probable alignment (Viterbi) for examples b0 <= b < b1. back (B, T, L)
- * receives each state's best predecessor as 0 (stay), 1 (advance) or 2 (skip); path
- * (B, T) the state at each frame, -1 past T_b or where no alignment exists; score (B,)
- * the path's log-probability (-inf where none exists). Ties prefer stay, then advance. */
-void FN(ctc_viterbi)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels,
-                     int64_t L, const int64_t *label_len, const int64_t *logit_len,
-                     int64_t b0, int64_t b1, uint8_t *back, int64_t *path, REAL *score) {
-    REAL *prev = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
-    REAL *cur = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
-    for (int64_t b = b0; b < b1; ++b) {
-        const int64_t *l = labels + b * L;
-        const int64_t Tb = logit_len[b], Lb = label_len[b];
-        const REAL *lpb = lp + b * T * C;
-        uint8_t *bk = back + b * T * L;
-        int64_t *pb = path + b * T;
-        for (int64_t t = 0; t < T; ++t) pb[t] = -1;
-        score[b] = NEG_INF;
-        if (Lb == 0) continue;
-        for (int64_t s = 0; s < Lb; ++s) prev[s] = NEG_INF;
-        prev[0] = 0;  /* the start: state 0 before the first frame (all of it if T_b == 0) */
-        for (int64_t t = 0; t < Tb; ++t) {
-            const REAL *e = lpb + t * C;
-            for (int64_t s = 0; s < Lb; ++s) {
-                REAL best = prev[s];
-                uint8_t k = 0;
-                if (s >= 1 && prev[s - 1] > best) { best = prev[s - 1]; k = 1; }
-                if (s >= 2 && l[s] != l[s - 2] && prev[s - 2] > best) { best = prev[s - 2]; k = 2; }
-                cur[s] = best + e[l[s]];
-                bk[t * L + s] = k;
-            }
-            REAL *swap = prev; prev = cur; cur = swap;
-        }
-        int64_t s = Lb - 1;
-        if (Lb >= 2 && prev[Lb - 2] > prev[Lb - 1]) s = Lb - 2;
-        if (prev[s] == NEG_INF) continue;
-        score[b] = prev[s];
-        for (int64_t t = Tb - 1; t >= 0; --t) {
-            pb[t] = s;
-            s -= bk[t * L + s];
-        }
-    }
-    free(prev);
-    free(cur);
-}
-"""
-
-_KERNEL_VARIANTS = {torch.float32: ("f32", "float", "expf", "logf"),
-                    torch.float64: ("f64", "double", "exp", "log")}
-_kernel_lib = None  # the loaded library, False once building it has failed
-_kernel_pool = None
-
-
-def _forget_pool_in_child() -> None:
-    # A forked child inherits the pool object but none of its worker threads: work
-    # submitted there would wait forever. The child builds a pool of its own.
-    global _kernel_pool
-    _kernel_pool = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_in_child)
-
-
-def _kernel_cache_dir():
-    """``$SEQ_LOSS_UTIL_CACHE``, else ``~/.cache/seq_loss_util``, else (no home
-    directory, as in some containers) a per-user folder in the temporary directory."""
-    import tempfile
-    from pathlib import Path
-
-    if os.environ.get("SEQ_LOSS_UTIL_CACHE"):
-        return Path(os.environ["SEQ_LOSS_UTIL_CACHE"])
-    try:
-        return Path.home() / ".cache" / "seq_loss_util"
-    except (RuntimeError, KeyError):  # no $HOME and no password-file entry
-        user = os.getuid() if hasattr(os, "getuid") else "user"
-        return Path(tempfile.gettempdir()) / f"seq_loss_util-{user}"
-
-
-def _bind_kernel(lib) -> bool:
-    """Declares every entry point's arguments; False if the library lacks one."""
-    import ctypes
-
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    signatures = {"ctc_forward": [p, i64, i64, p, i64, p, p, i64, i64, p, p],
-                  "ctc_backward": [p, i64, i64, p, i64, p, p, p, p, i64, i64, p],
-                  "ctc_viterbi": [p, i64, i64, p, i64, p, p, i64, i64, p, p, p]}
-    try:
-        for sfx, *_ in _KERNEL_VARIANTS.values():
-            for name, argtypes in signatures.items():
-                getattr(lib, f"{name}_{sfx}").argtypes = argtypes
-    except AttributeError:
-        return False
-    return True
-
-
-def _load_verified(path):
-    """The library at ``path`` if its bytes match the digest recorded beside it when it
-    was built and it has every entry point; else None. A truncated file would kill the
-    process with SIGBUS once mapped, so nothing unverified is ever loaded."""
-    import ctypes
-    import hashlib
-
-    try:
-        want = path.with_name(path.name + ".sha256").read_text().strip()
-        if hashlib.sha256(path.read_bytes()).hexdigest() != want:
-            return None
-        lib = ctypes.CDLL(str(path))
-    except OSError:
-        return None
-    return lib if _bind_kernel(lib) else None
-
-
-def _build_kernel():
-    """Compiles the kernel (once per source, compiler and machine) into a cache and
-    loads it with ctypes. A cached library that fails verification (truncated,
-    foreign, missing a symbol) is rebuilt once into a fresh file; if that fails too,
-    a warning names why and the pure PyTorch backend runs."""
-    import ctypes
-    import hashlib
-    import platform
-    import shlex
-    import shutil
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    # CC may carry arguments ("ccache gcc", "cc -O2"): split it as a shell would.
-    compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc")]
-    flags = ["-O3", "-std=c11", "-shared", "-fPIC"]
-    key = hashlib.sha256("\0".join([_KERNEL_SOURCE, str(compiler), platform.machine(),
-                                    *flags]).encode()).hexdigest()[:16]
-    try:
-        cache = _kernel_cache_dir()
-        target = cache / f"ctc_kernel_{key}.so"
-        lib = _load_verified(target) if target.exists() else None
-        if lib is not None:
-            return lib
-        if compiler[0] is None:
-            raise RuntimeError("no C compiler found (set CC)")
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            sources = []
-            for sfx, real, exp, log in _KERNEL_VARIANTS.values():
-                src = Path(tmp) / f"ctc_{sfx}.c"
-                src.write_text(f"#define REAL {real}\n#define SFX {sfx}\n#define EXP {exp}\n"
-                               f"#define LOG {log}\n" + _KERNEL_SOURCE)
-                sources.append(str(src))
-            built = Path(tmp) / "kernel.so"
-            # Each variant is a separate translation unit; one shared library.
-            subprocess.run([*compiler, *flags, *sources, "-o", str(built), "-lm"],
-                           check=True, capture_output=True, text=True)
-            digest = Path(tmp) / "kernel.so.sha256"
-            digest.write_text(hashlib.sha256(built.read_bytes()).hexdigest())
-            lib = ctypes.CDLL(str(built))
-            if not _bind_kernel(lib):
-                raise RuntimeError("the freshly built library lacks an entry point")
-            # Publish under fresh inodes (atomic renames): a process that has the old
-            # file mapped keeps it; the next process finds the new one and its digest.
-            os.replace(built, target)
-            os.replace(digest, target.with_name(target.name + ".sha256"))
-        return lib
-    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
-        import warnings
-
-        detail = getattr(e, "stderr", "") or str(e)
-        warnings.warn(f"seq_loss_util: the compiled CTC kernel is unavailable ({detail.strip()}"
-                      "); using the pure PyTorch implementation", RuntimeWarning, stacklevel=3)
-        return False
+_BACKEND_CHOICES = ("auto", "c-kernel", "triton", "pytorch")
 
 
 def _kernel_backend():
-    """The compiled backend, or None (disabled by SEQ_LOSS_UTIL_KERNEL=0, or no compiler)."""
-    global _kernel_lib
-    if os.environ.get("SEQ_LOSS_UTIL_KERNEL", "1") == "0":
+    """The compiled CPU backend, or None (no package, SEQ_LOSS_UTIL_KERNEL=0, or no
+    compiler)."""
+    if _seq_loss_kernels is None or os.environ.get("SEQ_LOSS_UTIL_KERNEL", "1") == "0":
         return None
-    if _kernel_lib is None:
-        _kernel_lib = _build_kernel()
-    return _KernelBackend if _kernel_lib else None
+    from _seq_loss_kernels import cpu
+
+    return cpu.backend()
+
+
+def _triton_backend(device_type: str):
+    """The Triton backend for CUDA tensors, or for CPU tensors under Triton's
+    interpreter (``TRITON_INTERPRET=1``); None without the package or triton."""
+    if _seq_loss_kernels is None:
+        return None
+    if device_type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        return None
+    from _seq_loss_kernels import triton_ctc
+
+    return triton_ctc.backend()
+
+
+def _select_backend(device):
+    """The backend for tensors on ``device``. ``SEQ_LOSS_UTIL_BACKEND`` chooses: "auto"
+    (the default: the C kernel on CPU, Triton on CUDA, else PyTorch), "c-kernel",
+    "triton" (on CPU tensors only with TRITON_INTERPRET=1) or "pytorch"."""
+    choice = os.environ.get("SEQ_LOSS_UTIL_BACKEND", "auto")
+    if choice not in _BACKEND_CHOICES:
+        raise ValueError(f"SEQ_LOSS_UTIL_BACKEND must be one of {_BACKEND_CHOICES}, "
+                         f"got {choice!r}")
+    kind = torch.device(device).type
+    if choice == "triton" or (choice == "auto" and kind == "cuda"):
+        found = _triton_backend(kind)
+        if found is not None:
+            return found
+        if choice == "triton":
+            raise RuntimeError("SEQ_LOSS_UTIL_BACKEND=triton needs the triton package and, "
+                               "for CPU tensors, TRITON_INTERPRET=1 set before triton is "
+                               "imported")
+    if choice in ("auto", "c-kernel") and kind == "cpu":
+        found = _kernel_backend()
+        if found is not None:
+            return found
+        if choice == "c-kernel":
+            raise RuntimeError("SEQ_LOSS_UTIL_BACKEND=c-kernel, but the compiled kernel is "
+                               "unavailable (see the warning that said why)")
+    return _TorchBackend
 
 
 def backend(device="cpu") -> str:
-    """Which implementation ``ctc_loss`` runs on ``device``: "c-kernel" or "pytorch"."""
-    if torch.device(device).type == "cpu" and _kernel_backend() is not None:
-        return "c-kernel"
-    return "pytorch"
-
-
-def _in_parallel(fn, batch: int, work: int) -> None:
-    """Runs ``fn(b0, b1)`` over batch chunks on torch's thread count. ctypes releases
-    the GIL during the call, so the chunks run at once on separate cores."""
-    global _kernel_pool
-    threads = min(torch.get_num_threads(), batch)
-    if threads <= 1 or work < 50_000:  # small problems: threads cost more than they save
-        fn(0, batch)
-        return
-    if _kernel_pool is None or _kernel_pool._max_workers < threads:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _kernel_pool = ThreadPoolExecutor(max_workers=threads)
-    bounds = [batch * i // threads for i in range(threads + 1)]
-    for future in [_kernel_pool.submit(fn, lo, hi) for lo, hi in zip(bounds, bounds[1:])]:
-        future.result()
-
-
-class _KernelBackend:
-    """The compiled kernel on CPU tensors, float32 or float64."""
-
-    @staticmethod
-    def forward(log_probs, labels, labels_len, logits_len):
-        batch, t_max, classes = log_probs.shape  # all inputs contiguous (CtcLoss.forward)
-        width = labels.shape[1]
-        alpha = log_probs.new_empty(batch, t_max, width)  # (B, T', L)
-        finals = log_probs.new_empty(batch, 2)
-        run = getattr(_kernel_lib, f"ctc_forward_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
-        _in_parallel(lambda b0, b1: run(
-            log_probs.data_ptr(), t_max, classes, labels.data_ptr(), width,
-            labels_len.data_ptr(), logits_len.data_ptr(), b0, b1, alpha.data_ptr(),
-            finals.data_ptr()), batch, batch * t_max * width)
-        return (alpha,), finals[:, 0], finals[:, 1]
-
-    @staticmethod
-    def backward(state, log_probs, labels, labels_len, logits_len, scale):
-        (alpha,) = state
-        batch, t_max, classes = log_probs.shape
-        width = labels.shape[1]
-        scale = scale.contiguous()
-        grad = torch.empty_like(log_probs)  # (B, T', C), written in full by the kernel
-        run = getattr(_kernel_lib, f"ctc_backward_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
-        _in_parallel(lambda b0, b1: run(
-            log_probs.data_ptr(), t_max, classes, labels.data_ptr(), width,
-            labels_len.data_ptr(), logits_len.data_ptr(), alpha.data_ptr(), scale.data_ptr(),
-            b0, b1, grad.data_ptr()), batch, batch * t_max * (width + classes))
-        return grad
-
-    @staticmethod
-    def viterbi(log_probs, labels, labels_len, logits_len):
-        batch, t_max, classes = log_probs.shape  # all inputs contiguous (forced_align)
-        width = labels.shape[1]
-        back = torch.empty(batch, t_max, width, dtype=torch.uint8)  # (B, T', L): 1 byte each
-        path = torch.empty(batch, t_max, dtype=torch.long)
-        score = log_probs.new_empty(batch)
-        run = getattr(_kernel_lib, f"ctc_viterbi_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
-        _in_parallel(lambda b0, b1: run(
-            log_probs.data_ptr(), t_max, classes, labels.data_ptr(), width,
-            labels_len.data_ptr(), logits_len.data_ptr(), b0, b1, back.data_ptr(),
-            path.data_ptr(), score.data_ptr()), batch, batch * t_max * width)
-        return path, score
+    """Which implementation runs on ``device``: "c-kernel", "triton" or "pytorch"."""
+    return _select_backend(device).name
 
 
 def _warn(message: str) -> None:
@@ -1497,8 +1194,7 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
         log_probs = torch.log_softmax(logits[:, :t_max].to(log_prob.dtype), dim=2)
         args = (log_probs.contiguous(), aug[:, :width].contiguous(),
                 aug_len.long().contiguous(), logits_len.long().contiguous())
-        run = _kernel_backend() if logits.device.type == "cpu" else None
-        path, log_prob = (run or _TorchBackend).viterbi(*args)
+        path, log_prob = _select_backend(logits.device).viterbi(*args)
         states[:, :t_max] = path
         missing = ~torch.isfinite(log_prob)
         if strict and bool(missing.any()):

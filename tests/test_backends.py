@@ -70,7 +70,9 @@ def test_pytorch_backend_on_recorded_data(monkeypatch, name):
 
 
 def test_missing_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
-    monkeypatch.setattr(S, "_kernel_lib", None)
+    from _seq_loss_kernels import cpu
+
+    monkeypatch.setattr(cpu, "_kernel_lib", None)
     monkeypatch.setenv("SEQ_LOSS_UTIL_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.warns(RuntimeWarning, match="compiled CTC kernel is unavailable"):

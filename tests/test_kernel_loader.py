@@ -115,15 +115,16 @@ def test_forked_child_does_not_wait_on_the_parents_pool(tmp_path):
         import os, sys, time
         import torch
         import seq_loss_util as S
+        from _seq_loss_kernels import cpu
         torch.set_num_threads(2)
         # The parent starts the kernel's thread pool and nothing else: a torch op that
         # entered GNU OpenMP's pool before fork would hang the child by itself.
-        S._in_parallel(lambda b0, b1: time.sleep(0.01), batch=8, work=10**6)
-        assert S._kernel_pool is not None
+        cpu._in_parallel(lambda b0, b1: time.sleep(0.01), batch=8, work=10**6)
+        assert cpu._kernel_pool is not None
         pid = os.fork()
         if pid == 0:
             torch.set_num_threads(2)  # a child that still uses threads
-            S._in_parallel(lambda b0, b1: time.sleep(0.01), batch=8, work=10**6)
+            cpu._in_parallel(lambda b0, b1: time.sleep(0.01), batch=8, work=10**6)
             aug = S.to_blank_augmented_labels({"SEQ_DATA": torch.randint(1, 30, (8, 60)),
                                                "SEQ_LEN": torch.full((8,), 60)}, 0)
             S.ctc_loss(aug["SEQ_DATA"], aug["SEQ_LEN"], torch.randn(8, 400, 32),
