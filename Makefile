@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch first, pinned exactly, so no later step can pull a newer (CUDA) build.
-	$(PY) -m pip install torch==2.13.0
+	# torch first, pinned exactly, so no later step can pull a newer (CUDA) build, with
+	# the triton release that torch 2.13.0's CUDA builds require (for the GPU kernels'
+	# interpreter tests and their sm_90 compile; the CPU build does not bring it).
+	$(PY) -m pip install torch==2.13.0 triton==3.7.1
 	$(PY) -m pip install -e ".[tf,hf,test]"
 	touch $(STAMP)
 

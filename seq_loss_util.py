@@ -551,7 +551,7 @@ class CtcLoss(torch.autograd.Function):
         # Autocast must not lower the recursion's precision: it is float32 or float64.
         with torch.autocast(logits.device.type, enabled=False):
             log_probs = torch.log_softmax(logits[:, :t_max].to(compute), dim=2)  # (B, T', C)
-            run = _select_backend(logits.device)
+            run = _select_backend(logits.device, compute, width)
             state, final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
             poisoned, suspicious = _poisoned(log_probs, logits_len, final_a, final_b)
         if exact:
@@ -779,10 +779,13 @@ def _triton_backend(device_type: str):
     return triton_ctc.backend()
 
 
-def _select_backend(device):
-    """The backend for tensors on ``device``. ``SEQ_LOSS_UTIL_BACKEND`` chooses: "auto"
-    (the default: the C kernel on CPU, Triton on CUDA, else PyTorch), "c-kernel",
-    "triton" (on CPU tensors only with TRITON_INTERPRET=1) or "pytorch"."""
+def _select_backend(device, dtype: torch.dtype = torch.float32, width: int = 0):
+    """The backend for ``dtype`` log-probabilities with ``width`` states on ``device``.
+
+    ``SEQ_LOSS_UTIL_BACKEND`` chooses: "auto" (the default: the C kernel on CPU, Triton
+    on CUDA, else PyTorch), "c-kernel", "triton" (on CPU tensors only with
+    TRITON_INTERPRET=1) or "pytorch". The Triton kernels compute in float32 and hold up
+    to 4096 states; float64, or more states, runs the PyTorch backend instead."""
     choice = os.environ.get("SEQ_LOSS_UTIL_BACKEND", "auto")
     if choice not in _BACKEND_CHOICES:
         raise ValueError(f"SEQ_LOSS_UTIL_BACKEND must be one of {_BACKEND_CHOICES}, "
@@ -791,7 +794,7 @@ def _select_backend(device):
     if choice == "triton" or (choice == "auto" and kind == "cuda"):
         found = _triton_backend(kind)
         if found is not None:
-            return found
+            return found if found.supports(dtype, width) else _TorchBackend
         if choice == "triton":
             raise RuntimeError("SEQ_LOSS_UTIL_BACKEND=triton needs the triton package and, "
                                "for CPU tensors, TRITON_INTERPRET=1 set before triton is "
@@ -1194,7 +1197,7 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
         log_probs = torch.log_softmax(logits[:, :t_max].to(log_prob.dtype), dim=2)
         args = (log_probs.contiguous(), aug[:, :width].contiguous(),
                 aug_len.long().contiguous(), logits_len.long().contiguous())
-        path, log_prob = _select_backend(logits.device).viterbi(*args)
+        path, log_prob = _select_backend(logits.device, log_prob.dtype, width).viterbi(*args)
         states[:, :t_max] = path
         missing = ~torch.isfinite(log_prob)
         if strict and bool(missing.any()):

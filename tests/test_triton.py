@@ -1,0 +1,190 @@
+"""The Triton kernels: against torch.nn.functional.ctc_loss in float64 and against the
+C kernel, on small random batches, under Triton's interpreter on CPU (or on a GPU when
+there is one); and compiled ahead of time for sm_90, which needs no GPU.
+
+The interpreter runs each program in NumPy: slow, so the batches are small. Its blind
+spots (barriers are no-ops, no bounds checks, code the compiler would reject) are why
+the ahead-of-time compile runs too.
+"""
+import contextlib
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import seq_loss_util as S
+from optional_deps import require
+from parity_tests import tolerances as tol
+from parity_tests.cases import random_case
+
+require({"triton": "3.0"}, "test")
+ROOT = Path(__file__).resolve().parents[1]
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = [
+    pytest.mark.skipif(DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
+                       reason="no GPU, and TRITON_INTERPRET=1 was not set before triton loaded"),
+    # The interpreter evaluates log(0) in NumPy, which warns; -inf is the intended value.
+    pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:.*cannot be aligned:UserWarning"),
+]
+
+
+@contextlib.contextmanager
+def using(name):
+    """Runs the block with SEQ_LOSS_UTIL_BACKEND=name, then restores it."""
+    saved = os.environ.get("SEQ_LOSS_UTIL_BACKEND")
+    os.environ["SEQ_LOSS_UTIL_BACKEND"] = name
+    try:
+        assert S.backend(DEVICE) == name
+        yield
+    finally:
+        if saved is None:
+            del os.environ["SEQ_LOSS_UTIL_BACKEND"]
+        else:
+            os.environ["SEQ_LOSS_UTIL_BACKEND"] = saved
+
+
+def loss_and_grad(case, exact, zero_infinity=False, dtype=torch.float32):
+    x = torch.tensor(case.logits, dtype=dtype, device=DEVICE, requires_grad=True)
+    args = [torch.tensor(a, device=DEVICE) for a in (case.aug_labels, case.aug_len,
+                                                     case.logits_len)]
+    loss = S.ctc_loss(args[0], args[1], x, args[2], exact=exact, zero_infinity=zero_infinity)
+    loss.backward(torch.tensor(case.weights, device=DEVICE))
+    return loss.detach().cpu(), x.grad.cpu()
+
+
+def native_float64(case, zero_infinity):
+    """torch.nn.functional.ctc_loss in float64: loss (B,) and weighted gradient."""
+    frames = torch.tensor(case.logits_len).long()
+    x = torch.tensor(case.logits, dtype=torch.float64, requires_grad=True)
+    clean = torch.where(torch.arange(x.shape[1])[None, :, None] < frames[:, None, None], x, 0.0)
+    targets = torch.tensor(case.aug_labels).long()[:, 1::2]
+    lengths = (torch.tensor(case.aug_len).long() - 1) // 2
+    loss = torch.nn.functional.ctc_loss(clean.log_softmax(-1).transpose(0, 1), targets, frames,
+                                        lengths, blank=case.blank, reduction="none",
+                                        zero_infinity=zero_infinity)
+    loss.backward(torch.tensor(case.weights, dtype=torch.float64))
+    grad = torch.where(torch.isfinite(loss)[:, None, None], x.grad, 0.0)
+    return loss.detach(), grad
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), zero_infinity=st.booleans())
+def test_exact_loss_equals_native_float64(seed, zero_infinity):
+    rng = np.random.default_rng(seed)
+    # At least one padded frame: native refuses a time axis of length 0.
+    case = random_case(rng, batch=int(rng.integers(1, 4)), max_time=int(rng.integers(0, 16)),
+                       max_label=int(rng.integers(0, 5)), classes=int(rng.integers(2, 7)),
+                       pad_labels=int(rng.integers(0, 2)), pad_time=int(rng.integers(1, 3)))
+    with using("triton"):
+        loss, grad = loss_and_grad(case, exact=True, zero_infinity=zero_infinity)
+    want_loss, want_grad = native_float64(case, zero_infinity)
+    assert torch.equal(torch.isinf(loss), torch.isinf(want_loss))
+    finite = torch.isfinite(want_loss)
+    tol.assert_within(loss[finite], want_loss[finite], tol.LOSS, "loss")
+    tol.assert_within(grad, want_grad, tol.GRAD, "gradient")
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), exact=st.booleans())
+def test_equals_the_c_kernel(seed, exact):
+    if DEVICE != "cpu" or S._kernel_backend() is None:
+        pytest.skip("the C kernel runs on CPU tensors only, with a compiler")
+    rng = np.random.default_rng(seed)
+    case = random_case(rng, batch=int(rng.integers(1, 4)), max_time=int(rng.integers(0, 16)),
+                       max_label=int(rng.integers(0, 5)), classes=int(rng.integers(2, 7)),
+                       pad_labels=int(rng.integers(0, 2)), pad_time=int(rng.integers(0, 3)))
+    with using("triton"):
+        got = loss_and_grad(case, exact)
+    with using("c-kernel"):
+        want = loss_and_grad(case, exact)
+    tol.assert_within(got[0], want[0], tol.LOSS, "loss")
+    tol.assert_within(got[1], want[1], tol.GRAD, "gradient")
+
+
+def test_viterbi_paths_equal_the_c_kernel():
+    if DEVICE != "cpu" or S._kernel_backend() is None:
+        pytest.skip("the C kernel runs on CPU tensors only, with a compiler")
+    torch.manual_seed(0)
+    logits = torch.randn(5, 18, 6) * 3
+    labels = torch.tensor([[1, 2, 2, 3], [4, 4, -1, -1], [5, -1, -1, -1], [1, 2, 3, 4],
+                           [-1, -1, -1, -1]])
+    lengths = torch.tensor([18, 9, 3, 3, 0])  # repeats, an infeasible one, T_b = 0, U = 0
+    with using("triton"):
+        got = S.forced_align(logits, labels, lengths, strict=False)
+    with using("c-kernel"):
+        want = S.forced_align(logits, labels, lengths, strict=False)
+    assert torch.equal(got.states, want.states)
+    assert torch.equal(torch.isinf(got.log_prob), torch.isinf(want.log_prob))
+    torch.testing.assert_close(got.log_prob, want.log_prob, atol=1e-4, rtol=1e-6)
+
+
+def test_nan_and_padding_and_determinism():
+    torch.manual_seed(1)
+    logits = torch.randn(3, 12, 5, device=DEVICE)
+    labels = torch.tensor([[0, 1, 0, 2, 0, 2, 0], [0, 3, 0, -100, -100, -100, -100],
+                           [0, 4, 0, 4, 0, 1, 0]], device=DEVICE)
+    aug_len = torch.tensor([7, 3, 7], device=DEVICE)
+    lengths = torch.tensor([12, 8, 12], device=DEVICE)
+
+    def run(x):
+        x = x.clone().requires_grad_(True)
+        with using("triton"):
+            loss = S.ctc_loss(labels, aug_len, x, lengths, exact=True)
+            loss.sum().backward()
+        return loss.detach(), x.grad
+
+    clean = run(logits)
+    again = run(logits)
+    assert torch.equal(clean[0], again[0]) and torch.equal(clean[1], again[1])  # bitwise
+    poisoned = logits.clone()
+    poisoned[1, 3, 2] = math.nan
+    loss, grad = run(poisoned)
+    assert torch.isnan(loss[1]) and torch.isnan(grad[1, :8]).all() and (grad[1, 8:] == 0).all()
+    assert torch.equal(loss[[0, 2]], clean[0][[0, 2]])
+    assert torch.equal(grad[[0, 2]], clean[1][[0, 2]])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_compute_in_float32(dtype):
+    rng = np.random.default_rng(3)
+    case = random_case(rng, batch=2, max_time=10, max_label=3, classes=5, garbage=False)
+    with using("triton"):
+        loss, grad = loss_and_grad(case, exact=True, dtype=dtype)
+    assert loss.dtype == torch.float32 and grad.dtype == dtype
+    low = torch.tensor(case.logits).to(dtype).double().numpy()
+    case.logits = low  # the float64 truth of the rounded inputs
+    want, _ = native_float64(case, False)
+    tol.assert_within(loss, want, tol.LOSS, "loss")
+
+
+def test_float64_and_wide_labels_run_the_pytorch_backend():
+    with using("triton"):
+        assert S._select_backend(DEVICE, torch.float32, 4095).name == "triton"
+        assert S._select_backend(DEVICE, torch.float64, 10).name == "pytorch"
+        assert S._select_backend(DEVICE, torch.float32, 4097).name == "pytorch"
+
+
+def test_compiles_ahead_of_time_for_sm_90():
+    """Every kernel at every block size, compiled for an H100-class GPU (sm_90) in a
+    process without the interpreter."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT)
+    code = textwrap.dedent("""
+        from _seq_loss_kernels import triton_ctc
+        results = triton_ctc.aot_compile()
+        failed = [r for r in results if not r[2]]
+        print(len(results), "configurations compiled;", len(failed), "failed")
+        raise SystemExit(1 if failed else 0)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "27 configurations compiled; 0 failed" in result.stdout
