@@ -533,68 +533,98 @@ class CtcLoss(torch.autograd.Function):
     loss is not counted: ``logits_len < labels_len`` in the original's mode,
     infeasible examples in exact mode. An example with a NaN or +inf logit in a valid
     frame gets a NaN loss and a NaN gradient on its valid frames, in every mode.
-    Labels and lengths get no gradient.
+    Labels and lengths get no gradient. (:func:`ctc_loss` runs the same computation
+    as a ``torch.library`` operator where one is registered, for ``torch.compile``.)
     """
 
     @staticmethod
     def forward(ctx, labels, labels_len, logits, logits_len, exact=False, zero_infinity=False):
-        labels, labels_len, logits, logits_len, t_max, width = _check_ctc_inputs(
-            labels, labels_len, logits, logits_len)
-        ctx.logits_meta = (logits.shape, logits.dtype, logits.device)
-        # As if padding were trimmed: the time and label axes end at the longest length.
-        labels = labels[:, :width].long()  # (B, L)
-        labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
-        # Ids past each length are padding (-100, say): any class id will do there.
-        state_ok = torch.arange(width, device=labels.device)[None, :] < labels_len[:, None]
-        labels = torch.where(state_ok, labels, 0).contiguous()
-        compute = _compute_dtype(logits.dtype)
-        # Autocast must not lower the recursion's precision: it is float32 or float64.
-        with torch.autocast(logits.device.type, enabled=False):
-            log_probs = torch.log_softmax(logits[:, :t_max].to(compute), dim=2)  # (B, T', C)
-            run = _select_backend(logits.device, compute, width)
-            state, final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
-            poisoned, suspicious = _poisoned(log_probs, logits_len, final_a, final_b)
-        if exact:
-            # Graves et al. 2006, eq. 8: p(l|x) sums the two final states.
-            log_like = torch.logaddexp(final_a, final_b)
-            # Infeasible (T_b < U + repeats) leaves -inf: the loss is inf, or 0 with
-            # zero_infinity; either way the gradient is 0, never NaN.
-            counted = torch.isfinite(log_like) & ~poisoned
-            loss = torch.where(counted, -log_like, 0.0 if zero_infinity else math.inf)
-            if suspicious and not zero_infinity:  # an infeasible example is suspicious too
-                _warn_if_infeasible(counted | poisoned, labels_len, logits_len)
-        else:
-            log_like = torch.maximum(final_a, final_b)  # the original's approximation
-            # The original's rule: an example counts only when T_b >= L_b (= 2U + 1).
-            counted = (logits_len >= labels_len) & ~poisoned
-            loss = torch.where(counted, -log_like, 0.0)
-        loss = torch.where(poisoned, math.nan, loss)
-
-        ctx.run = run
-        ctx.save_for_backward(log_probs, labels, labels_len, logits_len, counted, poisoned,
-                              *state)
-        # float16 and bfloat16 give a float32 loss, as the native CTC does under
-        # autocast: a long utterance's loss (> 65504) would overflow float16.
+        labels, labels_len, logits, logits_len = _as_ctc_tensors(labels, labels_len, logits,
+                                                                 logits_len)
+        loss, *saved = _loss_forward(labels, labels_len, logits, logits_len, exact,
+                                     zero_infinity)
+        ctx.logits_dtype = logits.dtype
+        ctx.save_for_backward(labels, labels_len, logits_len, *saved)
         return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_loss):
-        shape, dtype, device = ctx.logits_meta
-        log_probs, labels, labels_len, logits_len, counted, poisoned, *state = ctx.saved_tensors
-        grad_loss = grad_loss.to(log_probs.dtype)
-        # Examples whose loss is not counted get exactly 0, whatever their posterior. A
-        # poisoned one gets a NaN scale, which both backends carry to every valid frame
-        # (padded frames stay 0), so NaN costs no pass of its own.
-        scale = torch.where(counted, grad_loss, 0.0)  # (B,)
-        scale = torch.where(poisoned & (grad_loss != 0), math.nan, scale)
-        with torch.autocast(device.type, enabled=False):
-            grad = ctx.run.backward(state, log_probs, labels, labels_len, logits_len, scale)
-        if grad.shape == shape:  # no trimmed frames: the gradient is already whole
-            return None, None, grad.to(dtype), None, None, None
-        full = torch.zeros(shape, dtype=dtype, device=device)
-        full[:, : grad.shape[1]] = grad.to(dtype)
-        return None, None, full, None, None, None
+        labels, labels_len, logits_len, *saved = ctx.saved_tensors
+        grad = _loss_backward(grad_loss, labels, labels_len, logits_len, *saved)
+        return None, None, grad.to(ctx.logits_dtype), None, None, None
+
+
+def _as_ctc_tensors(labels, labels_len, logits, logits_len):
+    """``ctc_loss``'s arguments as tensors on the logits' device (array-likes too)."""
+    if not torch.is_tensor(logits):
+        logits = _as_tensor(logits, "logits")
+    device = logits.device
+    return (_as_tensor(labels, "labels", device), _as_tensor(labels_len, "labels_len", device),
+            logits, _as_tensor(logits_len, "logits_len", device))
+
+
+def _clean_labels(labels: torch.Tensor, labels_len: torch.Tensor) -> torch.Tensor:
+    """``(B, L)`` int64 labels with the ids past each length (padding such as -100)
+    replaced by 0: any class id will do there, and the backends may gather it."""
+    state_ok = torch.arange(labels.shape[1], device=labels.device)[None, :] < labels_len[:, None]
+    return torch.where(state_ok, labels.long(), 0).contiguous()
+
+
+def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infinity: bool):
+    """The loss's forward pass: input checks, then the backend on the padded axes.
+
+    Returns ``(loss (B,), log_probs (B, T, C), alpha (B, T, L), counted (B,),
+    poisoned (B,))``: the loss in float32 (float64 for float64 logits) and what the
+    backward pass needs. Shapes follow the inputs', never their lengths' values, so
+    an operator can declare them without reading the data.
+    """
+    labels, labels_len, logits, logits_len, _, _ = _check_ctc_inputs(
+        labels, labels_len, logits, logits_len)
+    labels = _clean_labels(labels, labels_len)  # (B, L)
+    labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
+    compute = _compute_dtype(logits.dtype)
+    # Autocast must not lower the recursion's precision: it is float32 or float64.
+    with torch.autocast(logits.device.type, enabled=False):
+        log_probs = torch.log_softmax(logits.to(compute), dim=2).contiguous()  # (B, T, C)
+        run = _select_backend(logits.device, compute, labels.shape[1])
+        (alpha,), final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
+        poisoned, suspicious = _poisoned(log_probs, logits_len, final_a, final_b)
+    if exact:
+        # Graves et al. 2006, eq. 8: p(l|x) sums the two final states.
+        log_like = torch.logaddexp(final_a, final_b)
+        # Infeasible (T_b < U + repeats) leaves -inf: the loss is inf, or 0 with
+        # zero_infinity; either way the gradient is 0, never NaN.
+        counted = torch.isfinite(log_like) & ~poisoned
+        loss = torch.where(counted, -log_like, 0.0 if zero_infinity else math.inf)
+        if suspicious and not zero_infinity:  # an infeasible example is suspicious too
+            _warn_if_infeasible(counted | poisoned, labels_len, logits_len)
+    else:
+        log_like = torch.maximum(final_a, final_b)  # the original's approximation
+        # The original's rule: an example counts only when T_b >= L_b (= 2U + 1).
+        counted = (logits_len >= labels_len) & ~poisoned
+        loss = torch.where(counted, -log_like, 0.0)
+    # float16 and bfloat16 give a float32 loss, as the native CTC does under autocast:
+    # a long utterance's loss (> 65504) would overflow float16.
+    loss = torch.where(poisoned, math.nan, loss)
+    return loss, log_probs, alpha, counted, poisoned
+
+
+def _loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha, counted,
+                   poisoned) -> torch.Tensor:
+    """d loss / d logits ``(B, T, C)`` in the compute dtype, for an incoming ``(B,)``
+    gradient; the inputs are ``_loss_forward``'s and what it returned."""
+    labels = _clean_labels(labels, labels_len)
+    labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
+    grad_loss = grad_loss.to(log_probs.dtype)
+    # Examples whose loss is not counted get exactly 0, whatever their posterior. A
+    # poisoned one gets a NaN scale, which every backend carries to each valid frame
+    # (padded frames stay 0), so NaN costs no pass of its own.
+    scale = torch.where(counted, grad_loss, 0.0)  # (B,)
+    scale = torch.where(poisoned & (grad_loss != 0), math.nan, scale)
+    with torch.autocast(log_probs.device.type, enabled=False):
+        run = _select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
+        return run.backward((alpha,), log_probs, labels, labels_len, logits_len, scale)
 
 
 def _poisoned(log_probs: torch.Tensor, logits_len: torch.Tensor, final_a: torch.Tensor,
@@ -648,6 +678,16 @@ def _band(log_probs, labels, labels_len):
     return log_p, skip_in
 
 
+def _frame_band(log_probs, labels, labels_len, logits_len):
+    """:func:`_band` with padded frames emitting log 1: returns ``frame_ok`` (B, T'),
+    ``log_p`` (B, T', L) and ``skip_in`` (B, L). Select, never multiply, so alpha stays
+    finite and unused on padded frames whatever the logits hold there."""
+    frames = torch.arange(log_probs.shape[1], device=log_probs.device)
+    frame_ok = frames[None, :] < logits_len[:, None]  # (B, T')
+    log_p, skip_in = _band(log_probs, labels, labels_len)
+    return frame_ok, torch.where(frame_ok[:, :, None], log_p, 0.0), skip_in
+
+
 class _TorchBackend:
     """Pure PyTorch, vectorised over batch and states, one Python loop over time.
     Runs on any device; the compiled kernel replaces it on CPU when available."""
@@ -662,11 +702,7 @@ class _TorchBackend:
         batch, t_max, _ = log_probs.shape
         width = labels.shape[1]
         device = log_probs.device
-        frame_ok = torch.arange(t_max, device=device)[None, :] < logits_len[:, None]
-        log_p, skip_in = _band(log_probs, labels, labels_len)
-        # Select, never multiply: padded frames emit log 1, leaving alpha finite and
-        # unused whatever the logits hold there.
-        log_p = torch.where(frame_ok[:, :, None], log_p, 0.0)
+        frame_ok, log_p, skip_in = _frame_band(log_probs, labels, labels_len, logits_len)
         log_alpha, log_norm = _forward_pass(log_p, skip_in)
 
         # The start vector stands for the frame before t = 0, read when T_b == 0.
@@ -680,13 +716,15 @@ class _TorchBackend:
         final_a = alpha_last.gather(1, end_state)[:, 0] + total
         final_b = alpha_last.gather(1, (end_state - 1).clamp(min=0))[:, 0] + total
         final_b = torch.where(labels_len >= 2, final_b, -math.inf)
-        return (log_p, log_alpha, skip_in), final_a, final_b
+        return (log_alpha,), final_a, final_b
 
     @staticmethod
     def backward(state, log_probs, labels, labels_len, logits_len, scale):
         """d loss / d logits ``(B, T', C)`` times ``scale`` ``(B,)``; 0 on padded frames
-        and wherever ``scale`` is 0."""
-        log_p, log_alpha, skip_in = state
+        and wherever ``scale`` is 0. ``state`` is forward's ``(log_alpha,)``; the band
+        is gathered again rather than kept alive between the passes."""
+        (log_alpha,) = state
+        _, log_p, skip_in = _frame_band(log_probs, labels, labels_len, logits_len)
         batch, t_max, width = log_p.shape
         device = log_p.device
         states = torch.arange(width, device=device)
@@ -978,7 +1016,13 @@ def ctc_loss(labels: torch.Tensor, labels_len: torch.Tensor, logits: torch.Tenso
         larger than its padded axis, an even ``labels_len``, or a label id outside
         ``[0, C - 1]``.
     """
-    return CtcLoss.apply(labels, labels_len, logits, logits_len, bool(exact), bool(zero_infinity))
+    if _OPS is None:  # torch < 2.4, or this module copied alone
+        return CtcLoss.apply(labels, labels_len, logits, logits_len, bool(exact),
+                             bool(zero_infinity))
+    labels, labels_len, logits, logits_len = _as_ctc_tensors(labels, labels_len, logits,
+                                                             logits_len)
+    return _OPS.ctc_loss(labels, labels_len, logits, logits_len, bool(exact),
+                         bool(zero_infinity))[0]
 
 
 # ----------------------------------------------------------------------------------
@@ -1050,6 +1094,16 @@ class CtcLossModule(torch.nn.Module):
         return (loss / target_len.clamp(min=1).to(loss.dtype)).mean()
 
 
+def _compiling() -> bool:
+    """True while torch.compile traces: host reads would break the graph there, so
+    the batch-first checks that need them are skipped (the loss operator still checks
+    its inputs when it runs)."""
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return compiler.is_compiling()
+    return False  # torch < 2.3: nothing of ours is traced there without operators
+
+
 def _split_concatenated(targets: torch.Tensor, labels_len, logits) -> torch.Tensor:
     """torch.nn.CTCLoss's other target format: every example's labels one after the
     other, ``(sum(labels_len),)``, to ``(B, U)`` padded with -1."""
@@ -1078,8 +1132,10 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
 
     Returns ``(aug, aug_len, logits, logits_len, labels_len)``: blank-augmented labels
     ``(B, 2U + 1)`` and their lengths, and the frame and raw label lengths (filled in
-    where None was given).
+    where None was given). While torch.compile traces, the checks that read values
+    are skipped (the loss operator checks the blank-augmented labels when it runs).
     """
+    checking = not _compiling()
     if not torch.is_tensor(logits):
         raise TypeError(f"logits must be a tensor (B, T, C), got {type(logits).__name__}")
     _check_float(logits, "logits", 3, "(B, T, C)")
@@ -1098,7 +1154,7 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
     if labels_len is None:
         present = labels >= 0  # (B, U)
         labels_len = present.sum(dim=1)
-        if bool((present != (positions < labels_len[:, None])).any()):
+        if checking and bool((present != (positions < labels_len[:, None])).any()):
             b = int((present != (positions < labels_len[:, None])).any(dim=1).nonzero()[0])
             raise ValueError(f"labels of example {b} has a negative (padding) id before a "
                              "label id: pad only at the end, or pass labels_len")
@@ -1106,14 +1162,16 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
         labels_len = _as_tensor(labels_len, "labels_len", logits.device)
         _check_int(labels_len, "labels_len", 1, "(B,)")
         _check_batch(batch, labels_len=labels_len)
-        _check_lengths(labels_len, "labels_len", width, "label axis of labels")
+        if checking:
+            _check_lengths(labels_len, "labels_len", width, "label axis of labels")
     if logits_len is None:
         logits_len = torch.full((batch,), frames, dtype=torch.long, device=logits.device)
     else:
         logits_len = _as_tensor(logits_len, "logits_len", logits.device)
         _check_int(logits_len, "logits_len", 1, "(B,)")
         _check_batch(batch, logits_len=logits_len)
-        _check_lengths(logits_len, "logits_len", frames, "time axis of logits")
+        if checking:
+            _check_lengths(logits_len, "logits_len", frames, "time axis of logits")
 
     valid = positions < labels_len[:, None]
     labels = torch.where(valid, labels, 0).long()
@@ -1123,7 +1181,7 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
     else:
         bad = valid & ((labels < 0) | (labels >= classes) | (labels == blank))
         rule = f"class ids in [0, {classes - 1}] other than the blank {blank}"
-    if bool(bad.any()):
+    if checking and bool(bad.any()):
         b, j = (int(i) for i in bad.nonzero()[0])
         raise ValueError(f"labels holds id {int(labels[b, j])} at example {b}, position "
                          f"{j}; expected {rule} for logits with C={classes} classes")
@@ -1197,7 +1255,10 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
         log_probs = torch.log_softmax(logits[:, :t_max].to(log_prob.dtype), dim=2)
         args = (log_probs.contiguous(), aug[:, :width].contiguous(),
                 aug_len.long().contiguous(), logits_len.long().contiguous())
-        path, log_prob = _select_backend(logits.device, log_prob.dtype, width).viterbi(*args)
+        if _OPS is None:
+            path, log_prob = _select_backend(logits.device, log_prob.dtype, width).viterbi(*args)
+        else:
+            path, log_prob = _OPS.ctc_viterbi(*args)
         states[:, :t_max] = path
         missing = ~torch.isfinite(log_prob)
         if strict and bool(missing.any()):
@@ -1302,4 +1363,16 @@ def greedy_decode(logits: torch.Tensor, logits_len: torch.Tensor | None = None, 
         out = torch.full((batch, width + 1), -1, dtype=torch.long, device=logits.device)
         out.scatter_(1, slot, torch.where(keep, best, -1))
         return out[:, :width]
+
+
+# ----------------------------------------------------------------------------------
+# The torch.library operators (_seq_loss_kernels/ops.py), registered once every
+# function they call exists: ctc_loss and forced_align run through them, so that
+# torch.compile sees opaque operators. None with torch < 2.4 or without the package.
+# ----------------------------------------------------------------------------------
+_OPS = None
+if _seq_loss_kernels is not None:
+    from _seq_loss_kernels import ops as _ops_module
+
+    _OPS = _ops_module if getattr(_ops_module, "AVAILABLE", False) else None
 

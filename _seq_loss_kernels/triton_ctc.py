@@ -102,6 +102,11 @@ if triton is not None:
             tl.store(alpha_ptr + (b * T + t) * L + s, log_alpha, mask=s < L)
             tl.debug_barrier()
 
+        # Padded frames hold -inf: alpha is a defined output, bit for bit.
+        for t in range(n_frames, T):
+            tl.store(alpha_ptr + (b * T + t) * L + s, tl.full([BLOCK_S], float("-inf"), tl.float32),
+                     mask=s < L)
+
         # Unnormalised log alpha of the last state and the one before it (Graves eq. 8).
         last = tl.sum(tl.where(s == n_states - 1, log_alpha, 0.0), axis=0).to(tl.float64)
         before = tl.sum(tl.where(s == n_states - 2, log_alpha, 0.0), axis=0).to(tl.float64)

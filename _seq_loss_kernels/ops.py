@@ -1,0 +1,86 @@
+"""seq_loss_util's loss and alignment as ``torch.library`` operators.
+
+Three opaque operators, so that ``torch.compile`` traces around them instead of into
+ctypes calls, Triton launches and host reads:
+
+* ``seq_loss_util::ctc_loss(labels, labels_len, logits, logits_len, exact,
+  zero_infinity) -> (loss, log_probs, alpha, counted, poisoned)``, with autograd
+  registered: its backward calls
+* ``seq_loss_util::ctc_loss_backward(grad_loss, labels, labels_len, logits_len,
+  log_probs, alpha, counted, poisoned) -> grad`` (B, T, C);
+* ``seq_loss_util::ctc_viterbi(log_probs, labels, labels_len, logits_len) ->
+  (path, score)``.
+
+Each has a fake implementation that gives the output shapes from the input shapes
+alone (the computation runs on the padded axes). The real implementations run
+seq_loss_util's own functions, which pick the backend per device: the C kernel or
+the PyTorch loop on CPU, Triton on CUDA. The input checks and warnings run inside
+the loss operator, so a compiled graph keeps them. Needs ``torch.library.custom_op``
+(torch 2.4 and later); ``AVAILABLE`` says whether the operators exist.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+import seq_loss_util as S
+
+AVAILABLE = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_fake")
+
+if AVAILABLE:
+
+    @torch.library.custom_op("seq_loss_util::ctc_loss", mutates_args=())
+    def ctc_loss(labels: Tensor, labels_len: Tensor, logits: Tensor, logits_len: Tensor,
+                 exact: bool, zero_infinity: bool
+                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        return S._loss_forward(labels, labels_len, logits, logits_len, exact, zero_infinity)
+
+    @ctc_loss.register_fake
+    def _(labels, labels_len, logits, logits_len, exact, zero_infinity):
+        batch, frames, classes = logits.shape
+        compute = S._compute_dtype(logits.dtype)
+        return (logits.new_empty(batch, dtype=compute),
+                logits.new_empty(batch, frames, classes, dtype=compute),
+                logits.new_empty(batch, frames, labels.shape[1], dtype=compute),
+                logits.new_empty(batch, dtype=torch.bool),
+                logits.new_empty(batch, dtype=torch.bool))
+
+    @torch.library.custom_op("seq_loss_util::ctc_loss_backward", mutates_args=())
+    def ctc_loss_backward(grad_loss: Tensor, labels: Tensor, labels_len: Tensor,
+                          logits_len: Tensor, log_probs: Tensor, alpha: Tensor, counted: Tensor,
+                          poisoned: Tensor) -> Tensor:
+        return S._loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha,
+                                counted, poisoned)
+
+    @ctc_loss_backward.register_fake
+    def _(grad_loss, labels, labels_len, logits_len, log_probs, alpha, counted, poisoned):
+        return torch.empty_like(log_probs)
+
+    def _setup_context(ctx, inputs, output):
+        labels, labels_len, logits, logits_len, _, _ = inputs
+        _, log_probs, alpha, counted, poisoned = output
+        ctx.logits_dtype = logits.dtype
+        ctx.save_for_backward(labels, labels_len, logits_len, log_probs, alpha, counted,
+                              poisoned)
+        ctx.mark_non_differentiable(log_probs, alpha, counted, poisoned)
+
+    def _backward(ctx, grad_loss, *unused):
+        grad = ctc_loss_backward(grad_loss, *ctx.saved_tensors)
+        return None, None, grad.to(ctx.logits_dtype), None, None, None
+
+    ctc_loss.register_autograd(_backward, setup_context=_setup_context)
+
+    @torch.library.custom_op("seq_loss_util::ctc_viterbi", mutates_args=())
+    def ctc_viterbi(log_probs: Tensor, labels: Tensor, labels_len: Tensor,
+                    logits_len: Tensor) -> Tuple[Tensor, Tensor]:
+        run = S._select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
+        path, score = run.viterbi(log_probs, labels, labels_len, logits_len)
+        return path, score
+
+    @ctc_viterbi.register_fake
+    def _(log_probs, labels, labels_len, logits_len):
+        batch, frames, _ = log_probs.shape
+        return (log_probs.new_empty(batch, frames, dtype=torch.long),
+                log_probs.new_empty(batch))
