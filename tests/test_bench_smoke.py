@@ -1,19 +1,45 @@
-"""The benchmark runs (a tiny size, no timing assertions: speed is judged by its table)."""
+"""The benchmark runs (tiny sizes, no timing assertions: speed is judged by its table)."""
 import importlib.util
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
 
-def test_benchmark_smoke(tmp_path, capsys):
+def load():
     spec = importlib.util.spec_from_file_location("bench", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_smoke(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench.main(["--smoke", "--no-tf", "--json", str(out)]) == 0
+    assert load().main(["--smoke", "--no-tf", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     impls = {row["impl"] for row in result["rows"]}
     assert {"native", "port", "port exact"} <= impls
     assert all(row["fwd_bwd_ms"] > 0 and row["peak_mb"] >= 0 for row in result["rows"])
     assert "x native" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" or
+                    importlib.util.find_spec("triton") is None,
+                    reason="needs triton and its interpreter (set by conftest without a GPU)")
+def test_gpu_rows_run_under_the_interpreter(monkeypatch, tmp_path):
+    """The CUDA table's implementations (Triton, the PyTorch path) and its determinism
+    column, run on CPU tensors: what --device cuda prints, minus the GPU."""
+    bench = load()
+    monkeypatch.setattr(bench, "impls", lambda device: {
+        name: (fn, bench.CUDA_BACKENDS.get(name)) for name, fn in bench.CUDA_IMPLS.items()})
+    out = tmp_path / "bench.json"
+    assert bench.main(["--sizes", "2,8,5,2", "--repeats", "1", "--no-tf", "--dtypes", "float32",
+                       "bfloat16", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["impl"], r["dtype"]) for r in rows} >= {("port triton", "bfloat16"),
+                                                       ("port pytorch", "float32")}
+    inp = bench.make_inputs((2, 8, 5, 2), "cpu")
+    assert bench.deterministic(bench.port(True), inp, "triton", runs=3)
