@@ -39,7 +39,6 @@ from typing import Dict, NamedTuple, Tuple
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 __all__ = [
     "LOG_0",
@@ -543,16 +542,19 @@ class CtcLoss(torch.autograd.Function):
                                                                  logits_len)
         loss, *saved = _loss_forward(labels, labels_len, logits, logits_len, exact,
                                      zero_infinity)
-        ctx.logits_dtype = logits.dtype
-        ctx.save_for_backward(labels, labels_len, logits_len, *saved)
+        ctx.exact = bool(exact)
+        ctx.save_for_backward(logits, labels, labels_len, logits_len, *saved)
         return loss
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_loss):
-        labels, labels_len, logits_len, *saved = ctx.saved_tensors
+        logits, labels, labels_len, logits_len, *saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient that has a graph
+            grad = _second_order_gradient(grad_loss, logits, labels, labels_len, logits_len,
+                                          saved[2], saved[3], ctx.exact)
+            return None, None, grad, None, None, None
         grad = _loss_backward(grad_loss, labels, labels_len, logits_len, *saved)
-        return None, None, grad.to(ctx.logits_dtype), None, None, None
+        return None, None, grad.to(logits.dtype), None, None, None
 
 
 def _as_ctc_tensors(labels, labels_len, logits, logits_len):
@@ -625,6 +627,68 @@ def _loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha, 
     with torch.autocast(log_probs.device.type, enabled=False):
         run = _select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
         return run.backward((alpha,), log_probs, labels, labels_len, logits_len, scale)
+
+
+_NO_SECOND_DERIVATIVE = (
+    "ctc_loss's default mode (the TF original's) has no second derivative: its gradient "
+    "is the exact CTC gradient, of the log-sum-exp of the two final states, not the "
+    "derivative of the loss it returns, their max. For create_graph=True use "
+    "ctc_loss(..., exact=True) or CtcLossModule (exact by default).")
+
+
+def _exact_nll_differentiable(logits, labels, labels_len, logits_len) -> torch.Tensor:
+    """``(B,)`` exact CTC negative log-likelihood from out-of-place differentiable ops
+    only, so autograd can differentiate it twice: the unnormalised log-alpha recursion
+    (Graves et al. 2006, eq. 6-8). log 0 is a large finite number rather than -inf,
+    whose log-sum-exp would have a NaN derivative; every example must be feasible."""
+    batch, frames, _ = logits.shape
+    width = labels.shape[1]
+    log_probs = torch.log_softmax(logits.to(_compute_dtype(logits.dtype)), dim=2)
+    log_zero = -1e30
+    emit = log_probs.gather(2, labels[:, None, :].expand(batch, frames, width))  # (B, T, L)
+    states = torch.arange(width, device=logits.device)
+    state_ok = states[None, :] < labels_len[:, None]  # (B, L)
+    skip_ok = torch.zeros_like(state_ok)
+    if width > 2:
+        skip_ok = torch.cat([skip_ok[:, :2], labels[:, 2:] != labels[:, :-2]], dim=1)
+    fill = log_probs.new_full((batch, 2), log_zero)
+    log_alpha = torch.where(states == 0, 0.0, log_zero).to(log_probs.dtype).expand(batch, width)
+    for t in range(frames):
+        advance = torch.cat([fill[:, :1], log_alpha[:, :-1]], dim=1)
+        skip = torch.where(skip_ok, torch.cat([fill, log_alpha[:, :-2]], dim=1)[:, :width],
+                           log_zero)
+        step = torch.logsumexp(torch.stack([log_alpha, advance, skip]), dim=0) + emit[:, t]
+        step = torch.where(state_ok, step, log_zero)
+        log_alpha = torch.where((t < logits_len)[:, None], step, log_alpha)  # (B, L)
+    last = log_alpha.gather(1, (labels_len - 1)[:, None])[:, 0]
+    before = log_alpha.gather(1, (labels_len - 2).clamp(min=0)[:, None])[:, 0]
+    before = torch.where(labels_len >= 2, before, log_zero)
+    # logsumexp, not logaddexp: logaddexp's second derivative is inf / inf (NaN) when
+    # one argument is log 0 and the other is not.
+    return -torch.logsumexp(torch.stack([last, before]), dim=0)
+
+
+def _second_order_gradient(grad_loss, logits, labels, labels_len, logits_len, counted,
+                           poisoned, exact: bool) -> torch.Tensor:
+    """d loss / d logits ``(B, T, C)`` as a differentiable function of ``logits`` and
+    ``grad_loss``, for ``create_graph=True``: autograd through a recomputation of the
+    exact loss, on the counted examples only (the others get 0, poisoned ones NaN).
+    First-order calls never come here, so training keeps the kernels' speed."""
+    if not exact:
+        raise RuntimeError(_NO_SECOND_DERIVATIVE)
+    labels = _clean_labels(labels, labels_len)
+    labels_len, logits_len = labels_len.long(), logits_len.long()
+    keep = counted.nonzero()[:, 0]
+    grad = torch.zeros_like(logits)
+    if keep.numel():
+        with torch.enable_grad():
+            nll = _exact_nll_differentiable(logits[keep], labels[keep], labels_len[keep],
+                                            logits_len[keep])
+            (grad,) = torch.autograd.grad(nll, logits, grad_outputs=grad_loss[keep].to(nll.dtype),
+                                          create_graph=True)
+    frames = torch.arange(logits.shape[1], device=logits.device)
+    nan_rows = (poisoned & (grad_loss != 0))[:, None] & (frames[None, :] < logits_len[:, None])
+    return torch.where(nan_rows[:, :, None], math.nan, grad)
 
 
 def _poisoned(log_probs: torch.Tensor, logits_len: torch.Tensor, final_a: torch.Tensor,
@@ -1016,7 +1080,10 @@ def ctc_loss(labels: torch.Tensor, labels_len: torch.Tensor, logits: torch.Tenso
         larger than its padded axis, an even ``labels_len``, or a label id outside
         ``[0, C - 1]``.
     """
-    if _OPS is None:  # torch < 2.4, or this module copied alone
+    if _OPS is None or not _compiling():
+        # Eager: the autograd Function, which runs the same code as the operator. An
+        # operator call imports torch._dynamo, and with it triton, whose native library
+        # crashes a process that loaded TensorFlow first (the side-by-side comparison).
         return CtcLoss.apply(labels, labels_len, logits, logits_len, bool(exact),
                              bool(zero_infinity))
     labels, labels_len, logits, logits_len = _as_ctc_tensors(labels, labels_len, logits,
@@ -1255,7 +1322,7 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
         log_probs = torch.log_softmax(logits[:, :t_max].to(log_prob.dtype), dim=2)
         args = (log_probs.contiguous(), aug[:, :width].contiguous(),
                 aug_len.long().contiguous(), logits_len.long().contiguous())
-        if _OPS is None:
+        if _OPS is None or not _compiling():  # eager: no operator call (see ctc_loss)
             path, log_prob = _select_backend(logits.device, log_prob.dtype, width).viterbi(*args)
         else:
             path, log_prob = _OPS.ctc_viterbi(*args)
@@ -1367,8 +1434,9 @@ def greedy_decode(logits: torch.Tensor, logits_len: torch.Tensor | None = None, 
 
 # ----------------------------------------------------------------------------------
 # The torch.library operators (_seq_loss_kernels/ops.py), registered once every
-# function they call exists: ctc_loss and forced_align run through them, so that
-# torch.compile sees opaque operators. None with torch < 2.4 or without the package.
+# function they call exists. ctc_loss and forced_align call them while torch.compile
+# traces, so that it sees opaque operators; eager calls run the same functions
+# directly. None with torch < 2.4 or without the package.
 # ----------------------------------------------------------------------------------
 _OPS = None
 if _seq_loss_kernels is not None:

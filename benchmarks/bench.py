@@ -33,6 +33,11 @@ from pathlib import Path
 
 import torch
 
+try:  # before TensorFlow: loaded after it (here by the memory profiler), triton's
+    import triton  # noqa: F401  native library crashes the process. Both bundle LLVM.
+except ImportError:
+    pass
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import seq_loss_util as S  # noqa: E402
 
@@ -260,9 +265,10 @@ def main(argv=None) -> int:
                           deterministic=deterministic(fn, inp, chosen) if cuda else None)
                      for name, (fn, chosen) in implementations.items()]
         if runner is not None:
-            size_rows.append(dict(size=list(size), impl="tf (tf.function)", fwd_ms="n/a",
+            size_rows.append(dict(size=list(size), dtype=str(dtype).replace("torch.", ""),
+                                  impl="tf (tf.function)", fwd_ms="n/a",
                                   fwd_bwd_ms=tf_time(runner, inp, max(3, args.repeats // 3)),
-                                  peak_mb="n/a"))
+                                  peak_mb="n/a", deterministic=None))
         native_ms = size_rows[0]["fwd_bwd_ms"]  # the implementations start with native
         for row in size_rows:
             ms = row["fwd_bwd_ms"]

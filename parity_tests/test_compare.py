@@ -50,3 +50,33 @@ def test_a_gradient_off_by_1e_3_fails(monkeypatch, capsys):
     assert compare.main(REALISTIC) == 1
     row = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("0 ")]
     assert row and row[0].endswith("FAIL") and "1.00e-03" in row[0]
+
+
+def test_port_runs_after_tensorflow_in_one_process():
+    """The comparison's order: TensorFlow first, then the port, eagerly. The port must
+    not load triton there (loaded after TensorFlow, its native library segfaults), so
+    this runs in a fresh process without the test session's set-up."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = textwrap.dedent("""
+        import sys
+        import tensorflow
+        import torch
+        import seq_loss_util as S
+        aug = S.to_blank_augmented_labels({"SEQ_DATA": torch.tensor([[1, 2]]),
+                                           "SEQ_LEN": torch.tensor([2])}, 0)
+        x = torch.randn(1, 6, 4, requires_grad=True)
+        S.ctc_loss(aug["SEQ_DATA"], aug["SEQ_LEN"], x, torch.tensor([6]), exact=True).sum().backward()
+        S.forced_align(x, torch.tensor([[1, 2]]))
+        print("triton loaded:", "triton" in sys.modules)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=300, cwd=root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "triton loaded: False" in result.stdout
