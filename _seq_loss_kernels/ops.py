@@ -59,16 +59,23 @@ if AVAILABLE:
         return torch.empty_like(log_probs)
 
     def _setup_context(ctx, inputs, output):
-        labels, labels_len, logits, logits_len, _, _ = inputs
+        labels, labels_len, logits, logits_len, exact, _ = inputs
         _, log_probs, alpha, counted, poisoned = output
-        ctx.logits_dtype = logits.dtype
-        ctx.save_for_backward(labels, labels_len, logits_len, log_probs, alpha, counted,
-                              poisoned)
+        ctx.exact = exact
+        ctx.save_for_backward(logits, labels, labels_len, logits_len, log_probs, alpha,
+                              counted, poisoned)
         ctx.mark_non_differentiable(log_probs, alpha, counted, poisoned)
 
     def _backward(ctx, grad_loss, *unused):
-        grad = ctc_loss_backward(grad_loss, *ctx.saved_tensors)
-        return None, None, grad.to(ctx.logits_dtype), None, None, None
+        logits, labels, labels_len, logits_len, log_probs, alpha, counted, poisoned = \
+            ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see seq_loss_util
+            grad = S._second_order_gradient(grad_loss, logits, labels, labels_len, logits_len,
+                                            counted, poisoned, ctx.exact)
+        else:
+            grad = ctc_loss_backward(grad_loss, labels, labels_len, logits_len, log_probs,
+                                     alpha, counted, poisoned)
+        return None, None, grad.to(logits.dtype), None, None, None
 
     ctc_loss.register_autograd(_backward, setup_context=_setup_context)
 

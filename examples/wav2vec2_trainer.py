@@ -86,6 +86,7 @@ def frame_lengths(model: Wav2Vec2ForCTC, attention_mask: torch.Tensor | None):
     """Valid logit frames per example, from the audio's attention mask (None: all)."""
     if attention_mask is None:
         return None
+    model = getattr(model, "module", model)  # under DDP the Trainer passes the wrapper
     return model._get_feat_extract_output_lengths(attention_mask.sum(-1)).long()
 
 
