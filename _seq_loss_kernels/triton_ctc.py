@@ -71,16 +71,23 @@ if triton is not None:
         return tl.where(start_b != 0, value_b, value_a + value_b), start_a | start_b
 
     @triton.jit
-    def ctc_forward_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr,
-                           finals_ptr, scratch_ptr, B, T, C, L, BLOCK_S: tl.constexpr):
-        b = tl.program_id(0).to(tl.int64)
-        s = tl.arange(0, BLOCK_S)
+    def _example(labels_ptr, labels_len_ptr, logits_len_ptr, b, B, L, s):
+        """Example b's lengths, its valid states, their labels, and where the skip
+        s - 2 -> s is allowed (the labels differ)."""
         n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
         n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0)
         valid = s < n_states
         label = tl.load(labels_ptr + b * L + s, mask=valid, other=0)
         label_2 = tl.load(labels_ptr + b * L + s - 2, mask=valid & (s >= 2), other=-1)
-        may_skip = valid & (s >= 2) & (label != label_2)  # s - 2 -> s is allowed
+        return n_states, n_frames, valid, label, valid & (s >= 2) & (label != label_2)
+
+    @triton.jit
+    def ctc_forward_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr,
+                           finals_ptr, scratch_ptr, B, T, C, L, BLOCK_S: tl.constexpr):
+        b = tl.program_id(0).to(tl.int64)
+        s = tl.arange(0, BLOCK_S)
+        n_states, n_frames, valid, label, may_skip = _example(
+            labels_ptr, labels_len_ptr, logits_len_ptr, b, B, L, s)
         row = scratch_ptr + b * BLOCK_S
 
         # The start vector: state 0 before frame 0 (what T_b = 0 reads).
@@ -193,12 +200,8 @@ if triton is not None:
                            BLOCK_S: tl.constexpr, BLOCK_T: tl.constexpr):
         b = tl.program_id(0).to(tl.int64)
         s = tl.arange(0, BLOCK_S)
-        n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
-        n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0)
-        valid = s < n_states
-        label = tl.load(labels_ptr + b * L + s, mask=valid, other=0)
-        label_2 = tl.load(labels_ptr + b * L + s - 2, mask=valid & (s >= 2), other=-1)
-        may_skip = valid & (s >= 2) & (label != label_2)
+        n_states, n_frames, valid, label, may_skip = _example(
+            labels_ptr, labels_len_ptr, logits_len_ptr, b, B, L, s)
         row = scratch_ptr + b * BLOCK_S
 
         score = tl.where(valid & (s == 0), 0.0, float("-inf"))  # the start vector
