@@ -81,6 +81,14 @@ def _as_tensor(x, name: str, device=None) -> torch.Tensor:
         raise TypeError(f"{name} must be a tensor or array-like, got {type(x).__name__}") from e
 
 
+def _first(mask: torch.Tensor):
+    """The index (a tuple of ints) of the first True in ``mask``, or None: one host
+    read when there is none, the common case."""
+    if not bool(mask.any()):
+        return None
+    return tuple(int(i) for i in mask.nonzero()[0])
+
+
 def _check_int(x: torch.Tensor, name: str, ndim: int, shape_doc: str) -> None:
     if x.dtype == torch.bool or x.dtype.is_floating_point or x.dtype.is_complex:
         raise TypeError(f"{name} must be an integer tensor {shape_doc}, got dtype {x.dtype}")
@@ -191,16 +199,18 @@ def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int 
                          f"at example {b}, position {u}")
 
     if not update_non_blank_token_index:
-        if bool((valid & (labels == blank_index)).any()):
-            b, u = (int(i) for i in (valid & (labels == blank_index)).nonzero()[0])
+        found = _first(valid & (labels == blank_index))
+        if found is not None:
+            b, u = found
             raise ValueError(f'inputs["SEQ_DATA"] holds the blank id {blank_index} at example '
                              f"{b}, position {u}; with update_non_blank_token_index=False the "
                              "ids are class ids and must leave the blank out")
         limit = num_classes
     else:
         limit = None if num_classes is None else num_classes - 1
-    if limit is not None and bool((valid & (labels >= limit)).any()):
-        b, u = (int(i) for i in (valid & (labels >= limit)).nonzero()[0])
+    found = None if limit is None else _first(valid & (labels >= limit))
+    if found is not None:
+        b, u = found
         kind = "raw label id" if update_non_blank_token_index else "label id"
         raise ValueError(f"{kind} {int(labels[b, u])} at example {b}, position {u} has no "
                          f"class: ids must be below {limit} for C={num_classes}"
@@ -581,7 +591,7 @@ def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infi
     backward pass needs. Shapes follow the inputs', never their lengths' values, so
     an operator can declare them without reading the data.
     """
-    labels, labels_len, logits, logits_len, _, _ = _check_ctc_inputs(
+    labels, labels_len, logits, logits_len = _check_ctc_inputs(
         labels, labels_len, logits, logits_len)
     labels = _clean_labels(labels, labels_len)  # (B, L)
     labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
@@ -976,7 +986,7 @@ def _augmentation_faults(labels: torch.Tensor, positions: torch.Tensor,
     return valid & (holds_blank != (positions % 2 == 0))
 
 
-def _check_augmented(labels, labels_len, faults) -> None:
+def _check_augmented(labels, faults) -> None:
     b, j = (int(i) for i in faults.nonzero()[0])
     blank = int(labels[0, 0])
     if j % 2 == 0:
@@ -995,9 +1005,9 @@ def _check_augmented(labels, labels_len, faults) -> None:
 def _check_ctc_inputs(labels, labels_len, logits, logits_len):
     """Validates ``ctc_loss``'s arguments with one host sync in the common case.
 
-    Returns them as tensors on the logits' device, with ``t_max = max(logits_len)`` and
-    ``width = max(labels_len)`` as ints. The checks' verdicts are gathered into one
-    tensor and read once; the detailed (slower) checks run only to name a fault.
+    Returns them as tensors on the logits' device. The checks' verdicts are gathered
+    into one tensor and read once; the detailed (slower) checks run only to name a
+    fault.
     """
     if not torch.is_tensor(logits):
         logits = _as_tensor(logits, "logits")
@@ -1014,7 +1024,7 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len):
     if logits.shape[2] < 1:
         raise ValueError("logits must have at least one class (C >= 1)")
     if logits.shape[0] == 0:
-        return labels, labels_len, logits, logits_len, 0, 0
+        return labels, labels_len, logits, logits_len
 
     width_in = labels.shape[1]
     positions = torch.arange(width_in, device=device)
@@ -1038,9 +1048,9 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len):
     if ids:
         _check_label_ids(labels, labels_len, logits.shape[2])
     if not_augmented:
-        _check_augmented(labels, labels_len, faults)
+        _check_augmented(labels, faults)
     _warn_if_probabilities(logits, logits_len, suspect)
-    return labels, labels_len, logits, logits_len, int(t_max), int(width)
+    return labels, labels_len, logits, logits_len
 
 
 def ctc_loss(labels: torch.Tensor, labels_len: torch.Tensor, logits: torch.Tensor,
@@ -1221,8 +1231,9 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
     if labels_len is None:
         present = labels >= 0  # (B, U)
         labels_len = present.sum(dim=1)
-        if checking and bool((present != (positions < labels_len[:, None])).any()):
-            b = int((present != (positions < labels_len[:, None])).any(dim=1).nonzero()[0])
+        found = _first(present != (positions < labels_len[:, None])) if checking else None
+        if found is not None:
+            b = found[0]
             raise ValueError(f"labels of example {b} has a negative (padding) id before a "
                              "label id: pad only at the end, or pass labels_len")
     else:
@@ -1248,8 +1259,9 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
     else:
         bad = valid & ((labels < 0) | (labels >= classes) | (labels == blank))
         rule = f"class ids in [0, {classes - 1}] other than the blank {blank}"
-    if checking and bool(bad.any()):
-        b, j = (int(i) for i in bad.nonzero()[0])
+    found = _first(bad) if checking else None
+    if found is not None:
+        b, j = found
         raise ValueError(f"labels holds id {int(labels[b, j])} at example {b}, position "
                          f"{j}; expected {rule} for logits with C={classes} classes")
     if shift_labels:
