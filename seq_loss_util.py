@@ -655,12 +655,11 @@ def _exact_nll_differentiable(logits, labels, labels_len, logits_len) -> torch.T
     width = labels.shape[1]
     log_probs = torch.log_softmax(logits.to(_compute_dtype(logits.dtype)), dim=2)
     log_zero = -1e30
-    emit = log_probs.gather(2, labels[:, None, :].expand(batch, frames, width))  # (B, T, L)
+    emit, skip_in = _band(log_probs, labels, labels_len)  # (B, T, L), (B, L)
     states = torch.arange(width, device=logits.device)
     state_ok = states[None, :] < labels_len[:, None]  # (B, L)
-    skip_ok = torch.zeros_like(state_ok)
-    if width > 2:
-        skip_ok = torch.cat([skip_ok[:, :2], labels[:, 2:] != labels[:, :-2]], dim=1)
+    emit = torch.where(state_ok[:, None, :], emit, log_zero)
+    skip_ok = skip_in == 0  # (B, L): may state j be entered from j - 2?
     fill = log_probs.new_full((batch, 2), log_zero)
     log_alpha = torch.where(states == 0, 0.0, log_zero).to(log_probs.dtype).expand(batch, width)
     for t in range(frames):

@@ -3,7 +3,6 @@ built here and must be caught, named, or carried as NaN, never trained on silent
 import math
 import warnings
 
-import numpy as np
 import pytest
 import torch
 
