@@ -35,18 +35,59 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
-def _kernel_cache_dir():
-    """``$SEQ_LOSS_UTIL_CACHE``, else ``~/.cache/seq_loss_util``, else (no home
+class KernelCacheWarning(RuntimeWarning):
+    """A cache folder or cached library was refused because another user could have
+    written it; the kernel was built afresh instead (the message names the path)."""
+
+
+def _kernel_cache_dir() -> tuple[Path, bool]:
+    """The cache folder and whether it is the shared-temporary-directory fallback:
+    ``$SEQ_LOSS_UTIL_CACHE``, else ``~/.cache/seq_loss_util``, else (no home
     directory, as in some containers) a per-user folder in the temporary directory."""
     import tempfile
 
     if os.environ.get("SEQ_LOSS_UTIL_CACHE"):
-        return Path(os.environ["SEQ_LOSS_UTIL_CACHE"])
+        return Path(os.environ["SEQ_LOSS_UTIL_CACHE"]), False
     try:
-        return Path.home() / ".cache" / "seq_loss_util"
+        return Path.home() / ".cache" / "seq_loss_util", False
     except (RuntimeError, KeyError):  # no $HOME and no password-file entry
         user = os.getuid() if hasattr(os, "getuid") else "user"
-        return Path(tempfile.gettempdir()) / f"seq_loss_util-{user}"
+        return Path(tempfile.gettempdir()) / f"seq_loss_util-{user}", True
+
+
+def _distrust(st: os.stat_result, what: str) -> str | None:
+    """Why a folder or file with status ``st`` may hold another user's bytes, or None.
+    Only this process's user may own it or be able to write it: anyone else who can
+    could put a library there whose constructor runs inside this process."""
+    if not hasattr(os, "geteuid"):  # no POSIX owners (Windows): nothing to compare
+        return None
+    if st.st_uid != os.geteuid():
+        return f"{what} is owned by uid {st.st_uid}, not by this process's uid {os.geteuid()}"
+    if st.st_mode & 0o022:
+        return f"{what} is writable by group or others (mode {st.st_mode & 0o777:o})"
+    return None
+
+
+def _trusted_cache_dir() -> tuple[Path, str | None]:
+    """The cache folder, made if missing, and why it cannot be trusted (None if it can)."""
+    import stat
+
+    cache, shared_tmp = _kernel_cache_dir()
+    # 0700 whatever the umask: a folder we make is never one others can write. In the
+    # temporary directory another user may have made it first, so it is checked after.
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    # In the shared temporary directory the name is predictable: a link planted there
+    # could lead anywhere, so it is refused rather than followed.
+    st = os.lstat(cache) if shared_tmp else os.stat(cache)
+    if stat.S_ISLNK(st.st_mode):
+        return cache, f"the cache folder {cache} is a symbolic link in a shared folder"
+    if not stat.S_ISDIR(st.st_mode):
+        return cache, f"the cache folder {cache} is not a folder"
+    return cache, _distrust(st, f"the cache folder {cache}")
 
 
 def _bind_kernel(lib) -> bool:
@@ -66,35 +107,98 @@ def _bind_kernel(lib) -> bool:
     return True
 
 
-def _load_verified(path):
-    """The library at ``path`` if its bytes match the digest recorded beside it when it
-    was built and it has every entry point; else None. A truncated file would kill the
-    process with SIGBUS once mapped, so nothing unverified is ever loaded."""
+def _read_owned(path: Path) -> tuple[int, bytes]:
+    """An open descriptor on ``path`` and its bytes, if this user owns it and nobody
+    else can write it; raises PermissionError naming why otherwise. Checked and read
+    through one descriptor, never a link, so a swap after the check changes nothing."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        why = _distrust(os.fstat(fd), f"the cached file {path}")
+        if why:
+            raise PermissionError(why)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return fd, b"".join(chunks)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _load_verified(path: Path):
+    """The library at ``path`` if this user owns it and its digest file, its bytes
+    match that digest (recorded when it was built) and it has every entry point; else
+    None. Raises PermissionError when another user could have written either file.
+    A truncated file would kill the process with SIGBUS once mapped, so nothing
+    unverified is ever loaded."""
     import ctypes
     import hashlib
 
     try:
-        want = path.with_name(path.name + ".sha256").read_text().strip()
-        if hashlib.sha256(path.read_bytes()).hexdigest() != want:
+        digest_fd, digest = _read_owned(path.with_name(path.name + ".sha256"))
+        os.close(digest_fd)
+        fd, data = _read_owned(path)
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        raise
+    except OSError:  # a link (O_NOFOLLOW), unreadable, ...
+        return None
+    try:
+        if hashlib.sha256(data).hexdigest() != digest.decode(errors="replace").strip():
             return None
-        lib = ctypes.CDLL(str(path))
+        # The bytes just verified, by descriptor where the system names one, so the
+        # file mapped is the file checked.
+        fd_path = f"/proc/self/fd/{fd}"
+        lib = ctypes.CDLL(fd_path if os.path.exists(fd_path) else str(path))
     except OSError:
         return None
+    finally:
+        os.close(fd)
     return lib if _bind_kernel(lib) else None
+
+
+def _compile(compiler, flags, source, folder: Path):
+    """Builds the library and its digest file in ``folder`` (private to this process)
+    and loads it; returns (library, its path, the digest file's path)."""
+    import ctypes
+    import hashlib
+    import subprocess
+
+    sources = []
+    for sfx, real, exp, log in _KERNEL_VARIANTS.values():
+        src = folder / f"ctc_{sfx}.c"
+        src.write_text(f"#define REAL {real}\n#define SFX {sfx}\n#define EXP {exp}\n"
+                       f"#define LOG {log}\n" + source)
+        sources.append(str(src))
+    built = folder / "kernel.so"
+    # Each variant is a separate translation unit; one shared library.
+    subprocess.run([*compiler, *flags, *sources, "-o", str(built), "-lm"],
+                   check=True, capture_output=True, text=True)
+    built.chmod(0o755)  # whatever the umask: nobody else may write what we will load
+    digest = folder / "kernel.so.sha256"
+    digest.write_text(hashlib.sha256(built.read_bytes()).hexdigest())
+    digest.chmod(0o644)
+    lib = ctypes.CDLL(str(built))
+    if not _bind_kernel(lib):
+        raise RuntimeError("the freshly built library lacks an entry point")
+    return lib, built, digest
 
 
 def _build_kernel():
     """Compiles the kernel (once per source, compiler and machine) into a cache and
     loads it with ctypes. A cached library that fails verification (truncated,
-    foreign, missing a symbol) is rebuilt once into a fresh file; if that fails too,
-    a warning names why and the pure PyTorch backend runs."""
-    import ctypes
+    foreign, missing a symbol) is rebuilt once into a fresh file. A cache folder that
+    another user could write is not used at all: a warning names it, and the kernel is
+    built into a private temporary folder for this process. If building fails, a
+    warning names why and the pure PyTorch backend runs."""
     import hashlib
     import platform
     import shlex
     import shutil
     import subprocess
     import tempfile
+    import warnings
 
     # CC may carry arguments ("ccache gcc", "cc -O2"): split it as a shell would.
     compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc")]
@@ -103,38 +207,41 @@ def _build_kernel():
     key = hashlib.sha256("\0".join([source, str(compiler), platform.machine(),
                                     *flags]).encode()).hexdigest()[:16]
     try:
-        cache = _kernel_cache_dir()
+        cache, why = _trusted_cache_dir()
         target = cache / f"ctc_kernel_{key}.so"
-        lib = _load_verified(target) if target.exists() else None
-        if lib is not None:
-            return lib
+        if why is None:
+            try:
+                lib = _load_verified(target)
+            except PermissionError as e:  # our folder, someone else's file: replace it
+                why = str(e)
+                warnings.warn(f"seq_loss_util: not loading {target}: {why}; rebuilding it",
+                              KernelCacheWarning, stacklevel=3)
+            else:
+                if lib is not None:
+                    return lib
+        else:
+            warnings.warn(f"seq_loss_util: not using the kernel cache {cache}: {why}, so "
+                          "another user could plant a library there; building the kernel "
+                          "into a private folder for this process instead (make it yours alone, "
+                          "for example chmod go-w, or set SEQ_LOSS_UTIL_CACHE to a folder "
+                          "only you own and can write)",
+                          KernelCacheWarning, stacklevel=3)
+            cache = None
         if compiler[0] is None:
             raise RuntimeError("no C compiler found (set CC)")
-        cache.mkdir(parents=True, exist_ok=True)
+        if cache is None:
+            # The library stays mapped after its file is removed, so nothing is left
+            # behind, even if the process is killed.
+            with tempfile.TemporaryDirectory(prefix="seq_loss_util-") as tmp:
+                return _compile(compiler, flags, source, Path(tmp))[0]
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            sources = []
-            for sfx, real, exp, log in _KERNEL_VARIANTS.values():
-                src = Path(tmp) / f"ctc_{sfx}.c"
-                src.write_text(f"#define REAL {real}\n#define SFX {sfx}\n#define EXP {exp}\n"
-                               f"#define LOG {log}\n" + source)
-                sources.append(str(src))
-            built = Path(tmp) / "kernel.so"
-            # Each variant is a separate translation unit; one shared library.
-            subprocess.run([*compiler, *flags, *sources, "-o", str(built), "-lm"],
-                           check=True, capture_output=True, text=True)
-            digest = Path(tmp) / "kernel.so.sha256"
-            digest.write_text(hashlib.sha256(built.read_bytes()).hexdigest())
-            lib = ctypes.CDLL(str(built))
-            if not _bind_kernel(lib):
-                raise RuntimeError("the freshly built library lacks an entry point")
+            lib, built, digest = _compile(compiler, flags, source, Path(tmp))
             # Publish under fresh inodes (atomic renames): a process that has the old
             # file mapped keeps it; the next process finds the new one and its digest.
             os.replace(built, target)
             os.replace(digest, target.with_name(target.name + ".sha256"))
         return lib
     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
-        import warnings
-
         detail = getattr(e, "stderr", "") or str(e)
         warnings.warn(f"seq_loss_util: the compiled CTC kernel is unavailable ({detail.strip()}"
                       "); using the pure PyTorch implementation", RuntimeWarning, stacklevel=3)

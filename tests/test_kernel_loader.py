@@ -143,3 +143,230 @@ def test_forked_child_does_not_wait_on_the_parents_pool(tmp_path):
     """)
     result = run(code, env={"SEQ_LOSS_UTIL_CACHE": str(tmp_path)}, timeout=90)
     assert result.returncode == 0 and "child exit 0" in result.stdout, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Another user's library: the cache is trusted only where nobody else can write.
+
+OTHER_UID = 65534  # "nobody": a second user, who owns nothing of ours
+
+acting_as_another_user = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="acting as a second user needs root (to chown files to another uid)")
+
+# A library with the kernel's six entry points that computes nothing (the loss is
+# whatever memory held) and whose constructor, run at load, leaves a marker file.
+PLANTED_C = textwrap.dedent("""
+    #include <stdio.h>
+    #include <stdlib.h>
+    #include <unistd.h>
+    __attribute__((constructor)) static void planted(void) {
+        FILE *f = fopen(getenv("PLANT_MARKER"), "w");
+        if (f) { fprintf(f, "ran as uid %d\\n", (int)getuid()); fclose(f); }
+    }
+    void ctc_forward_f32(void) {}  void ctc_backward_f32(void) {}  void ctc_viterbi_f32(void) {}
+    void ctc_forward_f64(void) {}  void ctc_backward_f64(void) {}  void ctc_viterbi_f64(void) {}
+""")
+
+# The loss of a random batch next to native CTC in float64, and every warning.
+NATIVE_PROBE = textwrap.dedent("""
+    import warnings
+    import torch
+    import seq_loss_util as S
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        g = torch.Generator().manual_seed(0)
+        logits = torch.randn(3, 20, 6, generator=g)
+        labels = torch.randint(0, 5, (3, 5), generator=g)  # raw ids: blank 0 comes in below
+        lens = torch.tensor([5, 3, 4])
+        aug = S.to_blank_augmented_labels({"SEQ_DATA": labels, "SEQ_LEN": lens}, 0)
+        ours = S.ctc_loss(aug["SEQ_DATA"], aug["SEQ_LEN"], logits, torch.full((3,), 20),
+                          exact=True)
+    native = torch.nn.functional.ctc_loss(
+        logits.double().log_softmax(-1).transpose(0, 1), labels + 1, torch.full((3,), 20), lens,
+        reduction="none")
+    print(S.backend(), float((ours.double() - native).abs().max()))
+    for w in seen:
+        print("WARNING", w.category.__name__, w.message)
+""")
+
+
+def plant(path: Path, marker: Path, owner: int) -> None:
+    """Puts the planted library at ``path`` with a matching digest, both owned by ``owner``."""
+    import hashlib
+
+    src = path.with_name("planted.c")
+    src.write_text(PLANTED_C)
+    subprocess.run(["cc", "-shared", "-fPIC", str(src), "-o", str(path)], check=True)
+    src.unlink()
+    digest = path.with_name(path.name + ".sha256")
+    digest.write_text(hashlib.sha256(path.read_bytes()).hexdigest())
+    for f in (path, digest):
+        os.chown(f, owner, owner)
+    marker.unlink(missing_ok=True)
+
+
+def run_victim(code, env, marker):
+    result = run(code, env={**env, "PLANT_MARKER": str(marker)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    backend, error = lines[0].split()
+    return backend, float(error), [w for w in lines[1:] if w.startswith("WARNING")]
+
+
+@pytest.fixture(scope="module")
+def name(tmp_path_factory) -> str:
+    """The library's file name for this source, compiler and machine."""
+    probe = tmp_path_factory.mktemp("name-probe")
+    assert_kernel_ran(run(env={"SEQ_LOSS_UTIL_CACHE": str(probe)}))
+    return library(probe).name
+
+
+def test_planted_library_would_run_if_trusted(tmp_path, name):
+    # The threat is real: a library that passes every check (our own folder, our own
+    # files, a matching digest) is loaded, its constructor runs and the loss is garbage.
+    # Each test below plants this same library, and must see none of that.
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    marker = tmp_path / "marker"
+    plant(cache / name, marker, os.getuid() if hasattr(os, "getuid") else 0)
+    result = run(NATIVE_PROBE, env={"SEQ_LOSS_UTIL_CACHE": str(cache),
+                                    "PLANT_MARKER": str(marker)})
+    assert marker.exists()
+    assert result.returncode != 0 or not float(result.stdout.split()[1]) < 1e-3
+
+
+@acting_as_another_user
+def test_no_home_folder_made_first_by_another_user(tmp_path, name):
+    # A uid with no password-file entry falls back to <tmp>/seq_loss_util-<uid>. Another
+    # user made that folder first, open to all (0777), and left a library in it.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    tmp.chmod(0o1777)
+    trap = tmp / f"seq_loss_util-{os.getuid()}"
+    trap.mkdir()
+    os.chown(trap, OTHER_UID, OTHER_UID)
+    trap.chmod(0o777)
+    marker = tmp_path / "marker"
+    plant(trap / name, marker, OTHER_UID)
+    code = ("import pathlib\n"
+            "def no_home(): raise RuntimeError('Could not determine home directory.')\n"
+            "pathlib.Path.home = staticmethod(no_home)\n" + NATIVE_PROBE)
+    env = {"HOME": None, "SEQ_LOSS_UTIL_CACHE": None, "TMPDIR": str(tmp)}
+    backend, error, warned = run_victim(code, env, marker)
+    assert not marker.exists(), marker.read_text()
+    assert backend == "c-kernel" and error < 1e-4
+    assert len(warned) == 1 and "KernelCacheWarning" in warned[0] and str(trap) in warned[0]
+    assert f"owned by uid {OTHER_UID}" in warned[0]
+    # Nothing of ours was written into the other user's folder, nor left in tmp.
+    assert sorted(p.name for p in trap.iterdir()) == sorted([name, name + ".sha256"])
+    assert [p.name for p in tmp.iterdir()] == [trap.name]
+
+
+@acting_as_another_user
+def test_no_home_our_own_build_in_a_folder_another_user_owns(tmp_path, name):
+    # The library is ours (we built it there before), but the folder is not: its owner
+    # can swap the file at any time, so neither is trusted.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    trap = tmp / f"seq_loss_util-{os.getuid()}"
+    trap.mkdir(mode=0o700)
+    marker = tmp_path / "marker"
+    plant(trap / name, marker, os.getuid())
+    os.chown(trap, OTHER_UID, OTHER_UID)
+    code = ("import pathlib\n"
+            "def no_home(): raise RuntimeError('Could not determine home directory.')\n"
+            "pathlib.Path.home = staticmethod(no_home)\n" + NATIVE_PROBE)
+    backend, error, warned = run_victim(
+        code, {"HOME": None, "SEQ_LOSS_UTIL_CACHE": None, "TMPDIR": str(tmp)}, marker)
+    assert not marker.exists()
+    assert backend == "c-kernel" and error < 1e-4
+    assert len(warned) == 1 and str(trap) in warned[0]
+
+
+@acting_as_another_user
+def test_no_home_link_planted_in_the_temporary_folder(tmp_path, name):
+    # The predictable name is a symbolic link to a folder the other user fills.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    marker = tmp_path / "marker"
+    plant(elsewhere / name, marker, os.getuid())
+    link = tmp / f"seq_loss_util-{os.getuid()}"
+    link.symlink_to(elsewhere)
+    os.lchown(link, OTHER_UID, OTHER_UID)
+    code = ("import pathlib\n"
+            "def no_home(): raise RuntimeError('Could not determine home directory.')\n"
+            "pathlib.Path.home = staticmethod(no_home)\n" + NATIVE_PROBE)
+    backend, error, warned = run_victim(
+        code, {"HOME": None, "SEQ_LOSS_UTIL_CACHE": None, "TMPDIR": str(tmp)}, marker)
+    assert not marker.exists()
+    assert backend == "c-kernel" and error < 1e-4
+    assert len(warned) == 1 and "symbolic link" in warned[0]
+
+
+def test_no_home_fallback_folder_is_private(tmp_path):
+    code = ("import pathlib\n"
+            "def no_home(): raise RuntimeError('Could not determine home directory.')\n"
+            "pathlib.Path.home = staticmethod(no_home)\n" + PROBE)
+    old = os.umask(0o002)  # the usual umask of user-private groups
+    try:
+        assert_kernel_ran(run(code, env={"HOME": None, "SEQ_LOSS_UTIL_CACHE": None,
+                                         "TMPDIR": str(tmp_path)}))
+    finally:
+        os.umask(old)
+    (folder,) = tmp_path.glob("seq_loss_util-*")
+    assert folder.stat().st_mode & 0o777 == 0o700
+    for f in folder.iterdir():
+        assert f.stat().st_mode & 0o022 == 0, f
+
+
+@acting_as_another_user
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o775], ids=oct)
+def test_shared_cache_others_can_write(tmp_path, mode, name):
+    # A lab points every account at one SEQ_LOSS_UTIL_CACHE; any account that can write
+    # it plants a library under the name the loader computes.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    marker = tmp_path / "marker"
+    plant(shared / name, marker, OTHER_UID)
+    backend, error, warned = run_victim(NATIVE_PROBE, {"SEQ_LOSS_UTIL_CACHE": str(shared)},
+                                        marker)
+    assert not marker.exists()
+    assert backend == "c-kernel" and error < 1e-4
+    assert len(warned) == 1 and str(shared) in warned[0] and "writable" in warned[0]
+    assert sorted(p.name for p in shared.iterdir()) == sorted([name, name + ".sha256"])
+
+
+@acting_as_another_user
+@pytest.mark.parametrize("foreign", ["library", "digest"])
+def test_planted_file_owned_by_another_user_in_our_folder(tmp_path, foreign, name):
+    # Our folder, but a library (or digest) someone else owns: not loaded, and replaced
+    # by our own build, so the next process is silent.
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    marker = tmp_path / "marker"
+    plant(cache / name, marker, os.getuid())
+    os.chown(cache / (name if foreign == "library" else name + ".sha256"), OTHER_UID, OTHER_UID)
+    backend, error, warned = run_victim(NATIVE_PROBE, {"SEQ_LOSS_UTIL_CACHE": str(cache)}, marker)
+    assert not marker.exists()
+    assert backend == "c-kernel" and error < 1e-4
+    assert len(warned) == 1 and str(cache / name) in warned[0]
+    assert all(f.stat().st_uid == os.getuid() for f in cache.iterdir())
+    backend, error, warned = run_victim(NATIVE_PROBE, {"SEQ_LOSS_UTIL_CACHE": str(cache)}, marker)
+    assert backend == "c-kernel" and error < 1e-4 and warned == []
+
+
+def test_library_others_can_write_in_our_folder(tmp_path, name):
+    # Our own file, but writable by the group: its bytes are not ours alone.
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    marker = tmp_path / "marker"
+    plant(cache / name, marker, os.getuid())
+    (cache / name).chmod(0o775)
+    backend, error, warned = run_victim(NATIVE_PROBE, {"SEQ_LOSS_UTIL_CACHE": str(cache)}, marker)
+    assert not marker.exists()
+    assert backend == "c-kernel" and error < 1e-4
+    assert len(warned) == 1 and "writable by group or others" in warned[0]
