@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test compare bench clean
+.PHONY: test test-pytorch mutants compare bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,15 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The whole suite again on the pure-PyTorch backend (what runs when seq_loss_util.py is
+# copied alone); tests that compare backends still build and use the kernels.
+test-pytorch: $(STAMP)
+	SEQ_LOSS_UTIL_KERNEL=0 $(PY) -m pytest
+
+# Deliberate one-line bugs in a copy; each must make a test fail (tests/README.md).
+mutants: $(STAMP)
+	$(PY) tests/mutants.py $(ARGS)
 
 # The side-by-side TF vs PyTorch table; pass options with ARGS="--cases 50 --seed 1".
 compare: $(STAMP)

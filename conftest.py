@@ -17,3 +17,23 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 if importlib.util.find_spec("triton") is not None:
     import triton  # noqa: F401
+
+
+def pytest_sessionstart(session):
+    """Under CI the compiled C kernel must build: a failed build would otherwise only
+    warn, and every test that does not name a backend would quietly test the
+    fallback. (The pure-PyTorch run sets SEQ_LOSS_UTIL_KERNEL=0, which the loss
+    honours; tests that compare backends still build and use the kernel.)"""
+    if not os.environ.get("CI"):
+        return
+    import warnings
+
+    import pytest
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        from _seq_loss_kernels import cpu
+
+        if cpu.backend() is None:
+            raise pytest.UsageError("CI: the compiled C kernel did not build: "
+                                    + "; ".join(str(w.message) for w in seen))

@@ -784,10 +784,12 @@ class _TorchBackend:
         if t_max:
             last = log_alpha[torch.arange(batch, device=device), (logits_len - 1).clamp(min=0)]
             alpha_last = torch.where((logits_len > 0)[:, None], last, alpha_last)
-        total = torch.where(frame_ok, log_norm, 0.0).sum(dim=1)  # (B,)
+        # The shifts summed in float64, as the kernels do: in float32 a long utterance's
+        # loss would drift by ~1e-6 of itself.
+        total = torch.where(frame_ok, log_norm, 0.0).sum(dim=1, dtype=torch.float64)  # (B,)
         end_state = (labels_len - 1).clamp(min=0)[:, None]
-        final_a = alpha_last.gather(1, end_state)[:, 0] + total
-        final_b = alpha_last.gather(1, (end_state - 1).clamp(min=0))[:, 0] + total
+        final_a = (alpha_last.gather(1, end_state)[:, 0] + total).to(log_p.dtype)
+        final_b = (alpha_last.gather(1, (end_state - 1).clamp(min=0))[:, 0] + total).to(log_p.dtype)
         final_b = torch.where(labels_len >= 2, final_b, -math.inf)
         return (log_alpha,), final_a, final_b
 
@@ -809,7 +811,13 @@ class _TorchBackend:
         # Posterior of each state per frame (Graves et al. 2006, eq. 14), normalised
         # per frame as the original does, then summed per class.
         log_gamma = log_alpha + log_beta  # (B, T', L)
-        log_gamma = log_gamma - torch.logsumexp(log_gamma, dim=2, keepdim=True)
+        m = log_gamma.amax(dim=2, keepdim=True).clamp(min=torch.finfo(log_gamma.dtype).min)
+        # The normaliser is a running sum in state order (its last entry), as the C
+        # kernel's loop: padded states add exactly 0, so the gradient does not depend on
+        # how wide the label axis is padded. logsumexp's vectorised sum pairs the states
+        # differently for each width (6e-8 apart at float32).
+        total = (log_gamma - m).exp().cumsum(dim=2)[:, :, -1:] if width else m * 0  # (B, T', 1)
+        log_gamma = log_gamma - (m + total.log())
         index = labels[:, None, :].expand(batch, t_max, width)
         grad = log_probs.exp().scatter_add(2, index, -log_gamma.exp())  # (B, T', C)
         frame_ok = torch.arange(t_max, device=device)[None, :] < logits_len[:, None]

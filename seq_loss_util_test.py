@@ -16,6 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 import seq_loss_util as S
 from parity_tests import golden, reference, tolerances as tol
+from parity_tests.cases import tight_lengths
 
 
 def assert_close(got, want, atol, rtol, msg=""):
@@ -443,13 +444,19 @@ class BeyondTheOriginalTests(unittest.TestCase):
         width = data.draw(st.integers(0, 6))
         raw_len = np.array(data.draw(st.lists(st.integers(0, width), min_size=batch,
                                               max_size=batch)))
-        raw = np.array(data.draw(st.lists(st.lists(st.integers(0, classes - 2), min_size=width,
+        # A one- or two-letter alphabet often, so adjacent repeats are common.
+        alphabet = data.draw(st.sampled_from([1, min(2, classes - 1), classes - 1]))
+        raw = np.array(data.draw(st.lists(st.lists(st.integers(0, alphabet - 1), min_size=width,
                                                    max_size=width),
                                           min_size=batch, max_size=batch)),
                        dtype=np.int64).reshape(batch, width)
         frames = data.draw(st.integers(1, 20))
         logits_len = np.array(data.draw(st.lists(st.integers(0, frames), min_size=batch,
                                                  max_size=batch)))
+        if data.draw(st.booleans()):  # T = U + repeats, one fewer, or 2U + 1 on purpose
+            rng_tight = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+            logits_len = tight_lengths(rng_tight, raw, raw_len)
+            frames = max(frames, int(logits_len.max()))
         scale = data.draw(st.sampled_from([0.5, 3.0, 30.0]))
         rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
         logits = (rng.standard_normal((batch, frames, classes)) * scale).astype(np.float32)

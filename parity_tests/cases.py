@@ -33,11 +33,32 @@ class Case:
         return f"B={batch} T={frames} C={classes} U={self.raw_labels.shape[1]}"
 
 
+def min_frames(raw: np.ndarray, raw_len: np.ndarray) -> np.ndarray:
+    """``(B,)`` the fewest frames that can carry each label sequence: U plus the number
+    of adjacent repeats (each repeat needs a blank frame between its two labels)."""
+    raw, raw_len = np.asarray(raw), np.asarray(raw_len)
+    width = raw.shape[1]
+    inside = np.arange(1, width)[None, :] < raw_len[:, None]  # (B, U' - 1)
+    repeats = ((raw[:, 1:] == raw[:, :-1]) & inside).sum(1) if width > 1 else 0
+    return (raw_len + repeats).astype(np.int64)
+
+
+def tight_lengths(rng: np.random.Generator, raw: np.ndarray, raw_len: np.ndarray) -> np.ndarray:
+    """``(B,)`` frame counts at the edges that random lengths rarely hit: exactly
+    U + repeats (one alignment left), one fewer (infeasible by one frame), and 2U + 1
+    (the original's own threshold), drawn per example."""
+    need = min_frames(raw, raw_len)
+    edges = np.stack([need, np.maximum(need - 1, 0), 2 * np.asarray(raw_len) + 1], 1)  # (B, 3)
+    return edges[np.arange(len(need)), rng.integers(0, 3, len(need))]
+
+
 def random_case(rng: np.random.Generator, *, batch: int, max_time: int, max_label: int,
                 classes: int, blank: int | None = None, scale: float = 3.0,
                 pad_labels: int = 0, pad_time: int = 0, garbage: bool = True,
-                min_time: int = 0, min_label: int = 0) -> Case:
-    """Draws one batch. Lengths are uniform in their ranges; labels repeat often."""
+                min_time: int = 0, min_label: int = 0, tight: bool = False) -> Case:
+    """Draws one batch. Lengths are uniform in their ranges; labels repeat often.
+    ``tight`` replaces the frame counts with :func:`tight_lengths` (the time axis then
+    grows past ``max_time`` where an edge needs it)."""
     if classes < 2:
         raise ValueError(f"classes must be >= 2 (a label and the blank), got {classes}")
     blank = int(rng.integers(0, classes)) if blank is None else blank
@@ -48,6 +69,8 @@ def random_case(rng: np.random.Generator, *, batch: int, max_time: int, max_labe
     raw = rng.integers(0, alphabet, size=(batch, width)).astype(np.int32)
     raw[np.arange(width)[None, :] >= raw_len[:, None]] = 0
     logits_len = rng.integers(min(min_time, max_time), max_time + 1, size=batch).astype(np.int32)
+    if tight:
+        logits_len = tight_lengths(rng, raw, raw_len).astype(np.int32)
     frames = int(logits_len.max()) + pad_time
     logits = (rng.standard_normal((batch, frames, classes)) * scale).astype(np.float32)
     if garbage:

@@ -35,3 +35,56 @@ def require(requirements: dict, extra: str) -> None:
 
 # What the Hugging Face tests need: the same floors as the 'hf' extra.
 HF = {"transformers": "4.46", "accelerate": "1.1", "jiwer": "3.0"}
+
+
+# ---------------------------------------------------------------------------------------
+# The accelerated backends. Switched off on purpose (the suite's pure-PyTorch run sets
+# SEQ_LOSS_UTIL_KERNEL=0) is a skip; missing by accident is a skip on a user's machine
+# and a failure in CI, which has a C compiler and installs triton.
+
+def unavailable(reason: str) -> None:
+    """Skips with ``reason``; under CI, which should have everything, fails instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI should have it, yet {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_c_kernel() -> None:
+    """Skips (fails under CI) unless the compiled C kernel runs here."""
+    import seq_loss_util as S
+
+    if os.environ.get("SEQ_LOSS_UTIL_KERNEL") == "0":
+        pytest.skip("the compiled kernel is switched off (SEQ_LOSS_UTIL_KERNEL=0)")
+    if S._kernel_backend() is None:
+        unavailable("the compiled kernel is unavailable (no C compiler, or its build failed: "
+                     "the warning says why)")
+
+
+def need_triton() -> None:
+    """Skips (fails under CI) unless the Triton kernels run here: on a GPU, or on CPU
+    tensors under the interpreter, which the root conftest switches on without a GPU."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("triton") is None:
+        unavailable("triton is not installed (pip install '.[test]')")
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        unavailable("no GPU, and TRITON_INTERPRET=1 was not set before triton loaded")
+
+
+BACKENDS = ("c-kernel", "pytorch", "triton")
+
+
+def use_backend(monkeypatch, name: str, device: str = "cpu") -> None:
+    """Routes seq_loss_util's calls on ``device`` to backend ``name`` for the rest of
+    the test (``monkeypatch`` undoes it), skipping as above where it cannot run."""
+    import seq_loss_util as S
+
+    if name == "c-kernel":
+        monkeypatch.setenv("SEQ_LOSS_UTIL_KERNEL", "1")
+        need_c_kernel()
+    elif name == "triton":
+        need_triton()
+    monkeypatch.setenv("SEQ_LOSS_UTIL_BACKEND", name)
+    assert S.backend(device) == name

@@ -11,17 +11,21 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import seq_loss_util as S
+from optional_deps import need_c_kernel
 from parity_tests import golden, tolerances as tol
 from parity_tests.cases import random_case
 
-pytestmark = [
-    # CI has a C compiler, so there a missing kernel fails these tests instead of skipping.
-    pytest.mark.skipif(S.backend("cpu") != "c-kernel" and not os.environ.get("CI"),
-                       reason="the compiled kernel is off here (no C compiler, or "
-                              "SEQ_LOSS_UTIL_KERNEL=0)"),
-    # Infeasible examples on purpose; tests/test_misuse.py tests the warning naming them.
-    pytest.mark.filterwarnings("ignore:.*cannot be aligned:UserWarning"),
-]
+# Infeasible examples on purpose; tests/test_misuse.py tests the warning naming them.
+pytestmark = pytest.mark.filterwarnings("ignore:.*cannot be aligned:UserWarning")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def kernel_built():
+    """Every test here switches between the two backends itself, so the kernel must
+    be there even in the suite's pure-PyTorch run (skipped without it; CI fails)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEQ_LOSS_UTIL_KERNEL", "1")
+        need_c_kernel()
 
 
 def run(monkeypatch, kernel, case, exact, dtype=torch.float32):
@@ -36,14 +40,15 @@ def run(monkeypatch, kernel, case, exact, dtype=torch.float32):
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), exact=st.booleans(), batch=st.integers(1, 9),
-       double=st.booleans())
-def test_kernel_equals_pytorch_backend(seed, exact, batch, double):
+       double=st.booleans(), tight=st.booleans())
+def test_kernel_equals_pytorch_backend(seed, exact, batch, double, tight):
     monkeypatch = pytest.MonkeyPatch()
     try:
         rng = np.random.default_rng(seed)
         case = random_case(rng, batch=batch, max_time=int(rng.integers(1, 120)),
                            max_label=int(rng.integers(0, 30)),
-                           classes=int(rng.integers(2, 40)), pad_labels=1, pad_time=2)
+                           classes=int(rng.integers(2, 40)), pad_labels=1, pad_time=2,
+                           tight=tight)
         dtype = torch.float64 if double else torch.float32
         loss_k, grad_k = run(monkeypatch, True, case, exact, dtype)
         loss_t, grad_t = run(monkeypatch, False, case, exact, dtype)
@@ -73,6 +78,7 @@ def test_missing_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
     from _seq_loss_kernels import cpu
 
     monkeypatch.setattr(cpu, "_kernel_lib", None)
+    monkeypatch.setenv("SEQ_LOSS_UTIL_KERNEL", "1")
     monkeypatch.setenv("SEQ_LOSS_UTIL_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.warns(RuntimeWarning, match="compiled CTC kernel is unavailable"):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from optional_deps import need_triton
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
 
@@ -26,12 +28,12 @@ def test_benchmark_smoke(tmp_path, capsys):
     assert "x native" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" or
-                    importlib.util.find_spec("triton") is None,
-                    reason="needs triton and its interpreter (set by conftest without a GPU)")
 def test_gpu_rows_run_under_the_interpreter(monkeypatch, tmp_path):
     """The CUDA table's implementations (Triton, the PyTorch path) and its determinism
     column, run on CPU tensors: what --device cuda prints, minus the GPU."""
+    need_triton()
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("a GPU is present: the CUDA table runs there instead")
     bench = load()
     monkeypatch.setattr(bench, "impls", lambda device: {
         name: (fn, bench.CUDA_BACKENDS.get(name)) for name, fn in bench.CUDA_IMPLS.items()})

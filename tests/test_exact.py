@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 import seq_loss_util as S
 from parity_tests import tolerances as tol
+from parity_tests.cases import tight_lengths
 
 # These tests build infeasible examples on purpose; the warning that names them is
 # tested in tests/test_misuse.py.
@@ -35,6 +36,9 @@ def random_batch(data, dtype):
     raw = torch.from_numpy(rng.integers(0, alphabet, (batch, width)))
     raw_len = torch.from_numpy(rng.integers(0, width + 1, batch))
     logits_len = torch.from_numpy(rng.integers(0, frames + 1, batch))
+    if data.draw(st.booleans(), label="tight"):  # T = U + repeats, one fewer, or 2U + 1
+        logits_len = torch.from_numpy(tight_lengths(rng, raw.numpy(), raw_len.numpy()))
+        frames = max(frames, int(logits_len.max()))
     scale = float(rng.choice([0.5, 2.0, 8.0]))
     logits = torch.from_numpy(rng.standard_normal((batch, frames, classes)) * scale).to(dtype)
     return raw, raw_len, blank, logits, logits_len

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from optional_deps import unavailable
+
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = textwrap.dedent("""
     import warnings
@@ -25,8 +27,10 @@ PROBE = textwrap.dedent("""
 """)
 
 
-pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc").split()[0]) is None,
-                                reason="no C compiler to build the kernel with")
+@pytest.fixture(autouse=True, scope="module")
+def compiler():
+    if shutil.which(os.environ.get("CC", "cc").split()[0]) is None:
+        unavailable("no C compiler to build the kernel with")
 
 
 def run(code=PROBE, env=None, timeout=120):

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import seq_loss_util as S
+from optional_deps import use_backend
 
 BACKENDS = ["c-kernel", "pytorch"]
 
@@ -24,9 +25,7 @@ def random_batch(seed):
 
 
 def use(monkeypatch, backend):
-    monkeypatch.setenv("SEQ_LOSS_UTIL_BACKEND", backend)
-    if S.backend("cpu") != backend:
-        pytest.skip("the compiled kernel is unavailable here")
+    use_backend(monkeypatch, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

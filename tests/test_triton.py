@@ -20,9 +20,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import seq_loss_util as S
-from optional_deps import require
+from optional_deps import require, use_backend
 from parity_tests import tolerances as tol
-from parity_tests.cases import random_case
+from parity_tests.cases import min_frames, random_case
 
 require({"triton": "3.0"}, "test")
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,17 +38,10 @@ pytestmark = [
 
 @contextlib.contextmanager
 def using(name):
-    """Runs the block with SEQ_LOSS_UTIL_BACKEND=name, then restores it."""
-    saved = os.environ.get("SEQ_LOSS_UTIL_BACKEND")
-    os.environ["SEQ_LOSS_UTIL_BACKEND"] = name
-    try:
-        assert S.backend(DEVICE) == name
+    """Runs the block on backend ``name`` (skipped where it cannot run; CI fails)."""
+    with pytest.MonkeyPatch.context() as mp:
+        use_backend(mp, name, DEVICE)
         yield
-    finally:
-        if saved is None:
-            del os.environ["SEQ_LOSS_UTIL_BACKEND"]
-        else:
-            os.environ["SEQ_LOSS_UTIL_BACKEND"] = saved
 
 
 def loss_and_grad(case, exact, zero_infinity=False, dtype=torch.float32):
@@ -76,13 +69,14 @@ def native_float64(case, zero_infinity):
 
 
 @settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), zero_infinity=st.booleans())
-def test_exact_loss_equals_native_float64(seed, zero_infinity):
+@given(seed=st.integers(0, 2**32 - 1), zero_infinity=st.booleans(), tight=st.booleans())
+def test_exact_loss_equals_native_float64(seed, zero_infinity, tight):
     rng = np.random.default_rng(seed)
     # At least one padded frame: native refuses a time axis of length 0.
     case = random_case(rng, batch=int(rng.integers(1, 4)), max_time=int(rng.integers(0, 16)),
                        max_label=int(rng.integers(0, 5)), classes=int(rng.integers(2, 7)),
-                       pad_labels=int(rng.integers(0, 2)), pad_time=int(rng.integers(1, 3)))
+                       pad_labels=int(rng.integers(0, 2)), pad_time=int(rng.integers(1, 3)),
+                       tight=tight)
     with using("triton"):
         loss, grad = loss_and_grad(case, exact=True, zero_infinity=zero_infinity)
     want_loss, want_grad = native_float64(case, zero_infinity)
@@ -93,14 +87,15 @@ def test_exact_loss_equals_native_float64(seed, zero_infinity):
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), exact=st.booleans())
-def test_equals_the_c_kernel(seed, exact):
-    if DEVICE != "cpu" or S._kernel_backend() is None:
-        pytest.skip("the C kernel runs on CPU tensors only, with a compiler")
+@given(seed=st.integers(0, 2**32 - 1), exact=st.booleans(), tight=st.booleans())
+def test_equals_the_c_kernel(seed, exact, tight):
+    if DEVICE != "cpu":
+        pytest.skip("the C kernel runs on CPU tensors only")
     rng = np.random.default_rng(seed)
     case = random_case(rng, batch=int(rng.integers(1, 4)), max_time=int(rng.integers(0, 16)),
                        max_label=int(rng.integers(0, 5)), classes=int(rng.integers(2, 7)),
-                       pad_labels=int(rng.integers(0, 2)), pad_time=int(rng.integers(0, 3)))
+                       pad_labels=int(rng.integers(0, 2)), pad_time=int(rng.integers(0, 3)),
+                       tight=tight)
     with using("triton"):
         got = loss_and_grad(case, exact)
     with using("c-kernel"):
@@ -109,9 +104,45 @@ def test_equals_the_c_kernel(seed, exact):
     tol.assert_within(got[1], want[1], tol.GRAD, "gradient")
 
 
+# One label length per state block: L = 2U + 1 fills BLOCK_S = 16, 32, 64, 128 and 256
+# (the random tests above stay at U <= 4, the 16-state block only).
+BLOCK_CASES = {16: 5, 32: 12, 64: 28, 128: 60, 256: 127}
+
+
+@pytest.mark.parametrize("block", sorted(BLOCK_CASES), ids=lambda b: f"BLOCK_S={b}")
+def test_every_state_block_equals_native_float64(block):
+    from _seq_loss_kernels import triton_ctc
+
+    rng = np.random.default_rng(block)
+    case = random_case(rng, batch=2, max_time=1, max_label=BLOCK_CASES[block], classes=9,
+                       min_label=BLOCK_CASES[block], pad_time=1)
+    # Enough frames for every label, plus a few: T = U + repeats + 0 and + 7.
+    case.logits_len = (min_frames(case.raw_labels, case.raw_len) + np.array([0, 7])).astype(
+        np.int32)
+    case.logits = (rng.standard_normal((2, int(case.logits_len.max()) + 1, 9)) * 3).astype(
+        np.float32)
+    assert triton_ctc.block_states(case.aug_labels.shape[1]) == block
+    with using("triton"):
+        loss, grad = loss_and_grad(case, exact=True)
+    want_loss, want_grad = native_float64(case, False)
+    assert torch.isfinite(want_loss).all()
+    tol.assert_within(loss, want_loss, tol.LOSS, "loss")
+    tol.assert_within(grad, want_grad, tol.GRAD, "gradient")
+    if DEVICE == "cpu":
+        logits = torch.tensor(case.logits)
+        labels = torch.tensor(case.aug_labels[:, 1::2]).long()
+        lengths = (torch.tensor(case.aug_len).long() - 1) // 2
+        frames = torch.tensor(case.logits_len).long()
+        with using("triton"):
+            got = S.forced_align(logits, labels, frames, lengths, blank=case.blank)
+        with using("c-kernel"):
+            want = S.forced_align(logits, labels, frames, lengths, blank=case.blank)
+        assert torch.equal(got.states, want.states)
+
+
 def test_viterbi_paths_equal_the_c_kernel():
-    if DEVICE != "cpu" or S._kernel_backend() is None:
-        pytest.skip("the C kernel runs on CPU tensors only, with a compiler")
+    if DEVICE != "cpu":
+        pytest.skip("the C kernel runs on CPU tensors only")
     torch.manual_seed(0)
     logits = torch.randn(5, 18, 6) * 3
     labels = torch.tensor([[1, 2, 2, 3], [4, 4, -1, -1], [5, -1, -1, -1], [1, 2, 3, 4],

@@ -1,0 +1,205 @@
+"""A mutation run: does the suite notice small, deliberate bugs?
+
+Each mutant below is a one-line change to a copy of the project (this checkout stays
+as it is): a comparison loosened, a guard or a clean-up dropped, a block size halved.
+For each, the tests that cover that place run in the copy; the mutant is *caught* when
+at least one of them fails, and *survives* when all pass. Every mutant listed here
+must be caught: a survivor means a rule that no test checks.
+
+    python tests/mutants.py            # every mutant
+    python tests/mutants.py -k viterbi # those whose name contains "viterbi"
+    python tests/mutants.py --list
+
+Exit status 0 when every mutant run was caught, 1 when any survived. See tests/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KNOWN = "tests/test_known_answers.py"
+
+
+@dataclass
+class Mutant:
+    name: str
+    path: str  # relative to the project's root
+    old: str  # must occur exactly once in the file
+    new: str
+    tests: list  # pytest arguments, relative to the project's root
+    env: dict = field(default_factory=dict)  # e.g. the backend the mutant lives in
+
+
+PYTORCH = {"SEQ_LOSS_UTIL_BACKEND": "pytorch"}
+TIES = [KNOWN, "-k", "tie or uniform or repeated or one_hot or advance_beats"]
+
+MUTANTS = [
+    # Viterbi's documented tie rules, in each of the three backends.
+    Mutant("c viterbi: ties advance instead of stay", "_seq_loss_kernels/cpu.c",
+           "if (s >= 1 && prev[s - 1] > best)", "if (s >= 1 && prev[s - 1] >= best)",
+           TIES),
+    Mutant("c viterbi: ties skip instead of advance", "_seq_loss_kernels/cpu.c",
+           "l[s] != l[s - 2] && prev[s - 2] > best", "l[s] != l[s - 2] && prev[s - 2] >= best",
+           TIES),
+    Mutant("c viterbi: the state before the last wins a final tie", "_seq_loss_kernels/cpu.c",
+           "if (Lb >= 2 && prev[Lb - 2] > prev[Lb - 1])",
+           "if (Lb >= 2 && prev[Lb - 2] >= prev[Lb - 1])",
+           TIES),
+    Mutant("pytorch viterbi: ties prefer the skip", "seq_loss_util.py",
+           "best, choice = candidates.max(dim=1)  # (B, L); the first maximum on ties",
+           "best, choice = candidates.flip(1).max(dim=1); choice = 2 - choice",
+           TIES),
+    Mutant("pytorch viterbi: the state before the last wins a final tie", "seq_loss_util.py",
+           "use_before = (labels_len >= 2) & (before_score > end_score)",
+           "use_before = (labels_len >= 2) & (before_score >= end_score)",
+           TIES),
+    Mutant("triton viterbi: ties advance instead of stay", "_seq_loss_kernels/triton_ctc.py",
+           "take = advance > best  # strict: ties keep stay", "take = advance >= best",
+           TIES),
+    Mutant("triton viterbi: ties skip instead of advance", "_seq_loss_kernels/triton_ctc.py",
+           "take = skip > best", "take = skip >= best",
+           TIES),
+    Mutant("triton viterbi: the state before the last wins a final tie",
+           "_seq_loss_kernels/triton_ctc.py",
+           "use_before = (n_states >= 2) & (before_score > end_score)",
+           "use_before = (n_states >= 2) & (before_score >= end_score)",
+           TIES),
+    # Empty targets.
+    Mutant("mean reduction divides by a zero target length", "seq_loss_util.py",
+           "return (loss / target_len.clamp(min=1).to(loss.dtype)).mean()",
+           "return (loss / target_len.to(loss.dtype)).mean()",
+           [KNOWN, "-k", "empty_targets"]),
+    # Label padding in the backward.
+    Mutant("backward keeps the label padding (-100)", "seq_loss_util.py",
+           "    labels = _clean_labels(labels, labels_len)\n"
+           "    labels_len, logits_len = labels_len.long().contiguous(), logits_len.long()"
+           ".contiguous()\n    grad_loss",
+           "    labels = labels.long()\n"
+           "    labels_len, logits_len = labels_len.long().contiguous(), logits_len.long()"
+           ".contiguous()\n    grad_loss",
+           [KNOWN, "-k", "label_padding"]),
+    # The PyTorch backend's normaliser: order-dependent again.
+    Mutant("pytorch gradient normalised by logsumexp (depends on the padded width)",
+           "seq_loss_util.py",
+           "total = (log_gamma - m).exp().cumsum(dim=2)[:, :, -1:] if width else m * 0",
+           "total = (log_gamma - m).exp().sum(dim=2, keepdim=True)",
+           ["seq_loss_util_test.py", "-k", "padding_wider"], PYTORCH),
+    # Triton's state blocks.
+    Mutant("triton state block halved", "_seq_loss_kernels/triton_ctc.py",
+           "return max(16, triton.next_power_of_2(max(width, 1)))",
+           "return max(16, triton.next_power_of_2(max(width, 1)) // 2)",
+           ["tests/test_triton.py", "-k", "every_state_block"]),
+    Mutant("triton forward skips between repeated labels", "_seq_loss_kernels/triton_ctc.py",
+           "skip = tl.load(row + s - 2, mask=may_skip, other=float(\"-inf\"))\n"
+           "            emit = tl.load(lp_ptr + (b * T + t) * C + label, mask=valid, "
+           "other=float(\"-inf\"))\n            x = ",
+           "skip = tl.load(row + s - 2, mask=valid & (s >= 2), other=float(\"-inf\"))\n"
+           "            emit = tl.load(lp_ptr + (b * T + t) * C + label, mask=valid, "
+           "other=float(\"-inf\"))\n            x = ",
+           ["tests/test_triton.py", "-k", "every_state_block or native"]),
+    # A wrong C gradient: alignment_targets must notice (they are built from it).
+    Mutant("c gradient: posteriors scaled by e^-0.001", "_seq_loss_kernels/cpu.c",
+           "g[l[s]] -= EXP(a[s] + beta[s] - log_z) * sc;",
+           "g[l[s]] -= EXP(a[s] + beta[s] - log_z - (REAL)1e-3) * sc;",
+           ["tests/test_alignment.py", "-k", "targets"]),
+    # Precision: the per-frame shifts summed in float32 again.
+    Mutant("c forward sums the shifts in float32", "_seq_loss_kernels/cpu.c",
+           "double total = 0;", "float total = 0;",
+           ["tests/test_misuse.py", "-k", "float16"]),
+    Mutant("c forward skips between repeated labels", "_seq_loss_kernels/cpu.c",
+           "REAL skip = (s >= 2 && l[s] != l[s - 2]) ? prev[s - 2] : NEG_INF;",
+           "REAL skip = (s >= 2) ? prev[s - 2] : NEG_INF;",
+           ["tests/test_exact.py", "-k", "equals_native"]),
+    Mutant("pytorch forward: an unreachable frame's shift is -inf", "seq_loss_util.py",
+           "n = x.amax(dim=1, keepdim=True).clamp(min=torch.finfo(x.dtype).min)  # (B, 1)",
+           "n = x.amax(dim=1, keepdim=True)  # (B, 1)",
+           ["tests/test_exact.py", KNOWN, "-k", "equals_native or no_state_can_emit"], PYTORCH),
+]
+
+
+def copy_project(dest: Path) -> None:
+    """The tracked and untracked-but-not-ignored files, as they are in the work tree."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, files):
+        src = ROOT / name.decode()
+        if src.is_file():
+            (dest / name.decode()).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name.decode())
+
+
+def run_mutant(mutant: Mutant, base: Path, timeout: int) -> tuple[str, float]:
+    """'caught', 'survived', or 'error: ...' (the mutation does not apply)."""
+    with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
+        work = Path(tmp) / "project"
+        shutil.copytree(base, work)
+        target = work / mutant.path
+        text = target.read_text()
+        if text.count(mutant.old) != 1:
+            return f"error: the line to mutate occurs {text.count(mutant.old)} times", 0.0
+        target.write_text(text.replace(mutant.old, mutant.new))
+        env = {**os.environ, **mutant.env, "PYTHONPATH": str(work),
+               "SEQ_LOSS_UTIL_CACHE": str(Path(tmp) / "cache"),  # the mutated C builds here
+               "PYTHONDONTWRITEBYTECODE": "1"}
+        env.pop("CI", None)  # a skip must not count as a catch, nor CI's rules as one
+        start = time.monotonic()
+        try:
+            result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p",
+                                     "no:cacheprovider", *mutant.tests], cwd=work, env=env,
+                                    capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return "caught (timed out)", float(timeout)
+        took = time.monotonic() - start
+        if result.returncode == 1:
+            failed = [line.split()[1] for line in result.stdout.splitlines()
+                      if line.startswith("FAILED ")]
+            return "caught" + (f" by {failed[0]}" if failed else ""), took
+        if result.returncode == 0:
+            return "survived", took
+        return f"error: pytest exited {result.returncode}: {result.stdout[-500:]}", took
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-k", default="", help="only mutants whose name contains this")
+    parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per mutant")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTANTS if args.k in m.name]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}  [{m.path}]  tests: {' '.join(m.tests)}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="mutants-base-") as base:
+        base = Path(base)
+        copy_project(base)
+        # The unmutated copy must pass the same tests, or a catch proves nothing.
+        failures, baselines = 0, {}
+        for mutant in chosen:
+            key = (tuple(mutant.tests), tuple(sorted(mutant.env.items())))
+            if key not in baselines:
+                baseline = Mutant("baseline", mutant.path, mutant.old, mutant.old,
+                                  mutant.tests, mutant.env)
+                baselines[key] = run_mutant(baseline, base, args.timeout)[0]
+            state = baselines[key]
+            if state != "survived":
+                print(f"BASELINE FAILS  {mutant.name}: {state}")
+                failures += 1
+                continue
+            state, took = run_mutant(mutant, base, args.timeout)
+            print(f"{took:6.1f}s  {mutant.name}: {state}", flush=True)
+            failures += not state.startswith("caught")
+    print(f"{len(chosen) - failures} of {len(chosen)} mutants caught")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
