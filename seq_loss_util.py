@@ -33,6 +33,8 @@ Where this port departs from the original (each with its reason):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
 from typing import Dict, NamedTuple, Tuple
@@ -592,7 +594,7 @@ def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infi
     an operator can declare them without reading the data.
     """
     labels, labels_len, logits, logits_len = _check_ctc_inputs(
-        labels, labels_len, logits, logits_len)
+        labels, labels_len, logits, logits_len, warn_infeasible=exact and not zero_infinity)
     labels = _clean_labels(labels, labels_len)  # (B, L)
     labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
     compute = _compute_dtype(logits.dtype)
@@ -601,7 +603,7 @@ def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infi
         log_probs = torch.log_softmax(logits.to(compute), dim=2).contiguous()  # (B, T, C)
         run = _select_backend(logits.device, compute, labels.shape[1])
         (alpha,), final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
-        poisoned, suspicious = _poisoned(log_probs, logits_len, final_a, final_b)
+        poisoned = _poisoned(log_probs, logits_len)
     if exact:
         # Graves et al. 2006, eq. 8: p(l|x) sums the two final states.
         log_like = torch.logaddexp(final_a, final_b)
@@ -609,8 +611,6 @@ def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infi
         # zero_infinity; either way the gradient is 0, never NaN.
         counted = torch.isfinite(log_like) & ~poisoned
         loss = torch.where(counted, -log_like, 0.0 if zero_infinity else math.inf)
-        if suspicious and not zero_infinity:  # an infeasible example is suspicious too
-            _warn_if_infeasible(counted | poisoned, labels_len, logits_len)
     else:
         log_like = torch.maximum(final_a, final_b)  # the original's approximation
         # The original's rule: an example counts only when T_b >= L_b (= 2U + 1).
@@ -700,23 +700,16 @@ def _second_order_gradient(grad_loss, logits, labels, labels_len, logits_len, co
     return torch.where(nan_rows[:, :, None], math.nan, grad)
 
 
-def _poisoned(log_probs: torch.Tensor, logits_len: torch.Tensor, final_a: torch.Tensor,
-              final_b: torch.Tensor) -> Tuple[torch.Tensor, bool]:
-    """``(B,)`` bool, the examples with a NaN or +inf logit in a valid frame, and
-    whether any example was suspicious enough to look.
+def _poisoned(log_probs: torch.Tensor, logits_len: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool, the examples with a NaN or +inf logit in a valid frame.
 
     Such a logit leaves a NaN in its frame's log_softmax (-inf, a masked class, does
-    not): NaN spreads forward through the recursion, and +inf leaves -inf on every
-    other class, so a poisoned example never has a finite final state. The pass over
-    ``(B, T', C)`` runs only when some example has none (poisoned or infeasible);
-    otherwise this costs one host read.
+    not), so a frame's sum over classes is NaN exactly then. One pass over
+    ``(B, T', C)`` with no host read: what it finds is carried as NaN, never read.
     """
-    suspicious = ~torch.isfinite(final_a) & ~torch.isfinite(final_b)  # (B,)
-    if not bool(suspicious.any()):
-        return torch.zeros_like(suspicious), False
     frames = torch.arange(log_probs.shape[1], device=log_probs.device)
     frame_ok = frames[None, :] < logits_len[:, None]  # (B, T')
-    return suspicious & (torch.isnan(log_probs.sum(2)) & frame_ok).any(1), True
+    return (torch.isnan(log_probs.sum(2)) & frame_ok).any(1)
 
 
 def _warn_if_infeasible(feasible: torch.Tensor, labels_len: torch.Tensor,
@@ -1009,13 +1002,34 @@ def _check_augmented(labels, faults) -> None:
         "CtcLossModule, which takes raw labels")
 
 
-def _check_ctc_inputs(labels, labels_len, logits, logits_len):
+_DEFERRED: contextvars.ContextVar = contextvars.ContextVar("seq_loss_util_deferred",
+                                                           default=())
+
+
+class _deferring:
+    """While active, the next :func:`_check_ctc_inputs` also reads these deferred
+    ``(verdict, fail)`` checks (see :func:`_prepare_batch_first`), first."""
+
+    def __init__(self, checks):
+        self.checks = tuple(checks)
+
+    def __enter__(self):
+        self.token = _DEFERRED.set(self.checks)
+
+    def __exit__(self, *exc):
+        _DEFERRED.reset(self.token)
+
+
+def _check_ctc_inputs(labels, labels_len, logits, logits_len, warn_infeasible=False):
     """Validates ``ctc_loss``'s arguments with one host sync in the common case.
 
-    Returns them as tensors on the logits' device. The checks' verdicts are gathered
-    into one tensor and read once; the detailed (slower) checks run only to name a
-    fault.
+    Returns them as tensors on the logits' device. The checks' verdicts, and those
+    deferred by the caller (:class:`_deferring`), are gathered into one tensor and read
+    once; the detailed (slower) checks run only to name a fault. With
+    ``warn_infeasible``, the same read also tells whether an example has fewer frames
+    than its labels need (U + adjacent repeats), and a warning names them.
     """
+    deferred = _DEFERRED.get()
     if not torch.is_tensor(logits):
         logits = _as_tensor(logits, "logits")
     _check_float(logits, "logits", 3, "(B, T, C)")
@@ -1038,11 +1052,25 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len):
     valid = positions < labels_len[:, None]  # (B, L)
     bad_ids = valid & ((labels < 0) | (labels >= logits.shape[2]))
     faults = _augmentation_faults(labels, positions, valid) if width_in else valid
+    feasible = None
+    if warn_infeasible:
+        # Feasible when T_b >= U + adjacent repeats (a repeat is a label equal to the
+        # one two states before it, at an odd position).
+        odd = (positions % 2 == 1)[None, :]
+        repeats = torch.zeros_like(labels_len)
+        if width_in > 2:
+            repeats = ((labels[:, 2:] == labels[:, :-2]) & valid[:, 2:] & odd[:, 2:]).sum(1)
+        feasible = logits_len >= (labels_len - 1) // 2 + repeats
     verdicts = torch.stack([
         labels_len.min(), labels_len.max(), logits_len.min(), logits_len.max(),
         (labels_len % 2 == 0).any(), bad_ids.any(), faults.any(),
-        _probability_suspects(logits, logits_len)]).tolist()  # the one host sync
-    low_u, width, low_t, t_max, even, ids, not_augmented, suspect = verdicts
+        _probability_suspects(logits, logits_len),
+        *([] if feasible is None else [~feasible.all()]),
+        *[verdict for verdict, _ in deferred]]).tolist()  # the one host sync
+    low_u, width, low_t, t_max, even, ids, not_augmented, suspect = verdicts[:8]
+    for failed, (_, fail) in zip(verdicts[len(verdicts) - len(deferred):], deferred):
+        if failed:
+            fail()  # the caller's own checks come first, as if made before the loss
     if low_u < 0 or width > width_in:
         _check_lengths(labels_len, "labels_len", width_in, "label axis of labels")
     if low_t < 0 or t_max > logits.shape[1]:
@@ -1057,6 +1085,8 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len):
     if not_augmented:
         _check_augmented(labels, faults)
     _warn_if_probabilities(logits, logits_len, suspect)
+    if feasible is not None and verdicts[8]:
+        _warn_if_infeasible(feasible, labels_len, logits_len)
     return labels, labels_len, logits, logits_len
 
 
@@ -1167,10 +1197,13 @@ class CtcLossModule(torch.nn.Module):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor,
                 logits_len: torch.Tensor | None = None,
                 labels_len: torch.Tensor | None = None) -> torch.Tensor:
+        deferred = []
         aug, aug_len, logits, logits_len, target_len = _prepare_batch_first(
-            logits, labels, logits_len, labels_len, self.blank, self.shift_labels)
-        loss = ctc_loss(aug, aug_len, logits, logits_len, exact=self.exact,
-                        zero_infinity=self.zero_infinity)  # (B,)
+            logits, labels, logits_len, labels_len, self.blank, self.shift_labels, deferred)
+        # Read with the loss's own checks: one host read. (None while compiling.)
+        with _deferring(deferred) if deferred else contextlib.nullcontext():
+            loss = ctc_loss(aug, aug_len, logits, logits_len, exact=self.exact,
+                            zero_infinity=self.zero_infinity)  # (B,)
         if self.reduction == "none":
             return loss
         if self.reduction == "sum" or loss.shape[0] == 0:
@@ -1211,15 +1244,27 @@ def _split_concatenated(targets: torch.Tensor, labels_len, logits) -> torch.Tens
     return torch.where(inside, gathered, -1).to(targets.dtype)
 
 
-def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_labels):
+def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_labels,
+                         deferred: list | None = None):
     """Checks batch-first inputs, as CtcLossModule and forced_align take them.
 
     Returns ``(aug, aug_len, logits, logits_len, labels_len)``: blank-augmented labels
     ``(B, 2U + 1)`` and their lengths, and the frame and raw label lengths (filled in
     where None was given). While torch.compile traces, the checks that read values
     are skipped (the loss operator checks the blank-augmented labels when it runs).
+
+    With ``deferred`` (a list), the checks that read values are appended to it as
+    ``(verdict, fail)`` pairs instead of read here: a 0-dim bool tensor, True when the
+    check fails, and a function that raises the check's error. The loss reads them
+    with its own (:func:`_deferring`), so a training step reads the device once.
     """
     checking = not _compiling()
+
+    def check(verdict, fail):
+        if deferred is not None:
+            deferred.append((verdict, fail))
+        elif bool(verdict):
+            fail()
     if not torch.is_tensor(logits):
         raise TypeError(f"logits must be a tensor (B, T, C), got {type(logits).__name__}")
     _check_float(logits, "logits", 3, "(B, T, C)")
@@ -1238,24 +1283,30 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
     if labels_len is None:
         present = labels >= 0  # (B, U)
         labels_len = present.sum(dim=1)
-        found = _first(present != (positions < labels_len[:, None])) if checking else None
-        if found is not None:
-            b = found[0]
+        gaps = present != (positions < labels_len[:, None])
+
+        def padding_before_a_label(gaps=gaps):
+            b = _first(gaps)[0]
             raise ValueError(f"labels of example {b} has a negative (padding) id before a "
                              "label id: pad only at the end, or pass labels_len")
+
+        if checking and width:
+            check(gaps.any(), padding_before_a_label)
     else:
         labels_len = _as_tensor(labels_len, "labels_len", logits.device)
         _check_int(labels_len, "labels_len", 1, "(B,)")
         _check_batch(batch, labels_len=labels_len)
-        if checking:
-            _check_lengths(labels_len, "labels_len", width, "label axis of labels")
+        if checking and batch:
+            check((labels_len < 0).any() | (labels_len > width).any(),
+                  lambda: _check_lengths(labels_len, "labels_len", width, "label axis of labels"))
     if logits_len is None:
         logits_len = torch.full((batch,), frames, dtype=torch.long, device=logits.device)
     else:
         logits_len = _as_tensor(logits_len, "logits_len", logits.device)
         _check_int(logits_len, "logits_len", 1, "(B,)")
         _check_batch(batch, logits_len=logits_len)
-        if checking:
+        # Deferred, the loss's own check of logits_len (the same message) covers it.
+        if checking and deferred is None:
             _check_lengths(logits_len, "logits_len", frames, "time axis of logits")
 
     valid = positions < labels_len[:, None]
@@ -1266,11 +1317,14 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
     else:
         bad = valid & ((labels < 0) | (labels >= classes) | (labels == blank))
         rule = f"class ids in [0, {classes - 1}] other than the blank {blank}"
-    found = _first(bad) if checking else None
-    if found is not None:
-        b, j = found
+
+    def bad_id(labels=labels, bad=bad):
+        b, j = _first(bad)
         raise ValueError(f"labels holds id {int(labels[b, j])} at example {b}, position "
                          f"{j}; expected {rule} for logits with C={classes} classes")
+
+    if checking and bad.numel():
+        check(bad.any(), bad_id)
     if shift_labels:
         labels = labels + (labels >= blank).long()
     aug, aug_len = _interleave_blanks(labels, labels_len.long(), blank)
@@ -1461,5 +1515,7 @@ _OPS = None
 if _seq_loss_kernels is not None:
     from _seq_loss_kernels import ops as _ops_module
 
-    _OPS = _ops_module if getattr(_ops_module, "AVAILABLE", False) else None
+    _OPS = _ops_module.register(loss_forward=_loss_forward, loss_backward=_loss_backward,
+                                second_order_gradient=_second_order_gradient,
+                                select_backend=_select_backend, compute_dtype=_compute_dtype)
 

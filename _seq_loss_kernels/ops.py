@@ -13,34 +13,47 @@ ctypes calls, Triton launches and host reads:
 
 Each has a fake implementation that gives the output shapes from the input shapes
 alone (the computation runs on the padded axes). The real implementations run
-seq_loss_util's own functions, which pick the backend per device: the C kernel or
+seq_loss_util's own functions (passed to :func:`register`, so this package never
+imports the module), which pick the backend per device: the C kernel or
 the PyTorch loop on CPU, Triton on CUDA. The input checks and warnings run inside
 the loss operator, so a compiled graph keeps them. Needs ``torch.library.custom_op``
 (torch 2.4 and later); ``AVAILABLE`` says whether the operators exist.
 """
 from __future__ import annotations
 
+import types
 from typing import Tuple
 
 import torch
 from torch import Tensor
 
-import seq_loss_util as S
-
 AVAILABLE = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_fake")
+_registered = None
 
-if AVAILABLE:
+
+def register(*, loss_forward, loss_backward, second_order_gradient, select_backend,
+             compute_dtype):
+    """Registers the three operators over seq_loss_util's functions, passed in (this
+    package never imports the module: no import circle), and returns them as a
+    namespace with ``ctc_loss``, ``ctc_loss_backward`` and ``ctc_viterbi``; None when
+    torch is older than 2.4. An operator name can be registered once per process, so
+    a second call returns the first call's operators."""
+    global _registered
+    if not AVAILABLE:
+        return None
+    if _registered is not None:
+        return _registered
 
     @torch.library.custom_op("seq_loss_util::ctc_loss", mutates_args=())
     def ctc_loss(labels: Tensor, labels_len: Tensor, logits: Tensor, logits_len: Tensor,
                  exact: bool, zero_infinity: bool
                  ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        return S._loss_forward(labels, labels_len, logits, logits_len, exact, zero_infinity)
+        return loss_forward(labels, labels_len, logits, logits_len, exact, zero_infinity)
 
     @ctc_loss.register_fake
     def _(labels, labels_len, logits, logits_len, exact, zero_infinity):
         batch, frames, classes = logits.shape
-        compute = S._compute_dtype(logits.dtype)
+        compute = compute_dtype(logits.dtype)
         return (logits.new_empty(batch, dtype=compute),
                 logits.new_empty(batch, frames, classes, dtype=compute),
                 logits.new_empty(batch, frames, labels.shape[1], dtype=compute),
@@ -51,8 +64,8 @@ if AVAILABLE:
     def ctc_loss_backward(grad_loss: Tensor, labels: Tensor, labels_len: Tensor,
                           logits_len: Tensor, log_probs: Tensor, alpha: Tensor, counted: Tensor,
                           poisoned: Tensor) -> Tensor:
-        return S._loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha,
-                                counted, poisoned)
+        return loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha,
+                             counted, poisoned)
 
     @ctc_loss_backward.register_fake
     def _(grad_loss, labels, labels_len, logits_len, log_probs, alpha, counted, poisoned):
@@ -70,8 +83,8 @@ if AVAILABLE:
         logits, labels, labels_len, logits_len, log_probs, alpha, counted, poisoned = \
             ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: see seq_loss_util
-            grad = S._second_order_gradient(grad_loss, logits, labels, labels_len, logits_len,
-                                            counted, poisoned, ctx.exact)
+            grad = second_order_gradient(grad_loss, logits, labels, labels_len, logits_len,
+                                         counted, poisoned, ctx.exact)
         else:
             grad = ctc_loss_backward(grad_loss, labels, labels_len, logits_len, log_probs,
                                      alpha, counted, poisoned)
@@ -82,7 +95,7 @@ if AVAILABLE:
     @torch.library.custom_op("seq_loss_util::ctc_viterbi", mutates_args=())
     def ctc_viterbi(log_probs: Tensor, labels: Tensor, labels_len: Tensor,
                     logits_len: Tensor) -> Tuple[Tensor, Tensor]:
-        run = S._select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
+        run = select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
         path, score = run.viterbi(log_probs, labels, labels_len, logits_len)
         return path, score
 
@@ -91,3 +104,7 @@ if AVAILABLE:
         batch, frames, _ = log_probs.shape
         return (log_probs.new_empty(batch, frames, dtype=torch.long),
                 log_probs.new_empty(batch))
+
+    _registered = types.SimpleNamespace(ctc_loss=ctc_loss, ctc_loss_backward=ctc_loss_backward,
+                                        ctc_viterbi=ctc_viterbi)
+    return _registered

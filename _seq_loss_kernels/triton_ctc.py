@@ -1,21 +1,28 @@
 """Triton kernels for seq_loss_util's CTC loss, its gradient and Viterbi alignment.
 
-One program per example. The example's states live in one power-of-two register tile
-(``BLOCK_S >= L``, masked past ``L_b``) and the loop over frames runs inside the
-kernel. The shifted reads of the recursion (state ``s - 1``, ``s - 2``, or ``s + 1``,
-``s + 2`` going backward) go through a per-example scratch row in global memory, with a
-barrier between the store and the loads. Every load and store carries a mask.
+One program per example for the recursions, which loop over frames inside the kernel.
+The example's states live in one power-of-two register tile (``BLOCK_S >= L``,
+masked past ``L_b``), one state per thread (``num_warps = BLOCK_S / 32``, at most 32),
+so a frame is one short dependent chain per thread: about 120 SASS instructions with
+three barriers (one of its own, two in the block max) at BLOCK_S 256 to 1024, read
+off the sm_90 code by ``benchmarks/gpu_static.py``. Every load and store is masked.
 
 * ``ctc_forward_kernel``: log alpha (Graves et al. 2006, eq. 6-7) normalised per frame
-  (its largest state 0) into ``alpha`` (B, T, L); the per-frame shifts summed in
-  float64; both final states' unnormalised log-probabilities into ``finals`` (B, 2), so
-  the original's max, the exact log-sum-exp and ``zero_infinity`` all come from it.
-* ``ctc_backward_kernel``: log beta (eq. 10-11) frame by frame, and the gradient
-  ``softmax - posterior`` (eq. 16) times the example's scale written straight into
-  (B, T, C). Several states share a class (the blank, repeated labels); their
-  posteriors are summed deterministically: states are visited in an order sorted by
-  class (computed once per call on the host), and a segmented scan adds each class's
-  posteriors in a fixed order. No atomics, so gradients are bitwise reproducible.
+  (its largest state 0) into ``alpha`` (B, T, L). The shifted reads (state ``s - 1``,
+  ``s - 2``) come from row ``t - 1`` of ``alpha`` itself, stored one barrier earlier;
+  frame ``t + 1``'s emissions are loaded while frame ``t`` computes. The per-frame
+  shifts are summed in float64; both final states' unnormalised log-probabilities go
+  to ``finals`` (B, 2), so the original's max, the exact log-sum-exp and
+  ``zero_infinity`` all come from it.
+* ``ctc_beta_kernel``: the backward variables (eq. 10-11) and nothing else, into
+  ``beta`` (B, T, L), each row including its frame's emission, read back the same way.
+* ``ctc_grad_kernel``: every frame of every example in parallel, programs over
+  ``(b, t)``: the posterior of each state (eq. 14) from alpha, beta and the emission,
+  and the gradient ``softmax - posterior`` (eq. 16) times the example's scale. Several
+  states share a class (the blank, repeated labels); the states are visited in an
+  order sorted by class (computed once per call on the host), and a segmented scan adds
+  each class's posteriors in a fixed order. No atomics: gradients are bitwise
+  reproducible.
 * ``ctc_viterbi_kernel``: the best path, with uint8 back-pointers and the backtrack in
   the kernel. Ties prefer stay, then advance, as the C kernel.
 
@@ -40,7 +47,6 @@ except ImportError:  # pragma: no cover - the backend is then unavailable
     triton = None
 
 MAX_STATES = 4096  # the largest register tile; L = 2U + 1 up to 4095 (U up to 2047)
-BLOCK_C = 128  # classes written per step of the gradient's class loop
 
 
 def backend():
@@ -53,7 +59,14 @@ def block_states(width: int) -> int:
 
 
 def num_warps(block_s: int) -> int:
-    return min(16, max(1, block_s // 256))
+    """One state per thread up to 1024 states (32 warps, a thread block's limit), so a
+    frame of the serial loop is one short dependent chain per thread."""
+    return min(32, max(1, block_s // 32))
+
+
+def grad_warps(block_s: int, block_c: int) -> int:
+    """The gradient kernel's warps: one state, and at most eight classes, per thread."""
+    return min(32, max(num_warps(block_s), block_c // 256, 1))
 
 
 if triton is not None:
@@ -83,31 +96,38 @@ if triton is not None:
 
     @triton.jit
     def ctc_forward_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr,
-                           finals_ptr, scratch_ptr, B, T, C, L, BLOCK_S: tl.constexpr):
+                           finals_ptr, B, T, C, L, BLOCK_S: tl.constexpr):
         b = tl.program_id(0).to(tl.int64)
         s = tl.arange(0, BLOCK_S)
         n_states, n_frames, valid, label, may_skip = _example(
             labels_ptr, labels_len_ptr, logits_len_ptr, b, B, L, s)
-        row = scratch_ptr + b * BLOCK_S
+        emit_row = lp_ptr + b * T * C + label  # frame t's emission of state s: + t * C
 
-        # The start vector: state 0 before frame 0 (what T_b = 0 reads).
+        # The start vector is state 0 before frame 0 (what T_b = 0 reads). Frame 0 can
+        # enter state 0 (stay) or state 1 (advance); skip 0 -> 2 is blank to blank.
         log_alpha = tl.where(valid & (s == 0), 0.0, float("-inf"))
-        tl.store(row + s, log_alpha, mask=s < BLOCK_S)
+        first_advance = tl.where(s == 1, 0.0, float("-inf"))
         total = tl.zeros([BLOCK_S], dtype=tl.float64)  # the summed shifts, in every lane
-        tl.debug_barrier()
+        emit = tl.load(emit_row, mask=valid & (n_frames > 0), other=float("-inf"))
         for t in range(0, n_frames):
-            advance = tl.load(row + s - 1, mask=valid & (s >= 1), other=float("-inf"))
-            skip = tl.load(row + s - 2, mask=may_skip, other=float("-inf"))
-            emit = tl.load(lp_ptr + (b * T + t) * C + label, mask=valid, other=float("-inf"))
+            # Frame t + 1's emissions are fetched before frame t's arithmetic needs none.
+            emit_next = tl.load(emit_row + (t + 1) * C, mask=valid & (t + 1 < n_frames),
+                                other=float("-inf"))
+            # s - 1 and s - 2 come from row t - 1 of alpha itself, stored by the other
+            # threads one barrier ago (Graves et al. 2006, eq. 6-7).
+            prev_row = alpha_ptr + (b * T + t - 1) * L
+            advance = tl.load(prev_row + s - 1, mask=valid & (s >= 1) & (t > 0),
+                              other=float("-inf"))
+            advance = tl.where(t > 0, advance, first_advance)
+            skip = tl.load(prev_row + s - 2, mask=may_skip & (t > 0), other=float("-inf"))
             x = tl.where(valid, _lse3(log_alpha, advance, skip) + emit, float("-inf"))
             shift = tl.max(x, axis=0)
             shift = tl.where(shift == float("-inf"), 0.0, shift)  # nothing reachable
             log_alpha = x - shift
             total += shift.to(tl.float64)
-            tl.debug_barrier()  # every lane has read the row before it is rewritten
-            tl.store(row + s, log_alpha, mask=s < BLOCK_S)
             tl.store(alpha_ptr + (b * T + t) * L + s, log_alpha, mask=s < L)
-            tl.debug_barrier()
+            emit = emit_next
+            tl.debug_barrier()  # row t is complete before any thread reads it
 
         # Padded frames hold -inf: alpha is a defined output, bit for bit.
         for t in range(n_frames, T):
@@ -124,75 +144,96 @@ if triton is not None:
         tl.store(finals_ptr + 2 * b + 1, final_b, mask=b < B)
 
     @triton.jit
-    def ctc_backward_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr,
-                            scale_ptr, order_ptr, sorted_labels_ptr, grad_ptr, scratch_ptr,
-                            B, T, C, L, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    def ctc_beta_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, scale_ptr,
+                        beta_ptr, B, T, C, L, BLOCK_S: tl.constexpr):
+        """The backward variables and nothing else: ``beta`` (B, T, L) row t holds log
+        beta of frame t *including* frame t's emission (Graves et al. 2006, eq. 10-11),
+        normalised per frame (largest state 0), for the examples whose gradient is
+        needed (scale != 0); other rows are left unwritten and never read."""
         b = tl.program_id(0).to(tl.int64)
         s = tl.arange(0, BLOCK_S)
-        cls = tl.arange(0, BLOCK_C)
         n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
         n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0)
         scale = tl.load(scale_ptr + b, mask=b < B, other=0.0)
-        # scale == 0 (a loss not counted) or no states: the gradient is 0 everywhere.
         n_run = tl.where((scale != 0) & (n_states > 0), n_frames, 0)
         valid = s < n_states
         label = tl.load(labels_ptr + b * L + s, mask=valid, other=0)
         label_p2 = tl.load(labels_ptr + b * L + s + 2, mask=valid & (s + 2 < n_states), other=-1)
         may_skip_out = valid & (s + 2 < n_states) & (label != label_p2)  # s -> s + 2
-        # States in class order: each class's states form one segment.
-        order = tl.load(order_ptr + b * L + s, mask=valid, other=0)
-        cls_sorted = tl.load(sorted_labels_ptr + b * L + s, mask=valid, other=-1)
-        cls_before = tl.load(sorted_labels_ptr + b * L + s - 1, mask=valid & (s >= 1), other=-1)
-        cls_after = tl.load(sorted_labels_ptr + b * L + s + 1, mask=valid & (s + 1 < n_states),
-                            other=-1)
-        seg_start = (s == 0) | (cls_sorted != cls_before)
-        seg_end = valid & ((s + 1 >= n_states) | (cls_sorted != cls_after))
-        beta_row = scratch_ptr + b * 2 * BLOCK_S
-        post_row = beta_row + BLOCK_S
+        emit_row = lp_ptr + b * T * C + label
 
-        # Frames past T_b (all frames when the gradient is 0) get 0.
-        for t in range(n_run, T):
-            for c0 in range(0, C, BLOCK_C):
-                tl.store(grad_ptr + (b * T + t) * C + c0 + cls, tl.zeros([BLOCK_C], tl.float32),
-                         mask=c0 + cls < C)
-
-        # beta at frame T_b - 1: 0 in the two final states (one if L_b == 1).
-        log_beta = tl.where(valid & (s >= n_states - 2), 0.0, float("-inf"))
-        for i in range(0, n_run):
-            t = n_run - 1 - i
-            # Posterior of every state (eq. 14), normalised per frame.
-            log_a = tl.load(alpha_ptr + (b * T + t) * L + s, mask=valid, other=float("-inf"))
-            ab = tl.where(valid, log_a + log_beta, float("-inf"))
-            m = tl.max(ab, axis=0)
-            m = tl.where(m == float("-inf"), 0.0, m)
-            log_z = m + tl.log(tl.sum(tl.exp(ab - m), axis=0))
-            posterior = tl.where(valid, tl.exp(ab - log_z) * scale, 0.0)
-            tl.store(post_row + s, posterior, mask=s < BLOCK_S)
-            # softmax times the scale for every class ...
-            for c0 in range(0, C, BLOCK_C):
-                c = c0 + cls
-                lp = tl.load(lp_ptr + (b * T + t) * C + c, mask=c < C, other=float("-inf"))
-                tl.store(grad_ptr + (b * T + t) * C + c, tl.exp(lp) * scale, mask=c < C)
-            tl.debug_barrier()
-            # ... then, for each class in the label, minus its states' posteriors summed
-            # in class order by a segmented scan: one fixed order, no atomics.
-            in_order = tl.load(post_row + order, mask=valid, other=0.0)
-            summed, _ = tl.associative_scan((in_order, seg_start.to(tl.int32)), 0, _segment_add)
-            lp_cls = tl.load(lp_ptr + (b * T + t) * C + cls_sorted, mask=seg_end,
-                             other=float("-inf"))
-            tl.store(grad_ptr + (b * T + t) * C + cls_sorted, tl.exp(lp_cls) * scale - summed,
-                     mask=seg_end)
-            # beta of frame t - 1 from frame t (for t == 0 it is computed and unused).
-            emit = tl.load(lp_ptr + (b * T + t) * C + label, mask=valid, other=float("-inf"))
-            after = tl.where(valid, log_beta + emit, float("-inf"))
-            tl.store(beta_row + s, after, mask=s < BLOCK_S)
-            tl.debug_barrier()
-            step = tl.load(beta_row + s + 1, mask=valid & (s + 1 < n_states), other=float("-inf"))
-            skip = tl.load(beta_row + s + 2, mask=may_skip_out, other=float("-inf"))
-            y = tl.where(valid, _lse3(after, step, skip), float("-inf"))
+        # Frame T_b - 1: the two final states (one if L_b == 1) with their emission.
+        last = n_run - 1
+        emit = tl.load(emit_row + last * C, mask=valid & (n_run > 0), other=float("-inf"))
+        y = tl.where(valid & (s >= n_states - 2), emit, float("-inf"))
+        shift = tl.max(y, axis=0)
+        log_beta = y - tl.where(shift == float("-inf"), 0.0, shift)
+        tl.store(beta_ptr + (b * T + last) * L + s, log_beta, mask=(s < L) & (n_run > 0))
+        emit = tl.load(emit_row + (last - 1) * C, mask=valid & (n_run > 1), other=float("-inf"))
+        tl.debug_barrier()
+        for i in range(1, n_run):
+            t = last - i
+            emit_next = tl.load(emit_row + (t - 1) * C, mask=valid & (t >= 1),
+                                other=float("-inf"))
+            next_row = beta_ptr + (b * T + t + 1) * L
+            step = tl.load(next_row + s + 1, mask=valid & (s + 1 < n_states), other=float("-inf"))
+            skip = tl.load(next_row + s + 2, mask=may_skip_out, other=float("-inf"))
+            y = tl.where(valid, _lse3(log_beta, step, skip) + emit, float("-inf"))
             shift = tl.max(y, axis=0)
             log_beta = y - tl.where(shift == float("-inf"), 0.0, shift)
-            tl.debug_barrier()  # the rows are read before the next frame rewrites them
+            tl.store(beta_ptr + (b * T + t) * L + s, log_beta, mask=s < L)
+            emit = emit_next
+            tl.debug_barrier()  # row t is complete before any thread reads it
+
+    @triton.jit
+    def ctc_grad_kernel(lp_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr, beta_ptr, scale_ptr,
+                        order_ptr, sorted_labels_ptr, grad_ptr, B, T, C, L,
+                        BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+        """One frame of one example's gradient, ``softmax - posterior`` (Graves et al.
+        2006, eq. 16) times the example's scale: every frame in parallel. The states
+        are visited in class order (``order``, sorted on the host), so each class's
+        posteriors are summed by one segmented scan in a fixed order: no atomics, and
+        the gradient is bitwise reproducible."""
+        b = tl.program_id(0).to(tl.int64) // T
+        t = tl.program_id(0).to(tl.int64) % T
+        s = tl.arange(0, BLOCK_S)
+        cls = tl.arange(0, BLOCK_C)
+        n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
+        n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0)
+        scale = tl.load(scale_ptr + b, mask=b < B, other=0.0)
+        # scale == 0 (a loss not counted), no states or a padded frame: exactly 0.
+        active = (t < n_frames) & (n_states > 0) & (scale != 0)
+        lp_row = lp_ptr + (b * T + t) * C
+        grad_row = grad_ptr + (b * T + t) * C
+        for c0 in range(0, C, BLOCK_C):
+            c = c0 + cls
+            lp = tl.load(lp_row + c, mask=(c < C) & active, other=float("-inf"))
+            tl.store(grad_row + c, tl.where(active, tl.exp(lp) * scale, 0.0), mask=c < C)
+        if active:
+            # Lane i holds state order[i]: the posterior (eq. 14) is computed in class
+            # order directly, alpha + beta - emission, normalised over the frame.
+            valid = s < n_states
+            state = tl.load(order_ptr + b * L + s, mask=valid, other=0)
+            cls_sorted = tl.load(sorted_labels_ptr + b * L + s, mask=valid, other=-1)
+            cls_before = tl.load(sorted_labels_ptr + b * L + s - 1, mask=valid & (s >= 1),
+                                 other=-1)
+            cls_after = tl.load(sorted_labels_ptr + b * L + s + 1,
+                                mask=valid & (s + 1 < n_states), other=-1)
+            seg_start = (s == 0) | (cls_sorted != cls_before)
+            seg_end = valid & ((s + 1 >= n_states) | (cls_sorted != cls_after))
+            log_a = tl.load(alpha_ptr + (b * T + t) * L + state, mask=valid, other=float("-inf"))
+            log_b = tl.load(beta_ptr + (b * T + t) * L + state, mask=valid, other=float("-inf"))
+            emit = tl.load(lp_row + cls_sorted, mask=valid, other=float("-inf"))
+            # A state that cannot emit here (-inf) has posterior 0, not -inf - -inf.
+            emits = valid & (emit > float("-inf"))
+            ab = tl.where(emits, log_a + log_b - tl.where(emits, emit, 0.0), float("-inf"))
+            m = tl.max(ab, axis=0)
+            m = tl.where(m == float("-inf"), 0.0, m)
+            weight = tl.exp(ab - m)
+            posterior = weight / tl.sum(weight, axis=0) * scale
+            summed, _ = tl.associative_scan((posterior, seg_start.to(tl.int32)), 0, _segment_add)
+            tl.debug_barrier()  # the softmax row is written before the label classes' fix
+            tl.store(grad_row + cls_sorted, tl.exp(emit) * scale - summed, mask=seg_end)
 
     @triton.jit
     def ctc_viterbi_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, back_ptr,
@@ -266,10 +307,9 @@ class TritonBackend:
         block = block_states(width)
         alpha = log_probs.new_empty(batch, frames, width)  # (B, T', L)
         finals = log_probs.new_empty(batch, 2)
-        scratch = log_probs.new_empty(batch, block)
         if batch:
             ctc_forward_kernel[(batch,)](log_probs, labels, labels_len, logits_len, alpha, finals,
-                                         scratch, batch, frames, classes, width, BLOCK_S=block,
+                                         batch, frames, classes, width, BLOCK_S=block,
                                          num_warps=num_warps(block))
         return (alpha,), finals[:, 0], finals[:, 1]
 
@@ -279,18 +319,23 @@ class TritonBackend:
         batch, frames, classes = log_probs.shape
         width = labels.shape[1]
         block = block_states(width)
+        scale = scale.contiguous()
+        beta = torch.empty_like(alpha)  # (B, T', L): with alpha, what native holds here
+        grad = torch.empty_like(log_probs)  # (B, T', C), written in full by the kernels
+        if not batch or not frames:
+            return grad
+        ctc_beta_kernel[(batch,)](log_probs, labels, labels_len, logits_len, scale, beta,
+                                  batch, frames, classes, width, BLOCK_S=block,
+                                  num_warps=num_warps(block))
         # States sorted by class (padded states last), for the per-class sums.
         states = torch.arange(width, device=labels.device)
         keys = torch.where(states < labels_len[:, None], labels, classes)  # (B, L)
         sorted_labels, order = torch.sort(keys, dim=1, stable=True)
-        grad = torch.empty_like(log_probs)  # (B, T', C), written in full by the kernel
-        scratch = log_probs.new_empty(batch, 2 * block)
-        if batch:
-            ctc_backward_kernel[(batch,)](log_probs, labels, labels_len, logits_len, alpha,
-                                          scale.contiguous(), order.contiguous(),
-                                          sorted_labels.contiguous(), grad, scratch, batch,
-                                          frames, classes, width, BLOCK_S=block, BLOCK_C=BLOCK_C,
-                                          num_warps=num_warps(block))
+        block_c = min(1024, max(128, triton.next_power_of_2(classes)))
+        ctc_grad_kernel[(batch * frames,)](log_probs, labels_len, logits_len, alpha, beta, scale,
+                                           order.contiguous(), sorted_labels.contiguous(), grad,
+                                           batch, frames, classes, width, BLOCK_S=block,
+                                           BLOCK_C=block_c, num_warps=grad_warps(block, block_c))
         return grad
 
     @staticmethod
@@ -309,41 +354,48 @@ class TritonBackend:
         return path, score
 
 
-def aot_compile(target=None) -> list:
-    """Compiles every kernel at every block size for a GPU target (default sm_90) with
-    no GPU present; returns ``[(kernel, BLOCK_S, ok)]``. Catches what the interpreter
+def aot_compile(target=None, blocks=None) -> list:
+    """Compiles every kernel at every block size (or those in ``blocks``) for a GPU
+    target (default sm_90) with no GPU present; returns ``[(kernel name, BLOCK_S,
+    compiled)]``, the cubin in ``compiled.asm["cubin"]``. Catches what the interpreter
     cannot: code the compiler rejects."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     target = target or GPUTarget("cuda", 90, 32)
     scalars = {"B": "i64", "T": "i64", "C": "i64", "L": "i64"}
-    signatures = {
-        ctc_forward_kernel: dict(lp_ptr="*fp32", labels_ptr="*i64", labels_len_ptr="*i64",
-                                 logits_len_ptr="*i64", alpha_ptr="*fp32", finals_ptr="*fp32",
-                                 scratch_ptr="*fp32", **scalars, BLOCK_S="constexpr"),
-        ctc_backward_kernel: dict(lp_ptr="*fp32", labels_ptr="*i64", labels_len_ptr="*i64",
-                                  logits_len_ptr="*i64", alpha_ptr="*fp32", scale_ptr="*fp32",
-                                  order_ptr="*i64", sorted_labels_ptr="*i64", grad_ptr="*fp32",
-                                  scratch_ptr="*fp32", **scalars, BLOCK_S="constexpr",
-                                  BLOCK_C="constexpr"),
-        ctc_viterbi_kernel: dict(lp_ptr="*fp32", labels_ptr="*i64", labels_len_ptr="*i64",
-                                 logits_len_ptr="*i64", back_ptr="*u8", path_ptr="*i64",
-                                 score_ptr="*fp32", scratch_ptr="*fp32", **scalars,
-                                 BLOCK_S="constexpr", BLOCK_T="constexpr"),
-    }
+    fp32, i64 = "*fp32", "*i64"
+    lengths = dict(labels_len_ptr=i64, logits_len_ptr=i64)
+    # (kernel, signature, constants): the gradient kernel at its smallest and largest
+    # class block.
+    configs = [
+        (ctc_forward_kernel, dict(lp_ptr=fp32, labels_ptr=i64, **lengths, alpha_ptr=fp32,
+                                  finals_ptr=fp32, **scalars, BLOCK_S="constexpr"), {}),
+        (ctc_beta_kernel, dict(lp_ptr=fp32, labels_ptr=i64, **lengths, scale_ptr=fp32,
+                               beta_ptr=fp32, **scalars, BLOCK_S="constexpr"), {}),
+        *[(ctc_grad_kernel, dict(lp_ptr=fp32, **lengths, alpha_ptr=fp32, beta_ptr=fp32,
+                                 scale_ptr=fp32, order_ptr=i64, sorted_labels_ptr=i64,
+                                 grad_ptr=fp32, **scalars, BLOCK_S="constexpr",
+                                 BLOCK_C="constexpr"), {"BLOCK_C": block_c})
+          for block_c in (128, 1024)],
+        (ctc_viterbi_kernel, dict(lp_ptr=fp32, labels_ptr=i64, **lengths, back_ptr="*u8",
+                                  path_ptr=i64, score_ptr=fp32, scratch_ptr=fp32, **scalars,
+                                  BLOCK_S="constexpr", BLOCK_T="constexpr"), {"BLOCK_T": 256}),
+    ]
     results = []
     block = 16
     while block <= MAX_STATES:
-        for kernel, signature in signatures.items():
-            constants = {"BLOCK_S": block}
-            if "BLOCK_C" in signature:
-                constants["BLOCK_C"] = BLOCK_C
-            if "BLOCK_T" in signature:
-                constants["BLOCK_T"] = 256
+        if blocks is not None and block not in blocks:
+            block *= 2
+            continue
+        for kernel, signature, extra in configs:
+            constants = {"BLOCK_S": block, **extra}
+            warps = (grad_warps(block, extra["BLOCK_C"]) if "BLOCK_C" in extra
+                     else num_warps(block))
             source = ASTSource(fn=kernel, signature=signature, constexprs=constants)
-            compiled = triton.compile(source, target=target,
-                                      options={"num_warps": num_warps(block)})
-            results.append((kernel.__name__, block, bool(compiled.asm.get("cubin"))))
+            compiled = triton.compile(source, target=target, options={"num_warps": warps})
+            name = kernel.__name__ + (f"[BLOCK_C={extra['BLOCK_C']}]" if "BLOCK_C" in extra
+                                      else "")
+            results.append((name, block, compiled))
         block *= 2
     return results

@@ -144,7 +144,7 @@ def peak_memory_mb(impl, size, device, dtype=torch.float32):
     """
     inp = make_inputs(size, device, dtype=dtype)
     x = inp["logits"].detach().requires_grad_(True)
-    fn, backend_name = impls(device)[impl]
+    fn, backend_name = {**impls("cuda"), **impls(device)}[impl]
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -161,7 +161,8 @@ def peak_memory_mb(impl, size, device, dtype=torch.float32):
     with quiet_native_stderr():  # the profiler logs its start and stop to fd 2
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True,
                      record_shapes=True, with_stack=True) as prof:
-            fn(x, inp).sum().backward()
+            with backend(backend_name):
+                fn(x, inp).sum().backward()
     _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline("cpu")
     totals = [sum(row) for row in sizes]
     return (max(totals) - totals[0]) / 2**20
@@ -226,18 +227,21 @@ def main(argv=None) -> int:
     p.add_argument("--dtypes", nargs="*", choices=["float32", "bfloat16", "float16"],
                    help="logit dtypes (default: float32; on CUDA float32 and bfloat16)")
     p.add_argument("--json", metavar="FILE")
+    p.add_argument("--cuda-table", action="store_true",
+                   help="the CUDA table's rows on any device (on CPU tensors with "
+                        "TRITON_INTERPRET=1: the GPU check's dry run)")
     args = p.parse_args(argv)
-    cuda = args.device.startswith("cuda")
+    cuda = args.device.startswith("cuda") or args.cuda_table
     dtypes = [getattr(torch, d) for d in (args.dtypes or (["float32", "bfloat16"] if cuda
                                                           else ["float32"]))]
-    implementations = impls(args.device)
+    implementations = impls("cuda" if cuda else args.device)
     if args.sizes:
         sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes]
     elif args.smoke:
         sizes, args.repeats = SMOKE_SIZES, 2
     else:
         sizes = CUDA_SIZES if args.device.startswith("cuda") else SIZES
-    goals = CUDA_GOALS if args.device.startswith("cuda") else GOALS
+    goals = CUDA_GOALS if cuda else GOALS
     runner = None if args.no_tf or args.device.startswith("cuda") else tf_runner()
 
     device_name = (torch.cuda.get_device_name() if args.device.startswith("cuda")

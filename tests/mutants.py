@@ -98,13 +98,21 @@ MUTANTS = [
            "return max(16, triton.next_power_of_2(max(width, 1)) // 2)",
            ["tests/test_triton.py", "-k", "every_state_block"]),
     Mutant("triton forward skips between repeated labels", "_seq_loss_kernels/triton_ctc.py",
-           "skip = tl.load(row + s - 2, mask=may_skip, other=float(\"-inf\"))\n"
-           "            emit = tl.load(lp_ptr + (b * T + t) * C + label, mask=valid, "
-           "other=float(\"-inf\"))\n            x = ",
-           "skip = tl.load(row + s - 2, mask=valid & (s >= 2), other=float(\"-inf\"))\n"
-           "            emit = tl.load(lp_ptr + (b * T + t) * C + label, mask=valid, "
-           "other=float(\"-inf\"))\n            x = ",
+           "skip = tl.load(prev_row + s - 2, mask=may_skip & (t > 0), other=float(\"-inf\"))",
+           "skip = tl.load(prev_row + s - 2, mask=valid & (s >= 2) & (t > 0), "
+           "other=float(\"-inf\"))",
            ["tests/test_triton.py", "-k", "every_state_block or native"]),
+    Mutant("triton beta skips between repeated labels", "_seq_loss_kernels/triton_ctc.py",
+           "may_skip_out = valid & (s + 2 < n_states) & (label != label_p2)  # s -> s + 2",
+           "may_skip_out = valid & (s + 2 < n_states)",
+           ["tests/test_triton.py", "-k", "every_state_block or native"]),
+    Mutant("triton gradient: every state starts its own class segment",
+           "_seq_loss_kernels/triton_ctc.py",
+           "seg_start = (s == 0) | (cls_sorted != cls_before)", "seg_start = s >= 0",
+           ["tests/test_triton.py", "-k", "every_state_block or native"]),
+    Mutant("triton gradient: a state that cannot emit gets -inf - -inf", "_seq_loss_kernels/triton_ctc.py",
+           "emits = valid & (emit > float(\"-inf\"))", "emits = valid",
+           [KNOWN, "-k", "no_state_can_emit"]),
     # A wrong C gradient: alignment_targets must notice (they are built from it).
     Mutant("c gradient: posteriors scaled by e^-0.001", "_seq_loss_kernels/cpu.c",
            "g[l[s]] -= EXP(a[s] + beta[s] - log_z) * sc;",

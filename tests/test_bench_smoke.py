@@ -45,3 +45,23 @@ def test_gpu_rows_run_under_the_interpreter(monkeypatch, tmp_path):
                                                        ("port pytorch", "float32")}
     inp = bench.make_inputs((2, 8, 5, 2), "cpu")
     assert bench.deterministic(bench.port(True), inp, "triton", runs=3)
+
+
+def test_gpu_check_dry_run(tmp_path):
+    """The prepared GPU run, on CPU under the interpreter at a tiny size: what a lent
+    GPU machine runs (benchmarks/gpu_check.sh), minus the GPU."""
+    import subprocess
+    import sys
+
+    need_triton()
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    result = subprocess.run(["bash", str(script), "--dry-run"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)},
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert {(r["impl"], r["dtype"]) for r in rows} == {
+        (impl, dtype) for impl in ("native", "port triton", "port pytorch")
+        for dtype in ("float32", "bfloat16")}
+    assert all(r["deterministic"] for r in rows)
+    assert "port triton" in result.stdout.splitlines()[-3]  # the summary table comes last
