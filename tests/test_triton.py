@@ -219,3 +219,42 @@ def test_compiles_ahead_of_time_for_sm_90():
                             text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "45 configurations compiled; 0 failed" in result.stdout
+
+
+def test_memory_is_alpha_and_beta_and_a_second_backward_agrees():
+    """Beside the log-probabilities and the gradient, a training step holds two
+    (B, T, L) tensors (alpha, and beta during the backward), as native does; without
+    a gradient only alpha. A second backward (retain_graph) gives the same gradient."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Allocations(TorchDispatchMode):
+        def __init__(self, shape):
+            super().__init__()
+            self.shape, self.count = shape, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            # Allocations only: the interpreter copies arguments to run a kernel.
+            if func.__name__.split(".")[0] in ("empty", "empty_like", "new_empty",
+                                               "empty_strided", "zeros", "full", "new_full",
+                                               "new_zeros", "zeros_like", "full_like"):
+                self.count += tuple(out.shape) == self.shape
+            return out
+
+    torch.manual_seed(4)
+    logits = torch.randn(3, 11, 6, device=DEVICE)
+    labels = torch.tensor([[1, 2, 2], [3, 4, 5], [5, 1, 2]], device=DEVICE)
+    width = 2 * 3 + 1
+    with using("triton"):
+        x = logits.clone().requires_grad_(True)
+        with Allocations((3, 11, width)) as seen:
+            loss = S.CtcLossModule(reduction="sum")(x, labels)
+            loss.backward(retain_graph=True)
+        assert seen.count == 2
+        first = x.grad.clone()
+        x.grad = None
+        loss.backward()
+        assert torch.equal(x.grad, first)
+        with torch.no_grad(), Allocations((3, 11, width)) as seen:
+            S.CtcLossModule(reduction="sum")(logits, labels)
+        assert seen.count == 1
