@@ -108,6 +108,21 @@ def test_no_home_directory(tmp_path):
     assert list((tmp_path / "tmp").glob("seq_loss_util-*/ctc_kernel_*.so"))
 
 
+def test_concurrent_builds_into_one_cache(tmp_path):
+    # Four processes find the same empty cache and all build at once: each uses the
+    # kernel with no warning, and the cache ends with one library and its digest (each
+    # build publishes by atomic rename over the last), with no temporary folder left.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SEQ_LOSS_UTIL_KERNEL": "1",
+           "SEQ_LOSS_UTIL_CACHE": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", PROBE], env=env, cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert_kernel_ran(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    assert sorted(f.name.split("_")[0] for f in tmp_path.iterdir()) == ["ctc", "ctc"]
+    assert_kernel_ran(run(env={"SEQ_LOSS_UTIL_CACHE": str(tmp_path)}))
+
+
 @pytest.mark.parametrize("cc", ["cc -O2", "env cc"])
 def test_cc_with_arguments(tmp_path, cc):
     assert_kernel_ran(run(env={"SEQ_LOSS_UTIL_CACHE": str(tmp_path), "CC": cc}))
