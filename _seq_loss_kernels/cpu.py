@@ -51,8 +51,12 @@ def _kernel_cache_dir() -> tuple[Path, bool]:
     try:
         return Path.home() / ".cache" / "seq_loss_util", False
     except (RuntimeError, KeyError):  # no $HOME and no password-file entry
-        user = os.getuid() if hasattr(os, "getuid") else "user"
+        user = os.geteuid() if hasattr(os, "geteuid") else "user"
         return Path(tempfile.gettempdir()) / f"seq_loss_util-{user}", True
+
+
+class _Untrusted(Exception):
+    """A folder or file that another user could have written."""
 
 
 def _distrust(st: os.stat_result, what: str) -> str | None:
@@ -68,26 +72,48 @@ def _distrust(st: os.stat_result, what: str) -> str | None:
     return None
 
 
-def _trusted_cache_dir() -> tuple[Path, str | None]:
-    """The cache folder, made if missing, and why it cannot be trusted (None if it can)."""
+def _make_private_folders(path: Path) -> None:
+    """Makes ``path`` and its missing parents with mode 0700, whatever the umask (a
+    parent that others could write would let them rename the cache away later)."""
+    missing = []
+    while not path.exists() and not path.is_symlink() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile, by another process or user: checked later
+            pass
+
+
+def _open_trusted_cache() -> tuple[Path, int | None, str | None]:
+    """The cache folder, made if missing, opened: ``(path, descriptor, None)``, or
+    ``(path, None, why)`` when it cannot be trusted. Everything later happens relative
+    to the descriptor, so renaming the folder after this check changes nothing."""
+    import errno
     import stat
 
     cache, shared_tmp = _kernel_cache_dir()
-    # 0700 whatever the umask: a folder we make is never one others can write. In the
-    # temporary directory another user may have made it first, so it is checked after.
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        cache.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
+    _make_private_folders(cache)
     # In the shared temporary directory the name is predictable: a link planted there
     # could lead anywhere, so it is refused rather than followed.
-    st = os.lstat(cache) if shared_tmp else os.stat(cache)
-    if stat.S_ISLNK(st.st_mode):
-        return cache, f"the cache folder {cache} is a symbolic link in a shared folder"
-    if not stat.S_ISDIR(st.st_mode):
-        return cache, f"the cache folder {cache} is not a folder"
-    return cache, _distrust(st, f"the cache folder {cache}")
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_NOFOLLOW", 0) if shared_tmp else 0
+    try:
+        fd = os.open(cache, flags)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR) and cache.is_symlink():
+            return cache, None, f"the cache folder {cache} is a symbolic link in a shared folder"
+        if e.errno == errno.ENOTDIR:
+            return cache, None, f"the cache folder {cache} is not a folder"
+        raise
+    st = os.fstat(fd)
+    why = (f"the cache folder {cache} is not a folder" if not stat.S_ISDIR(st.st_mode)
+           else _distrust(st, f"the cache folder {cache}"))
+    if why:
+        os.close(fd)
+        return cache, None, why
+    return cache, fd, None
 
 
 def _bind_kernel(lib) -> bool:
@@ -107,15 +133,24 @@ def _bind_kernel(lib) -> bool:
     return True
 
 
-def _read_owned(path: Path) -> tuple[int, bytes]:
-    """An open descriptor on ``path`` and its bytes, if this user owns it and nobody
-    else can write it; raises PermissionError naming why otherwise. Checked and read
-    through one descriptor, never a link, so a swap after the check changes nothing."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+def _read_owned(folder: int, name: str) -> tuple[int, bytes]:
+    """An open descriptor on the regular file ``name`` in the open ``folder``, and its
+    bytes, if this user owns it and nobody else can write it; raises _Untrusted naming
+    why otherwise (OSError if it is absent or not a regular file). Checked and read
+    through one descriptor, never through a link, so a swap after the check changes
+    nothing."""
+    import stat
+
+    flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_NONBLOCK", 0))  # a FIFO planted there must not block us
+    fd = os.open(name, flags, dir_fd=folder)
     try:
-        why = _distrust(os.fstat(fd), f"the cached file {path}")
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{name} is not a regular file")
+        why = _distrust(st, f"the cached file {name}")
         if why:
-            raise PermissionError(why)
+            raise _Untrusted(why)
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
@@ -125,44 +160,46 @@ def _read_owned(path: Path) -> tuple[int, bytes]:
         raise
 
 
-def _load_verified(path: Path):
-    """The library at ``path`` if this user owns it and its digest file, its bytes
-    match that digest (recorded when it was built) and it has every entry point; else
-    None. Raises PermissionError when another user could have written either file.
-    A truncated file would kill the process with SIGBUS once mapped, so nothing
-    unverified is ever loaded."""
+# Descriptors of loaded libraries, kept open: the loader knows a library by the name it
+# was opened under (/proc/self/fd/N), so N must not be reused for another file.
+_library_fds: list = []
+
+
+def _load_verified(folder: int, name: str, path: Path):
+    """The library ``name`` (at ``path``) in the open cache ``folder`` if this user owns it and its
+    digest file, its bytes match that digest (recorded when it was built) and it has
+    every entry point; else None. Raises _Untrusted when another user could have
+    written either file. A truncated file would kill the process with SIGBUS once
+    mapped, so nothing unverified is ever loaded."""
     import ctypes
     import hashlib
 
     try:
-        digest_fd, digest = _read_owned(path.with_name(path.name + ".sha256"))
+        digest_fd, digest = _read_owned(folder, name + ".sha256")
         os.close(digest_fd)
-        fd, data = _read_owned(path)
-    except FileNotFoundError:
+        fd, data = _read_owned(folder, name)
+    except OSError:  # absent, a link, not a regular file, unreadable
         return None
-    except PermissionError:
-        raise
-    except OSError:  # a link (O_NOFOLLOW), unreadable, ...
-        return None
-    try:
-        if hashlib.sha256(data).hexdigest() != digest.decode(errors="replace").strip():
-            return None
-        # The bytes just verified, by descriptor where the system names one, so the
-        # file mapped is the file checked.
-        fd_path = f"/proc/self/fd/{fd}"
-        lib = ctypes.CDLL(fd_path if os.path.exists(fd_path) else str(path))
-    except OSError:
-        return None
-    finally:
+    if hashlib.sha256(data).hexdigest() != digest.decode(errors="replace").strip():
         os.close(fd)
+        return None
+    # The bytes just verified, by descriptor, so the file mapped is the file checked.
+    fd_path = f"/proc/self/fd/{fd}"
+    if not os.path.exists(fd_path):  # no /proc (not Linux): the name in the checked folder
+        fd_path = str(path)
+    try:
+        lib = ctypes.CDLL(fd_path)
+    except OSError:
+        os.close(fd)
+        return None
+    _library_fds.append(fd)
     return lib if _bind_kernel(lib) else None
 
 
 def _compile(compiler, flags, source, folder: Path):
-    """Builds the library and its digest file in ``folder`` (private to this process)
-    and loads it; returns (library, its path, the digest file's path)."""
+    """Builds the library in ``folder`` (private to this process) and loads it;
+    returns (library, its bytes)."""
     import ctypes
-    import hashlib
     import subprocess
 
     sources = []
@@ -175,23 +212,37 @@ def _compile(compiler, flags, source, folder: Path):
     # Each variant is a separate translation unit; one shared library.
     subprocess.run([*compiler, *flags, *sources, "-o", str(built), "-lm"],
                    check=True, capture_output=True, text=True)
-    built.chmod(0o755)  # whatever the umask: nobody else may write what we will load
-    digest = folder / "kernel.so.sha256"
-    digest.write_text(hashlib.sha256(built.read_bytes()).hexdigest())
-    digest.chmod(0o644)
     lib = ctypes.CDLL(str(built))
     if not _bind_kernel(lib):
         raise RuntimeError("the freshly built library lacks an entry point")
-    return lib, built, digest
+    return lib, built.read_bytes()
+
+
+def _publish(folder: int, name: str, data: bytes, mode: int) -> None:
+    """Writes ``data`` as ``name`` in the open ``folder`` under a fresh inode (a new
+    file, then an atomic rename): a process that has the old file mapped keeps it."""
+    import secrets
+
+    temporary = f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                 mode, dir_fd=folder)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
 
 
 def _build_kernel():
     """Compiles the kernel (once per source, compiler and machine) into a cache and
     loads it with ctypes. A cached library that fails verification (truncated,
-    foreign, missing a symbol) is rebuilt once into a fresh file. A cache folder that
-    another user could write is not used at all: a warning names it, and the kernel is
-    built into a private temporary folder for this process. If building fails, a
-    warning names why and the pure PyTorch backend runs."""
+    foreign, missing a symbol, or another user's) is rebuilt once into a fresh file.
+    A cache folder that another user could write is not used at all: a warning names
+    it, and the kernel is built for this process alone. The build itself always runs
+    in a private temporary folder. If building fails, a warning names why and the pure
+    PyTorch backend runs."""
     import hashlib
     import platform
     import shlex
@@ -206,15 +257,15 @@ def _build_kernel():
     source = _source()
     key = hashlib.sha256("\0".join([source, str(compiler), platform.machine(),
                                     *flags]).encode()).hexdigest()[:16]
+    name = f"ctc_kernel_{key}.so"
+    folder = None
     try:
-        cache, why = _trusted_cache_dir()
-        target = cache / f"ctc_kernel_{key}.so"
-        if why is None:
+        cache, folder, why = _open_trusted_cache()
+        if folder is not None:
             try:
-                lib = _load_verified(target)
-            except PermissionError as e:  # our folder, someone else's file: replace it
-                why = str(e)
-                warnings.warn(f"seq_loss_util: not loading {target}: {why}; rebuilding it",
+                lib = _load_verified(folder, name, cache / name)
+            except _Untrusted as e:  # our folder, someone else's file: replace it
+                warnings.warn(f"seq_loss_util: not loading {cache / name}: {e}; rebuilding it",
                               KernelCacheWarning, stacklevel=3)
             else:
                 if lib is not None:
@@ -226,26 +277,28 @@ def _build_kernel():
                           "for example chmod go-w, or set SEQ_LOSS_UTIL_CACHE to a folder "
                           "only you own and can write)",
                           KernelCacheWarning, stacklevel=3)
-            cache = None
         if compiler[0] is None:
             raise RuntimeError("no C compiler found (set CC)")
-        if cache is None:
-            # The library stays mapped after its file is removed, so nothing is left
-            # behind, even if the process is killed.
-            with tempfile.TemporaryDirectory(prefix="seq_loss_util-") as tmp:
-                return _compile(compiler, flags, source, Path(tmp))[0]
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            lib, built, digest = _compile(compiler, flags, source, Path(tmp))
-            # Publish under fresh inodes (atomic renames): a process that has the old
-            # file mapped keeps it; the next process finds the new one and its digest.
-            os.replace(built, target)
-            os.replace(digest, target.with_name(target.name + ".sha256"))
+        # The library stays mapped after its file is removed with the folder, so
+        # nothing is left behind, even if the process is killed later.
+        with tempfile.TemporaryDirectory(prefix="seq_loss_util-build-") as tmp:
+            lib, data = _compile(compiler, flags, source, Path(tmp))
+        if folder is not None:
+            try:
+                _publish(folder, name, data, 0o755)
+                _publish(folder, name + ".sha256", hashlib.sha256(data).hexdigest().encode(),
+                         0o644)
+            except OSError:  # a read-only cache, a full disk: this process has its kernel
+                pass
         return lib
     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
         detail = getattr(e, "stderr", "") or str(e)
         warnings.warn(f"seq_loss_util: the compiled CTC kernel is unavailable ({detail.strip()}"
                       "); using the pure PyTorch implementation", RuntimeWarning, stacklevel=3)
         return False
+    finally:
+        if folder is not None:
+            os.close(folder)
 
 
 def backend():

@@ -72,6 +72,14 @@ MUTANTS = [
            "use_before = (n_states >= 2) & (before_score > end_score)",
            "use_before = (n_states >= 2) & (before_score >= end_score)",
            TIES),
+    # The kernel cache's trust rules.
+    Mutant("cache: load the checked library by its name, not its descriptor",
+           "_seq_loss_kernels/cpu.py",
+           'fd_path = f"/proc/self/fd/{fd}"', "fd_path = str(path)",
+           ["tests/test_kernel_loader.py", "-k", "swapped"]),
+    Mutant("cache: a folder others can write is trusted", "_seq_loss_kernels/cpu.py",
+           "if st.st_mode & 0o022:", "if st.st_mode & 0o000:",
+           ["tests/test_kernel_loader.py", "-k", "others_can_write"]),
     # Empty targets.
     Mutant("mean reduction divides by a zero target length", "seq_loss_util.py",
            "return (loss / target_len.clamp(min=1).to(loss.dtype)).mean()",

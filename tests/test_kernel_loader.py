@@ -389,3 +389,45 @@ def test_library_others_can_write_in_our_folder(tmp_path, name):
     assert not marker.exists()
     assert backend == "c-kernel" and error < 1e-4
     assert len(warned) == 1 and "writable by group or others" in warned[0]
+
+
+def test_cache_swapped_after_its_check_is_not_followed(tmp_path, name):
+    # Someone who can write the cache's *parent* renames the checked folder away and
+    # puts their own under its name (our planted library, owned by us, with a matching
+    # digest: what a path-based loader would accept). The loader works through the
+    # descriptor it checked, so it still loads the genuine library.
+    cache, staging, marker = tmp_path / "cache", tmp_path / "staging", tmp_path / "marker"
+    assert_kernel_ran(run(env={"SEQ_LOSS_UTIL_CACHE": str(cache)}))
+    staging.mkdir(mode=0o700)
+    plant(staging / name, marker, os.getuid() if hasattr(os, "getuid") else 0)
+    code = textwrap.dedent(f"""
+        import os
+        from pathlib import Path
+        from _seq_loss_kernels import cpu
+        cache, folder, why = cpu._open_trusted_cache()
+        assert why is None, why
+        os.rename({str(cache)!r}, {str(cache) + ".old"!r})
+        os.rename({str(staging)!r}, {str(cache)!r})
+        lib = cpu._load_verified(folder, {name!r}, cache / {name!r})
+        print("loaded" if lib is not None and cpu._bind_kernel(lib) else "none")
+    """)
+    result = run(code, env={"SEQ_LOSS_UTIL_CACHE": str(cache), "PLANT_MARKER": str(marker)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["loaded"]
+    assert not marker.exists()
+
+
+def test_missing_parents_are_made_private(tmp_path):
+    # A parent others could write would let them rename the cache away: every folder
+    # the loader makes is 0700, whatever the umask.
+    deep = tmp_path / "a" / "b" / "cache"
+    old = os.umask(0)
+    try:
+        assert_kernel_ran(run(env={"SEQ_LOSS_UTIL_CACHE": str(deep)}))
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "a", tmp_path / "a" / "b", deep):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    assert sorted(f.name for f in deep.iterdir()) == sorted([library(deep).name,
+                                                             library(deep).name + ".sha256"])
+    assert all(f.stat().st_mode & 0o022 == 0 for f in deep.iterdir())
