@@ -94,11 +94,14 @@ def test_library_missing_a_symbol_is_rebuilt(cache, tmp_path_factory):
     assert_kernel_ran(run(env={"SEQ_LOSS_UTIL_CACHE": str(cache)}))
 
 
+# Path.home() raises without $HOME and a password-file entry: simulate the latter.
+NO_HOME = ("import pathlib\n"
+           "def no_home(): raise RuntimeError('Could not determine home directory.')\n"
+           "pathlib.Path.home = staticmethod(no_home)\n")
+
+
 def test_no_home_directory(tmp_path):
-    # HOME unset and no password-file entry: Path.home() raises. Simulate the latter.
-    code = ("import pathlib\n"
-            "def no_home(): raise RuntimeError('Could not determine home directory.')\n"
-            "pathlib.Path.home = staticmethod(no_home)\n" + PROBE)
+    code = NO_HOME + PROBE
     assert_kernel_ran(run(code, env={"HOME": None, "SEQ_LOSS_UTIL_CACHE": str(tmp_path)}))
     assert list(tmp_path.glob("ctc_kernel_*.so"))
     # Without SEQ_LOSS_UTIL_CACHE either: a per-user folder in the temporary directory.
@@ -241,6 +244,12 @@ def name(tmp_path_factory) -> str:
     return library(probe).name
 
 
+def victim_without_home(tmp, marker):
+    """NATIVE_PROBE as a user with no home directory, its temporary directory ``tmp``."""
+    return run_victim(NO_HOME + NATIVE_PROBE,
+                      {"HOME": None, "SEQ_LOSS_UTIL_CACHE": None, "TMPDIR": str(tmp)}, marker)
+
+
 def test_planted_library_would_run_if_trusted(tmp_path, name):
     # The threat is real: a library that passes every check (our own folder, our own
     # files, a matching digest) is loaded, its constructor runs and the loss is garbage.
@@ -268,11 +277,7 @@ def test_no_home_folder_made_first_by_another_user(tmp_path, name):
     trap.chmod(0o777)
     marker = tmp_path / "marker"
     plant(trap / name, marker, OTHER_UID)
-    code = ("import pathlib\n"
-            "def no_home(): raise RuntimeError('Could not determine home directory.')\n"
-            "pathlib.Path.home = staticmethod(no_home)\n" + NATIVE_PROBE)
-    env = {"HOME": None, "SEQ_LOSS_UTIL_CACHE": None, "TMPDIR": str(tmp)}
-    backend, error, warned = run_victim(code, env, marker)
+    backend, error, warned = victim_without_home(tmp, marker)
     assert not marker.exists(), marker.read_text()
     assert backend == "c-kernel" and error < 1e-4
     assert len(warned) == 1 and "KernelCacheWarning" in warned[0] and str(trap) in warned[0]
@@ -293,11 +298,7 @@ def test_no_home_our_own_build_in_a_folder_another_user_owns(tmp_path, name):
     marker = tmp_path / "marker"
     plant(trap / name, marker, os.getuid())
     os.chown(trap, OTHER_UID, OTHER_UID)
-    code = ("import pathlib\n"
-            "def no_home(): raise RuntimeError('Could not determine home directory.')\n"
-            "pathlib.Path.home = staticmethod(no_home)\n" + NATIVE_PROBE)
-    backend, error, warned = run_victim(
-        code, {"HOME": None, "SEQ_LOSS_UTIL_CACHE": None, "TMPDIR": str(tmp)}, marker)
+    backend, error, warned = victim_without_home(tmp, marker)
     assert not marker.exists()
     assert backend == "c-kernel" and error < 1e-4
     assert len(warned) == 1 and str(trap) in warned[0]
@@ -315,20 +316,14 @@ def test_no_home_link_planted_in_the_temporary_folder(tmp_path, name):
     link = tmp / f"seq_loss_util-{os.getuid()}"
     link.symlink_to(elsewhere)
     os.lchown(link, OTHER_UID, OTHER_UID)
-    code = ("import pathlib\n"
-            "def no_home(): raise RuntimeError('Could not determine home directory.')\n"
-            "pathlib.Path.home = staticmethod(no_home)\n" + NATIVE_PROBE)
-    backend, error, warned = run_victim(
-        code, {"HOME": None, "SEQ_LOSS_UTIL_CACHE": None, "TMPDIR": str(tmp)}, marker)
+    backend, error, warned = victim_without_home(tmp, marker)
     assert not marker.exists()
     assert backend == "c-kernel" and error < 1e-4
     assert len(warned) == 1 and "symbolic link" in warned[0]
 
 
 def test_no_home_fallback_folder_is_private(tmp_path):
-    code = ("import pathlib\n"
-            "def no_home(): raise RuntimeError('Could not determine home directory.')\n"
-            "pathlib.Path.home = staticmethod(no_home)\n" + PROBE)
+    code = NO_HOME + PROBE
     old = os.umask(0o002)  # the usual umask of user-private groups
     try:
         assert_kernel_ran(run(code, env={"HOME": None, "SEQ_LOSS_UTIL_CACHE": None,
