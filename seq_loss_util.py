@@ -552,8 +552,9 @@ class CtcLoss(torch.autograd.Function):
     def forward(ctx, labels, labels_len, logits, logits_len, exact=False, zero_infinity=False):
         labels, labels_len, logits, logits_len = _as_ctc_tensors(labels, labels_len, logits,
                                                                  logits_len)
+        # Whether logits need a gradient: then a backend that can runs beta beside alpha.
         loss, *saved = _loss_forward(labels, labels_len, logits, logits_len, exact,
-                                     zero_infinity)
+                                     zero_infinity, keep_beta=ctx.needs_input_grad[2])
         ctx.exact = bool(exact)
         ctx.save_for_backward(logits, labels, labels_len, logits_len, *saved)
         return loss
@@ -585,12 +586,15 @@ def _clean_labels(labels: torch.Tensor, labels_len: torch.Tensor) -> torch.Tenso
     return torch.where(state_ok, labels.long(), 0).contiguous()
 
 
-def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infinity: bool):
+def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infinity: bool,
+                  keep_beta: bool = False):
     """The loss's forward pass: input checks, then the backend on the padded axes.
 
-    Returns ``(loss (B,), log_probs (B, T, C), alpha (B, T, L), counted (B,),
-    poisoned (B,))``: the loss in float32 (float64 for float64 logits) and what the
-    backward pass needs. Shapes follow the inputs', never their lengths' values, so
+    Returns ``(loss (B,), log_probs (B, T, C), state, counted (B,), poisoned (B,))``:
+    the loss in float32 (float64 for float64 logits) and what the backward pass
+    needs. ``state`` is alpha ``(B, T, L)``, or, with ``keep_beta`` on a backend that
+    runs the two recursions side by side (Triton), alpha and beta ``(2, B, T, L)``
+    (:func:`_state_shape`). Shapes follow the inputs', never their lengths' values, so
     an operator can declare them without reading the data.
     """
     labels, labels_len, logits, logits_len = _check_ctc_inputs(
@@ -602,7 +606,11 @@ def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infi
     with torch.autocast(logits.device.type, enabled=False):
         log_probs = torch.log_softmax(logits.to(compute), dim=2).contiguous()  # (B, T, C)
         run = _select_backend(logits.device, compute, labels.shape[1])
-        (alpha,), final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
+        if keep_beta and getattr(run, "precomputes_beta", False):
+            (alpha,), final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len,
+                                                     keep_beta=True)
+        else:
+            (alpha,), final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
         poisoned = _poisoned(log_probs, logits_len)
     if exact:
         # Graves et al. 2006, eq. 8: p(l|x) sums the two final states.
@@ -622,6 +630,16 @@ def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infi
     return loss, log_probs, alpha, counted, poisoned
 
 
+def _state_shape(logits: torch.Tensor, labels: torch.Tensor, keep_beta: bool) -> tuple:
+    """The shape of :func:`_loss_forward`'s state for these inputs, from shapes alone."""
+    batch, frames, _ = logits.shape
+    width = labels.shape[1]
+    run = _select_backend(logits.device, _compute_dtype(logits.dtype), width)
+    if keep_beta and getattr(run, "precomputes_beta", False):
+        return (2, batch, frames, width)
+    return (batch, frames, width)
+
+
 def _loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha, counted,
                    poisoned) -> torch.Tensor:
     """d loss / d logits ``(B, T, C)`` in the compute dtype, for an incoming ``(B,)``
@@ -636,6 +654,8 @@ def _loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha, 
     scale = torch.where(poisoned & (grad_loss != 0), math.nan, scale)
     with torch.autocast(log_probs.device.type, enabled=False):
         run = _select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
+        if alpha.dim() == 4 and not getattr(run, "precomputes_beta", False):
+            alpha = alpha[0]  # beta was kept for a backend no longer selected
         return run.backward((alpha,), log_probs, labels, labels_len, logits_len, scale)
 
 
@@ -1135,8 +1155,9 @@ def ctc_loss(labels: torch.Tensor, labels_len: torch.Tensor, logits: torch.Tenso
                              bool(zero_infinity))
     labels, labels_len, logits, logits_len = _as_ctc_tensors(labels, labels_len, logits,
                                                              logits_len)
+    keep_beta = torch.is_grad_enabled() and logits.requires_grad
     return _OPS.ctc_loss(labels, labels_len, logits, logits_len, bool(exact),
-                         bool(zero_infinity))[0]
+                         bool(zero_infinity), keep_beta)[0]
 
 
 # ----------------------------------------------------------------------------------
@@ -1517,5 +1538,6 @@ if _seq_loss_kernels is not None:
 
     _OPS = _ops_module.register(loss_forward=_loss_forward, loss_backward=_loss_backward,
                                 second_order_gradient=_second_order_gradient,
-                                select_backend=_select_backend, compute_dtype=_compute_dtype)
+                                select_backend=_select_backend, compute_dtype=_compute_dtype,
+                                state_shape=_state_shape)
 

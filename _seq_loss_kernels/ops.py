@@ -4,7 +4,7 @@ Three opaque operators, so that ``torch.compile`` traces around them instead of 
 ctypes calls, Triton launches and host reads:
 
 * ``seq_loss_util::ctc_loss(labels, labels_len, logits, logits_len, exact,
-  zero_infinity) -> (loss, log_probs, alpha, counted, poisoned)``, with autograd
+  zero_infinity, keep_beta) -> (loss, log_probs, state, counted, poisoned)``, with autograd
   registered: its backward calls
 * ``seq_loss_util::ctc_loss_backward(grad_loss, labels, labels_len, logits_len,
   log_probs, alpha, counted, poisoned) -> grad`` (B, T, C);
@@ -32,7 +32,7 @@ _registered = None
 
 
 def register(*, loss_forward, loss_backward, second_order_gradient, select_backend,
-             compute_dtype):
+             compute_dtype, state_shape):
     """Registers the three operators over seq_loss_util's functions, passed in (this
     package never imports the module: no import circle), and returns them as a
     namespace with ``ctc_loss``, ``ctc_loss_backward`` and ``ctc_viterbi``; None when
@@ -46,17 +46,18 @@ def register(*, loss_forward, loss_backward, second_order_gradient, select_backe
 
     @torch.library.custom_op("seq_loss_util::ctc_loss", mutates_args=())
     def ctc_loss(labels: Tensor, labels_len: Tensor, logits: Tensor, logits_len: Tensor,
-                 exact: bool, zero_infinity: bool
+                 exact: bool, zero_infinity: bool, keep_beta: bool = False
                  ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        return loss_forward(labels, labels_len, logits, logits_len, exact, zero_infinity)
+        return loss_forward(labels, labels_len, logits, logits_len, exact, zero_infinity,
+                            keep_beta)
 
     @ctc_loss.register_fake
-    def _(labels, labels_len, logits, logits_len, exact, zero_infinity):
+    def _(labels, labels_len, logits, logits_len, exact, zero_infinity, keep_beta=False):
         batch, frames, classes = logits.shape
         compute = compute_dtype(logits.dtype)
         return (logits.new_empty(batch, dtype=compute),
                 logits.new_empty(batch, frames, classes, dtype=compute),
-                logits.new_empty(batch, frames, labels.shape[1], dtype=compute),
+                logits.new_empty(state_shape(logits, labels, keep_beta), dtype=compute),
                 logits.new_empty(batch, dtype=torch.bool),
                 logits.new_empty(batch, dtype=torch.bool))
 
@@ -72,7 +73,7 @@ def register(*, loss_forward, loss_backward, second_order_gradient, select_backe
         return torch.empty_like(log_probs)
 
     def _setup_context(ctx, inputs, output):
-        labels, labels_len, logits, logits_len, exact, _ = inputs
+        labels, labels_len, logits, logits_len, exact, *_ = inputs
         _, log_probs, alpha, counted, poisoned = output
         ctx.exact = exact
         ctx.save_for_backward(logits, labels, labels_len, logits_len, log_probs, alpha,
@@ -88,7 +89,7 @@ def register(*, loss_forward, loss_backward, second_order_gradient, select_backe
         else:
             grad = ctc_loss_backward(grad_loss, labels, labels_len, logits_len, log_probs,
                                      alpha, counted, poisoned)
-        return None, None, grad.to(logits.dtype), None, None, None
+        return None, None, grad.to(logits.dtype), None, None, None, None
 
     ctc_loss.register_autograd(_backward, setup_context=_setup_context)
 

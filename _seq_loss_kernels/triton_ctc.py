@@ -16,6 +16,9 @@ off the sm_90 code by ``benchmarks/gpu_static.py``. Every load and store is mask
   ``zero_infinity`` all come from it.
 * ``ctc_beta_kernel``: the backward variables (eq. 10-11) and nothing else, into
   ``beta`` (B, T, L), each row including its frame's emission, read back the same way.
+* ``ctc_alpha_beta_kernel``: both recursions side by side, programs 0..B-1 alpha and
+  B..2B-1 beta, when the forward knows a gradient will be needed: a training step then
+  waits for one serial recursion, and the backward only builds the gradient.
 * ``ctc_grad_kernel``: every frame of every example in parallel, programs over
   ``(b, t)``: the posterior of each state (eq. 14) from alpha, beta and the emission,
   and the gradient ``softmax - posterior`` (eq. 16) times the example's scale. Several
@@ -95,9 +98,9 @@ if triton is not None:
         return n_states, n_frames, valid, label, valid & (s >= 2) & (label != label_2)
 
     @triton.jit
-    def ctc_forward_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr,
-                           finals_ptr, B, T, C, L, BLOCK_S: tl.constexpr):
-        b = tl.program_id(0).to(tl.int64)
+    def _alpha_rows(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr, finals_ptr,
+                    b, B, T, C, L, BLOCK_S: tl.constexpr):
+        """Example b's forward recursion: alpha rows and the two final states."""
         s = tl.arange(0, BLOCK_S)
         n_states, n_frames, valid, label, may_skip = _example(
             labels_ptr, labels_len_ptr, logits_len_ptr, b, B, L, s)
@@ -144,18 +147,14 @@ if triton is not None:
         tl.store(finals_ptr + 2 * b + 1, final_b, mask=b < B)
 
     @triton.jit
-    def ctc_beta_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, scale_ptr,
-                        beta_ptr, B, T, C, L, BLOCK_S: tl.constexpr):
-        """The backward variables and nothing else: ``beta`` (B, T, L) row t holds log
-        beta of frame t *including* frame t's emission (Graves et al. 2006, eq. 10-11),
-        normalised per frame (largest state 0), for the examples whose gradient is
-        needed (scale != 0); other rows are left unwritten and never read."""
-        b = tl.program_id(0).to(tl.int64)
+    def _beta_rows(lp_ptr, labels_ptr, labels_len_ptr, beta_ptr, b, n_run, B, T, C, L,
+                   BLOCK_S: tl.constexpr):
+        """Example b's backward variables over its first ``n_run`` frames: ``beta``
+        (B, T, L) row t holds log beta of frame t *including* frame t's emission
+        (Graves et al. 2006, eq. 10-11), normalised per frame (largest state 0). Rows
+        past ``n_run`` hold -inf."""
         s = tl.arange(0, BLOCK_S)
         n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
-        n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0)
-        scale = tl.load(scale_ptr + b, mask=b < B, other=0.0)
-        n_run = tl.where((scale != 0) & (n_states > 0), n_frames, 0)
         valid = s < n_states
         label = tl.load(labels_ptr + b * L + s, mask=valid, other=0)
         label_p2 = tl.load(labels_ptr + b * L + s + 2, mask=valid & (s + 2 < n_states), other=-1)
@@ -184,6 +183,48 @@ if triton is not None:
             tl.store(beta_ptr + (b * T + t) * L + s, log_beta, mask=s < L)
             emit = emit_next
             tl.debug_barrier()  # row t is complete before any thread reads it
+
+        # The other rows hold -inf: beta, when kept as an output, is defined bit for bit.
+        for t in range(n_run, T):
+            tl.store(beta_ptr + (b * T + t) * L + s, tl.full([BLOCK_S], float("-inf"), tl.float32),
+                     mask=s < L)
+
+    @triton.jit
+    def ctc_forward_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr,
+                           finals_ptr, B, T, C, L, BLOCK_S: tl.constexpr):
+        """alpha only: the loss when no gradient will be asked for (torch.no_grad)."""
+        b = tl.program_id(0).to(tl.int64)
+        _alpha_rows(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr, finals_ptr,
+                    b, B, T, C, L, BLOCK_S)
+
+    @triton.jit
+    def ctc_alpha_beta_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr,
+                              finals_ptr, beta_ptr, B, T, C, L, BLOCK_S: tl.constexpr):
+        """alpha and beta side by side: programs 0..B-1 run the forward recursion,
+        B..2B-1 the backward one. They do not depend on each other, so a training
+        step waits for one serial recursion, not two in a row."""
+        pid = tl.program_id(0).to(tl.int64)
+        if pid < B:
+            _alpha_rows(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr,
+                        finals_ptr, pid, B, T, C, L, BLOCK_S)
+        else:
+            b = pid - B
+            n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
+            n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0)
+            _beta_rows(lp_ptr, labels_ptr, labels_len_ptr, beta_ptr, b,
+                       tl.where(n_states > 0, n_frames, 0), B, T, C, L, BLOCK_S)
+
+    @triton.jit
+    def ctc_beta_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, scale_ptr,
+                        beta_ptr, B, T, C, L, BLOCK_S: tl.constexpr):
+        """beta alone, in the backward, for the examples whose gradient is needed
+        (scale != 0), when the forward did not keep it."""
+        b = tl.program_id(0).to(tl.int64)
+        n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
+        n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0)
+        scale = tl.load(scale_ptr + b, mask=b < B, other=0.0)
+        _beta_rows(lp_ptr, labels_ptr, labels_len_ptr, beta_ptr, b,
+                   tl.where((n_states > 0) & (scale != 0), n_frames, 0), B, T, C, L, BLOCK_S)
 
     @triton.jit
     def ctc_grad_kernel(lp_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr, beta_ptr, scale_ptr,
@@ -300,13 +341,24 @@ class TritonBackend:
     def supports(dtype: torch.dtype, width: int) -> bool:
         return dtype in (torch.float32, torch.float16, torch.bfloat16) and width <= MAX_STATES
 
+    # The forward can run beta beside alpha (``keep_beta``): its state is then
+    # (2, B, T', L), alpha and beta, and the backward only builds the gradient.
+    precomputes_beta = True
+
     @staticmethod
-    def forward(log_probs, labels, labels_len, logits_len):
+    def forward(log_probs, labels, labels_len, logits_len, keep_beta=False):
         batch, frames, classes = log_probs.shape
         width = labels.shape[1]
         block = block_states(width)
-        alpha = log_probs.new_empty(batch, frames, width)  # (B, T', L)
         finals = log_probs.new_empty(batch, 2)
+        if keep_beta:
+            state = log_probs.new_empty(2, batch, frames, width)  # alpha, beta: (B, T', L)
+            if batch:
+                ctc_alpha_beta_kernel[(2 * batch,)](
+                    log_probs, labels, labels_len, logits_len, state[0], finals, state[1],
+                    batch, frames, classes, width, BLOCK_S=block, num_warps=num_warps(block))
+            return (state,), finals[:, 0], finals[:, 1]
+        alpha = log_probs.new_empty(batch, frames, width)  # (B, T', L)
         if batch:
             ctc_forward_kernel[(batch,)](log_probs, labels, labels_len, logits_len, alpha, finals,
                                          batch, frames, classes, width, BLOCK_S=block,
@@ -315,18 +367,23 @@ class TritonBackend:
 
     @staticmethod
     def backward(state, log_probs, labels, labels_len, logits_len, scale):
-        (alpha,) = state
+        (state,) = state
         batch, frames, classes = log_probs.shape
         width = labels.shape[1]
         block = block_states(width)
         scale = scale.contiguous()
-        beta = torch.empty_like(alpha)  # (B, T', L): with alpha, what native holds here
         grad = torch.empty_like(log_probs)  # (B, T', C), written in full by the kernels
+        if state.dim() == 4:  # the forward kept beta
+            alpha, beta = state[0], state[1]
+        else:
+            alpha = state
+            beta = torch.empty_like(alpha)  # (B, T', L): with alpha, what native holds here
         if not batch or not frames:
             return grad
-        ctc_beta_kernel[(batch,)](log_probs, labels, labels_len, logits_len, scale, beta,
-                                  batch, frames, classes, width, BLOCK_S=block,
-                                  num_warps=num_warps(block))
+        if state.dim() == 3:
+            ctc_beta_kernel[(batch,)](log_probs, labels, labels_len, logits_len, scale, beta,
+                                      batch, frames, classes, width, BLOCK_S=block,
+                                      num_warps=num_warps(block))
         # States sorted by class (padded states last), for the per-class sums.
         states = torch.arange(width, device=labels.device)
         keys = torch.where(states < labels_len[:, None], labels, classes)  # (B, L)
@@ -371,6 +428,9 @@ def aot_compile(target=None, blocks=None) -> list:
     configs = [
         (ctc_forward_kernel, dict(lp_ptr=fp32, labels_ptr=i64, **lengths, alpha_ptr=fp32,
                                   finals_ptr=fp32, **scalars, BLOCK_S="constexpr"), {}),
+        (ctc_alpha_beta_kernel, dict(lp_ptr=fp32, labels_ptr=i64, **lengths, alpha_ptr=fp32,
+                                     finals_ptr=fp32, beta_ptr=fp32, **scalars,
+                                     BLOCK_S="constexpr"), {}),
         (ctc_beta_kernel, dict(lp_ptr=fp32, labels_ptr=i64, **lengths, scale_ptr=fp32,
                                beta_ptr=fp32, **scalars, BLOCK_S="constexpr"), {}),
         *[(ctc_grad_kernel, dict(lp_ptr=fp32, **lengths, alpha_ptr=fp32, beta_ptr=fp32,

@@ -11,7 +11,7 @@ import pytest
 from optional_deps import need_triton
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING = ("ctc_forward_kernel", "ctc_beta_kernel", "ctc_grad_kernel")
+TRAINING = ("ctc_forward_kernel", "ctc_alpha_beta_kernel", "ctc_beta_kernel", "ctc_grad_kernel")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import seq_loss_util as S
+from optional_deps import use_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(S._OPS is None, reason="torch.library.custom_op needs torch>=2.4")
@@ -25,10 +26,14 @@ def batch(seed=0):
     return aug["SEQ_DATA"], aug["SEQ_LEN"], logits, torch.tensor([20, 15, 9])
 
 
-@pytest.mark.parametrize("exact", [False, True])
-def test_opcheck_loss_and_backward(exact):
+@pytest.mark.parametrize("backend", ["c-kernel", "triton"])
+@pytest.mark.parametrize("exact,keep_beta", [(False, False), (True, False), (True, True)])
+def test_opcheck_loss_and_backward(monkeypatch, backend, exact, keep_beta):
+    # keep_beta on Triton: the forward runs beta beside alpha, its state (2, B, T, L).
+    use_backend(monkeypatch, backend)
     labels, labels_len, logits, logits_len = batch()
-    args = (labels, labels_len, logits.requires_grad_(True), logits_len, exact, False)
+    args = (labels, labels_len, logits.requires_grad_(True), logits_len, exact, False,
+            keep_beta)
     torch.library.opcheck(torch.ops.seq_loss_util.ctc_loss.default, args)
     _, *saved = S._OPS.ctc_loss(*args)
     backward_args = (torch.tensor([1.0, 0.5, 2.0]), labels, labels_len, logits_len,
