@@ -606,11 +606,10 @@ def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infi
     with torch.autocast(logits.device.type, enabled=False):
         log_probs = torch.log_softmax(logits.to(compute), dim=2).contiguous()  # (B, T, C)
         run = _select_backend(logits.device, compute, labels.shape[1])
-        if keep_beta and getattr(run, "precomputes_beta", False):
-            (alpha,), final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len,
-                                                     keep_beta=True)
-        else:
-            (alpha,), final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len)
+        # A backend that can runs beta beside alpha when a gradient will be asked for.
+        extra = {"keep_beta": True} if keep_beta and run.precomputes_beta else {}
+        (alpha,), final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len,
+                                                 **extra)
         poisoned = _poisoned(log_probs, logits_len)
     if exact:
         # Graves et al. 2006, eq. 8: p(l|x) sums the two final states.
@@ -635,7 +634,7 @@ def _state_shape(logits: torch.Tensor, labels: torch.Tensor, keep_beta: bool) ->
     batch, frames, _ = logits.shape
     width = labels.shape[1]
     run = _select_backend(logits.device, _compute_dtype(logits.dtype), width)
-    if keep_beta and getattr(run, "precomputes_beta", False):
+    if keep_beta and run.precomputes_beta:
         return (2, batch, frames, width)
     return (batch, frames, width)
 
@@ -654,7 +653,7 @@ def _loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha, 
     scale = torch.where(poisoned & (grad_loss != 0), math.nan, scale)
     with torch.autocast(log_probs.device.type, enabled=False):
         run = _select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
-        if alpha.dim() == 4 and not getattr(run, "precomputes_beta", False):
+        if alpha.dim() == 4 and not run.precomputes_beta:
             alpha = alpha[0]  # beta was kept for a backend no longer selected
         return run.backward((alpha,), log_probs, labels, labels_len, logits_len, scale)
 
@@ -779,6 +778,7 @@ class _TorchBackend:
     Runs on any device; the compiled kernel replaces it on CPU when available."""
 
     name = "pytorch"
+    precomputes_beta = False  # beta is recomputed in the backward
 
     @staticmethod
     def forward(log_probs, labels, labels_len, logits_len):
@@ -829,7 +829,7 @@ class _TorchBackend:
         # kernel's loop: padded states add exactly 0, so the gradient does not depend on
         # how wide the label axis is padded. logsumexp's vectorised sum pairs the states
         # differently for each width (6e-8 apart at float32).
-        total = (log_gamma - m).exp().cumsum(dim=2)[:, :, -1:] if width else m * 0  # (B, T', 1)
+        total = (log_gamma - m).exp().cumsum(dim=2)[:, :, -1:]  # (B, T', 1)
         log_gamma = log_gamma - (m + total.log())
         index = labels[:, None, :].expand(batch, t_max, width)
         grad = log_probs.exp().scatter_add(2, index, -log_gamma.exp())  # (B, T', C)
@@ -1088,7 +1088,9 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len, warn_infeasible=Fa
         *([] if feasible is None else [~feasible.all()]),
         *[verdict for verdict, _ in deferred]]).tolist()  # the one host sync
     low_u, width, low_t, t_max, even, ids, not_augmented, suspect = verdicts[:8]
-    for failed, (_, fail) in zip(verdicts[len(verdicts) - len(deferred):], deferred):
+    rest = verdicts[8:]
+    infeasible = rest.pop(0) if feasible is not None else False
+    for failed, (_, fail) in zip(rest, deferred):
         if failed:
             fail()  # the caller's own checks come first, as if made before the loss
     if low_u < 0 or width > width_in:
@@ -1105,7 +1107,7 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len, warn_infeasible=Fa
     if not_augmented:
         _check_augmented(labels, faults)
     _warn_if_probabilities(logits, logits_len, suspect)
-    if feasible is not None and verdicts[8]:
+    if infeasible:
         _warn_if_infeasible(feasible, labels_len, logits_len)
     return labels, labels_len, logits, logits_len
 

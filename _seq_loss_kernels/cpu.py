@@ -331,6 +331,7 @@ class KernelBackend:
     """The compiled kernel on CPU tensors, float32 or float64."""
 
     name = "c-kernel"
+    precomputes_beta = False  # beta is recomputed in the backward
 
     @staticmethod
     def forward(log_probs, labels, labels_len, logits_len):

@@ -373,14 +373,15 @@ class TritonBackend:
         block = block_states(width)
         scale = scale.contiguous()
         grad = torch.empty_like(log_probs)  # (B, T', C), written in full by the kernels
-        if state.dim() == 4:  # the forward kept beta
+        kept = state.dim() == 4  # the forward ran beta beside alpha
+        if kept:
             alpha, beta = state[0], state[1]
         else:
             alpha = state
             beta = torch.empty_like(alpha)  # (B, T', L): with alpha, what native holds here
         if not batch or not frames:
             return grad
-        if state.dim() == 3:
+        if not kept:
             ctc_beta_kernel[(batch,)](log_probs, labels, labels_len, logits_len, scale, beta,
                                       batch, frames, classes, width, BLOCK_S=block,
                                       num_warps=num_warps(block))
