@@ -599,15 +599,24 @@ def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infi
     """
     labels, labels_len, logits, logits_len = _check_ctc_inputs(
         labels, labels_len, logits, logits_len, warn_infeasible=exact and not zero_infinity)
-    labels = _clean_labels(labels, labels_len)  # (B, L)
-    labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
     compute = _compute_dtype(logits.dtype)
+    run = _select_backend(logits.device, compute, labels.shape[1])
+    labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
+    # A backend that can runs beta beside alpha when a gradient will be asked for.
+    extra = {"keep_beta": True} if keep_beta and run.precomputes_beta else {}
     # Autocast must not lower the recursion's precision: it is float32 or float64.
     with torch.autocast(logits.device.type, enabled=False):
+        if run.fuses_wrapper:
+            # Kernels for log_softmax and the loss; they never read padded labels.
+            labels = labels.long().contiguous()
+            log_probs, bad_frames = run.log_softmax(logits, logits_len)  # (B, T, C), (B, T)
+            (alpha,), final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len,
+                                                     **extra)
+            loss, counted, poisoned = run.finish_loss(final_a, final_b, bad_frames, labels_len,
+                                                      logits_len, exact, zero_infinity)
+            return loss, log_probs, alpha, counted, poisoned
+        labels = _clean_labels(labels, labels_len)  # (B, L)
         log_probs = torch.log_softmax(logits.to(compute), dim=2).contiguous()  # (B, T, C)
-        run = _select_backend(logits.device, compute, labels.shape[1])
-        # A backend that can runs beta beside alpha when a gradient will be asked for.
-        extra = {"keep_beta": True} if keep_beta and run.precomputes_beta else {}
         (alpha,), final_a, final_b = run.forward(log_probs, labels, labels_len, logits_len,
                                                  **extra)
         poisoned = _poisoned(log_probs, logits_len)
@@ -643,18 +652,21 @@ def _loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha, 
                    poisoned) -> torch.Tensor:
     """d loss / d logits ``(B, T, C)`` in the compute dtype, for an incoming ``(B,)``
     gradient; the inputs are ``_loss_forward``'s and what it returned."""
-    labels = _clean_labels(labels, labels_len)
     labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
-    grad_loss = grad_loss.to(log_probs.dtype)
-    # Examples whose loss is not counted get exactly 0, whatever their posterior. A
-    # poisoned one gets a NaN scale, which every backend carries to each valid frame
-    # (padded frames stay 0), so NaN costs no pass of its own.
-    scale = torch.where(counted, grad_loss, 0.0)  # (B,)
-    scale = torch.where(poisoned & (grad_loss != 0), math.nan, scale)
     with torch.autocast(log_probs.device.type, enabled=False):
         run = _select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
         if alpha.dim() == 4 and not run.precomputes_beta:
             alpha = alpha[0]  # beta was kept for a backend no longer selected
+        if run.fuses_wrapper:  # the scale is made in a kernel, from its pieces
+            return run.backward((alpha,), log_probs, labels.long().contiguous(), labels_len,
+                                logits_len, grad_loss, counted, poisoned)
+        labels = _clean_labels(labels, labels_len)
+        grad_loss = grad_loss.to(log_probs.dtype)
+        # Examples whose loss is not counted get exactly 0, whatever their posterior. A
+        # poisoned one gets a NaN scale, which every backend carries to each valid frame
+        # (padded frames stay 0), so NaN costs no pass of its own.
+        scale = torch.where(counted, grad_loss, 0.0)  # (B,)
+        scale = torch.where(poisoned & (grad_loss != 0), math.nan, scale)
         return run.backward((alpha,), log_probs, labels, labels_len, logits_len, scale)
 
 
@@ -779,6 +791,7 @@ class _TorchBackend:
 
     name = "pytorch"
     precomputes_beta = False  # beta is recomputed in the backward
+    fuses_wrapper = False  # the checks, log_softmax and the loss are the ATen ops here
 
     @staticmethod
     def forward(log_probs, labels, labels_len, logits_len):
@@ -1040,6 +1053,12 @@ class _deferring:
         _DEFERRED.reset(self.token)
 
 
+# The blank-augmented labels that CtcLossModule's fused preparation (Triton) built and
+# checked, so the loss it calls does not check them again.
+_PRECHECKED: contextvars.ContextVar = contextvars.ContextVar("seq_loss_util_prechecked",
+                                                            default=None)
+
+
 def _check_ctc_inputs(labels, labels_len, logits, logits_len, warn_infeasible=False):
     """Validates ``ctc_loss``'s arguments with one host sync in the common case.
 
@@ -1049,6 +1068,8 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len, warn_infeasible=Fa
     ``warn_infeasible``, the same read also tells whether an example has fewer frames
     than its labels need (U + adjacent repeats), and a warning names them.
     """
+    if labels is not None and labels is _PRECHECKED.get():
+        return labels, labels_len, logits, logits_len
     deferred = _DEFERRED.get()
     if not torch.is_tensor(logits):
         logits = _as_tensor(logits, "logits")
@@ -1220,6 +1241,9 @@ class CtcLossModule(torch.nn.Module):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor,
                 logits_len: torch.Tensor | None = None,
                 labels_len: torch.Tensor | None = None) -> torch.Tensor:
+        fused = self._fused(logits, labels, logits_len, labels_len)
+        if fused is not None:
+            return fused
         deferred = []
         aug, aug_len, logits, logits_len, target_len = _prepare_batch_first(
             logits, labels, logits_len, labels_len, self.blank, self.shift_labels, deferred)
@@ -1232,6 +1256,60 @@ class CtcLossModule(torch.nn.Module):
         if self.reduction == "sum" or loss.shape[0] == 0:
             return loss.sum()  # an empty batch: 0 with a zero gradient, not mean()'s NaN
         return (loss / target_len.clamp(min=1).to(loss.dtype)).mean()
+
+    def _fused(self, logits, labels, logits_len, labels_len) -> torch.Tensor | None:
+        """The loss through a backend that prepares and checks the labels in one kernel
+        (Triton): one host read and a handful of launches per call. None where it does
+        not apply, or where a check fails: the general path then names the fault (or
+        warns), with the same messages on every backend."""
+        if _compiling() or not _plain_batch(logits, labels, logits_len, labels_len):
+            return None
+        batch, _, classes = logits.shape
+        if not batch or self.blank >= classes:
+            return None
+        run = _select_backend(logits.device, _compute_dtype(logits.dtype),
+                              2 * labels.shape[1] + 1)
+        if not run.fuses_wrapper:
+            return None
+        aug, aug_len, frames, norm, verdict = run.prepare_batch_first(
+            logits, labels, logits_len, labels_len, self.blank, self.shift_labels)
+        faults = _FUSED_FAULTS | (_FUSED_INFEASIBLE if self.exact and not self.zero_infinity
+                                  else 0)
+        bits = int(verdict.item())  # the one host read of the training step
+        if bits & faults or not bits & _FUSED_NOT_PROBABILITIES:
+            return None
+        token = _PRECHECKED.set(aug)
+        try:
+            loss = ctc_loss(aug, aug_len, logits, frames, exact=self.exact,
+                            zero_infinity=self.zero_infinity)  # (B,)
+        finally:
+            _PRECHECKED.reset(token)
+        if self.reduction == "none":
+            return loss
+        if self.reduction == "sum":
+            return loss.sum()
+        return (loss / norm).mean()
+
+
+# triton_wrapper's verdict bits (GAP | LABELS_LEN | LOGITS_LEN | BAD_ID, INFEASIBLE and
+# NOT_PROBABILITIES), repeated here so this module never imports the kernels' package
+# for them; tests/test_triton.py checks that they agree.
+_FUSED_FAULTS, _FUSED_NOT_PROBABILITIES, _FUSED_INFEASIBLE = 1 | 2 | 4 | 8, 16, 32
+
+
+def _plain_batch(logits, labels, logits_len, labels_len) -> bool:
+    """Inputs whose ranks, dtypes, batch sizes and devices are right (host-side facts):
+    the fused path takes these; anything else goes the general way, which explains."""
+    if not (torch.is_tensor(logits) and logits.dim() == 3 and logits.dtype.is_floating_point):
+        return False
+
+    def integer(x, ndim):
+        return (torch.is_tensor(x) and x.dim() == ndim and x.shape[0] == logits.shape[0]
+                and x.device == logits.device and x.dtype != torch.bool
+                and not x.dtype.is_floating_point and not x.dtype.is_complex)
+
+    return integer(labels, 2) and all(x is None or integer(x, 1)
+                                      for x in (logits_len, labels_len))
 
 
 def _compiling() -> bool:

@@ -332,6 +332,7 @@ class KernelBackend:
 
     name = "c-kernel"
     precomputes_beta = False  # beta is recomputed in the backward
+    fuses_wrapper = False  # the checks, log_softmax and the loss are seq_loss_util's ATen ops
 
     @staticmethod
     def forward(log_probs, labels, labels_len, logits_len):

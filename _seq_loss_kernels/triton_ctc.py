@@ -23,16 +23,16 @@ off the sm_90 code by ``benchmarks/gpu_static.py``. Every load and store is mask
   ``(b, t)``: the posterior of each state (eq. 14) from alpha, beta and the emission,
   and the gradient ``softmax - posterior`` (eq. 16) times the example's scale. Several
   states share a class (the blank, repeated labels); the states are visited in an
-  order sorted by class (computed once per call on the host), and a segmented scan adds
-  each class's posteriors in a fixed order. No atomics: gradients are bitwise
+  order sorted by class (by ``triton_wrapper``'s backward prologue), and a segmented
+  scan adds each class's posteriors in a fixed order. No atomics: gradients are bitwise
   reproducible.
 * ``ctc_viterbi_kernel``: the best path, with uint8 back-pointers and the backtrack in
   the kernel. Ties prefer stay, then advance, as the C kernel.
 
 Semantics match the C kernel (``cpu.c``): padded frames and padded states are never
 read, an example with ``T_b = 0`` reads the start vector, and NaN propagates. The
-kernels compute in float32 (seq_loss_util hands them float32 log-probabilities for
-float32, float16 and bfloat16 logits); float64 and more than ``MAX_STATES`` states run
+kernels compute in float32 (``triton_wrapper``'s log_softmax reads float32, float16 and
+bfloat16 logits and writes float32 log-probabilities); float64 and more than ``MAX_STATES`` states run
 in seq_loss_util's PyTorch backend instead.
 
 On CPU tensors they run under Triton's interpreter (``TRITON_INTERPRET=1``, set before
@@ -42,6 +42,8 @@ GPU target with no GPU present.
 from __future__ import annotations
 
 import torch
+
+from . import triton_wrapper
 
 try:
     import triton
@@ -232,7 +234,7 @@ if triton is not None:
                         BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
         """One frame of one example's gradient, ``softmax - posterior`` (Graves et al.
         2006, eq. 16) times the example's scale: every frame in parallel. The states
-        are visited in class order (``order``, sorted on the host), so each class's
+        are visited in class order (``order``, sorted by a kernel beforehand), so each class's
         posteriors are summed by one segmented scan in a fixed order: no atomics, and
         the gradient is bitwise reproducible."""
         b = tl.program_id(0).to(tl.int64) // T
@@ -365,13 +367,24 @@ class TritonBackend:
                                          num_warps=num_warps(block))
         return (alpha,), finals[:, 0], finals[:, 1]
 
+    # The glue around the recursions runs as kernels too (triton_wrapper): the
+    # wrapper calls log_softmax, finish_loss and, for CtcLossModule,
+    # prepare_batch_first, and hands backward the pieces of the scale.
+    fuses_wrapper = True
+    prepare_batch_first = staticmethod(triton_wrapper.prepare_batch_first)
+    log_softmax = staticmethod(triton_wrapper.log_softmax)
+    finish_loss = staticmethod(triton_wrapper.finish_loss)
+
     @staticmethod
-    def backward(state, log_probs, labels, labels_len, logits_len, scale):
+    def backward(state, log_probs, labels, labels_len, logits_len, grad_loss, counted,
+                 poisoned):
+        """d loss / d logits ``(B, T', C)`` for the incoming ``grad_loss`` ``(B,)``: 0
+        where the loss is not counted (``counted``), NaN on the valid frames of a
+        ``poisoned`` example that has a gradient."""
         (state,) = state
         batch, frames, classes = log_probs.shape
         width = labels.shape[1]
         block = block_states(width)
-        scale = scale.contiguous()
         grad = torch.empty_like(log_probs)  # (B, T', C), written in full by the kernels
         kept = state.dim() == 4  # the forward ran beta beside alpha
         if kept:
@@ -381,17 +394,15 @@ class TritonBackend:
             beta = torch.empty_like(alpha)  # (B, T', L): with alpha, what native holds here
         if not batch or not frames:
             return grad
+        scale, order, sorted_labels = triton_wrapper.backward_prologue(
+            grad_loss, counted, poisoned, labels, labels_len, classes, block)
         if not kept:
             ctc_beta_kernel[(batch,)](log_probs, labels, labels_len, logits_len, scale, beta,
                                       batch, frames, classes, width, BLOCK_S=block,
                                       num_warps=num_warps(block))
-        # States sorted by class (padded states last), for the per-class sums.
-        states = torch.arange(width, device=labels.device)
-        keys = torch.where(states < labels_len[:, None], labels, classes)  # (B, L)
-        sorted_labels, order = torch.sort(keys, dim=1, stable=True)
         block_c = min(1024, max(128, triton.next_power_of_2(classes)))
         ctc_grad_kernel[(batch * frames,)](log_probs, labels_len, logits_len, alpha, beta, scale,
-                                           order.contiguous(), sorted_labels.contiguous(), grad,
+                                           order, sorted_labels, grad,
                                            batch, frames, classes, width, BLOCK_S=block,
                                            BLOCK_C=block_c, num_warps=grad_warps(block, block_c))
         return grad
@@ -424,24 +435,31 @@ def aot_compile(target=None, blocks=None) -> list:
     scalars = {"B": "i64", "T": "i64", "C": "i64", "L": "i64"}
     fp32, i64 = "*fp32", "*i64"
     lengths = dict(labels_len_ptr=i64, logits_len_ptr=i64)
-    # (kernel, signature, constants): the gradient kernel at its smallest and largest
-    # class block.
+    # (kernel, signature, constants (with BLOCK_S, or from it), warps from BLOCK_S, the
+    # name's suffix): the gradient
+    # kernel at its smallest and largest class block; the glue kernels at the sizes a
+    # BLOCK_S-state call gives them (BLOCK_S // 2 labels, 32 or 1024 classes).
     configs = [
         (ctc_forward_kernel, dict(lp_ptr=fp32, labels_ptr=i64, **lengths, alpha_ptr=fp32,
-                                  finals_ptr=fp32, **scalars, BLOCK_S="constexpr"), {}),
+                                  finals_ptr=fp32, **scalars, BLOCK_S="constexpr"), None,
+         num_warps, ""),
         (ctc_alpha_beta_kernel, dict(lp_ptr=fp32, labels_ptr=i64, **lengths, alpha_ptr=fp32,
                                      finals_ptr=fp32, beta_ptr=fp32, **scalars,
-                                     BLOCK_S="constexpr"), {}),
+                                     BLOCK_S="constexpr"), None, num_warps, ""),
         (ctc_beta_kernel, dict(lp_ptr=fp32, labels_ptr=i64, **lengths, scale_ptr=fp32,
-                               beta_ptr=fp32, **scalars, BLOCK_S="constexpr"), {}),
+                               beta_ptr=fp32, **scalars, BLOCK_S="constexpr"), None, num_warps,
+         ""),
         *[(ctc_grad_kernel, dict(lp_ptr=fp32, **lengths, alpha_ptr=fp32, beta_ptr=fp32,
                                  scale_ptr=fp32, order_ptr=i64, sorted_labels_ptr=i64,
                                  grad_ptr=fp32, **scalars, BLOCK_S="constexpr",
-                                 BLOCK_C="constexpr"), {"BLOCK_C": block_c})
+                                 BLOCK_C="constexpr"), {"BLOCK_C": block_c},
+           lambda block, block_c=block_c: grad_warps(block, block_c), f"[BLOCK_C={block_c}]")
           for block_c in (128, 1024)],
         (ctc_viterbi_kernel, dict(lp_ptr=fp32, labels_ptr=i64, **lengths, back_ptr="*u8",
                                   path_ptr=i64, score_ptr=fp32, scratch_ptr=fp32, **scalars,
-                                  BLOCK_S="constexpr", BLOCK_T="constexpr"), {"BLOCK_T": 256}),
+                                  BLOCK_S="constexpr", BLOCK_T="constexpr"), {"BLOCK_T": 256},
+         num_warps, ""),
+        *triton_wrapper.aot_configs(),
     ]
     results = []
     block = 16
@@ -449,14 +467,10 @@ def aot_compile(target=None, blocks=None) -> list:
         if blocks is not None and block not in blocks:
             block *= 2
             continue
-        for kernel, signature, extra in configs:
-            constants = {"BLOCK_S": block, **extra}
-            warps = (grad_warps(block, extra["BLOCK_C"]) if "BLOCK_C" in extra
-                     else num_warps(block))
+        for kernel, signature, extra, warps, suffix in configs:
+            constants = extra(block) if callable(extra) else {"BLOCK_S": block, **(extra or {})}
             source = ASTSource(fn=kernel, signature=signature, constexprs=constants)
-            compiled = triton.compile(source, target=target, options={"num_warps": warps})
-            name = kernel.__name__ + (f"[BLOCK_C={extra['BLOCK_C']}]" if "BLOCK_C" in extra
-                                      else "")
-            results.append((name, block, compiled))
+            compiled = triton.compile(source, target=target, options={"num_warps": warps(block)})
+            results.append((kernel.__name__ + suffix, block, compiled))
         block *= 2
     return results

@@ -101,7 +101,7 @@ def wrapper_counts(batch=4, frames=50, classes=12, width=6) -> dict:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     import seq_loss_util as S
-    from _seq_loss_kernels import triton_ctc
+    from _seq_loss_kernels import triton_ctc, triton_wrapper
 
     # Ops that launch nothing on a GPU: views, metadata, allocation without a fill.
     free = ("view", "_unsafe_view", "expand", "t", "transpose", "permute", "select", "slice",
@@ -153,11 +153,11 @@ def wrapper_counts(batch=4, frames=50, classes=12, width=6) -> dict:
     labels[1, width // 2:] = -100  # Hugging Face's padding
     frames_of = torch.tensor([frames, frames - 7, frames, frames - 1][:batch])  # from a mask
     count = Count()
-    kernels = [name for name in dir(triton_ctc) if name.endswith("_kernel")]
-    saved = {name: getattr(triton_ctc, name) for name in kernels}
+    saved = {(module, name): getattr(module, name) for module in (triton_ctc, triton_wrapper)
+             for name in dir(module) if name.endswith("_kernel")}
     os.environ["SEQ_LOSS_UTIL_BACKEND"] = "triton"
-    for name in kernels:
-        setattr(triton_ctc, name, Launch(saved[name]))
+    for (module, name), kernel in saved.items():
+        setattr(module, name, Launch(kernel))
     try:
         module = S.CtcLossModule()
         module(logits, labels, frames_of).backward()  # warm: first-use set-up is not per step
@@ -180,8 +180,8 @@ def wrapper_counts(batch=4, frames=50, classes=12, width=6) -> dict:
             for name, method in originals.items():
                 setattr(torch.Tensor, name, method)
     finally:
-        for name, kernel in saved.items():
-            setattr(triton_ctc, name, kernel)
+        for (module, name), kernel in saved.items():
+            setattr(module, name, kernel)
         del os.environ["SEQ_LOSS_UTIL_BACKEND"]
     return dict(host_reads=count.reads, aten_ops=len(count.ops), ops=count.ops)
 

@@ -9,7 +9,7 @@ import torch
 import seq_loss_util as S
 from optional_deps import use_backend
 
-BACKENDS = ["c-kernel", "pytorch"]
+BACKENDS = ["c-kernel", "pytorch", "triton"]
 
 
 @pytest.fixture(params=BACKENDS)
