@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-pytorch mutants compare bench clean
+.PHONY: test test-pytorch mutants compare bench bench-decode clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ compare: $(STAMP)
 # Speed and memory against PyTorch's native CTC; options with ARGS="--repeats 31".
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py $(ARGS)
+
+# The beam search against pyctcdecode. pyctcdecode pins numpy below 2 in its metadata
+# but runs with numpy 2: installed without its dependencies, it leaves ours alone.
+bench-decode: $(STAMP)
+	$(PY) -m pip install --no-deps "pyctcdecode==0.5.0" "pygtrie>=2.1,<3"
+	$(PY) benchmarks/bench_decode.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

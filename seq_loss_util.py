@@ -60,6 +60,9 @@ __all__ = [
     "alignment_segments",
     "alignment_targets",
     "greedy_decode",
+    "ctc_beam_search",
+    "CtcBeamSearchDecoder",
+    "Hypothesis",
 ]
 
 # The original's stand-in for log(0): float32(log(1e-307)), i.e. -706.8936.
@@ -1559,51 +1562,24 @@ def alignment_targets(logits: torch.Tensor, labels: torch.Tensor,
 # ----------------------------------------------------------------------------------
 # Decoding.
 # ----------------------------------------------------------------------------------
-def greedy_decode(logits: torch.Tensor, logits_len: torch.Tensor | None = None, *,
-                  blank: int = 0) -> torch.Tensor:
-    """Best-path (greedy) CTC decoding of a batch.
+# ----------------------------------------------------------------------------------
+# Decoding lives in ctc_decoder.py beside this module (greedy, and a prefix beam
+# search with a word language model), installed with it; its names are re-exported
+# here. A copy of this file alone says so when they are called.
+# ----------------------------------------------------------------------------------
+try:
+    from ctc_decoder import CtcBeamSearchDecoder, Hypothesis, ctc_beam_search, greedy_decode
+except ModuleNotFoundError as _missing:
+    if _missing.name not in ("ctc_decoder", "ngram_lm"):
+        raise
+    _NO_DECODER = (f"decoding lives in ctc_decoder.py, which is installed with "
+                   f"seq_loss_util (pip install .); this copy of seq_loss_util.py runs "
+                   f"without it ({_missing})")
 
-    The most probable class at every valid frame, with repeats collapsed and blanks
-    dropped: frames ``a a - a b b`` give ``a a b``.
+    def _decoder_missing(*args, **kwargs):
+        raise ImportError(_NO_DECODER)
 
-    Args:
-      logits: ``(B, T, C)`` scores, log-probabilities or probabilities (only their
-        order per frame matters).
-      logits_len: ``(B,)`` valid frames; None means all.
-      blank: keyword-only, the blank's class id.
-
-    Returns:
-      ``(B, U')`` long label ids, ``U'`` the longest result, padded at the end with -1:
-      the padding :class:`CtcLossModule` and :func:`forced_align` accept, so a
-      transcript can be fed straight back. ``row[row >= 0].tolist()`` gives one
-      example's ids. Vectorised over the batch; one host read for ``U'``.
-    """
-    if not torch.is_tensor(logits):
-        raise TypeError(f"logits must be a tensor (B, T, C), got {type(logits).__name__}")
-    _check_float(logits, "logits", 3, "(B, T, C)")
-    batch, frames, classes = logits.shape
-    if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or not (
-            0 <= blank < classes):
-        raise ValueError(f"blank must be a class id in [0, {classes - 1}], got {blank!r}")
-    if logits_len is None:
-        logits_len = torch.full((batch,), frames, dtype=torch.long, device=logits.device)
-    else:
-        logits_len = _as_tensor(logits_len, "logits_len", logits.device)
-        _check_int(logits_len, "logits_len", 1, "(B,)")
-        _check_batch_first(logits, logits_len.shape[0], "logits_len")
-        _check_batch(batch, logits_len=logits_len)
-        _check_lengths(logits_len, "logits_len", frames, "time axis of logits")
-    with torch.no_grad():
-        best = logits.argmax(dim=2)  # (B, T)
-        previous = torch.nn.functional.pad(best, (1, 0), value=-1)[:, :-1]  # (B, T)
-        frame_ok = torch.arange(frames, device=logits.device)[None, :] < logits_len[:, None]
-        keep = frame_ok & (best != blank) & (best != previous)  # (B, T)
-        width = int(keep.sum(dim=1).max()) if batch and frames else 0
-        # Kept frames go to their rank; the rest to one spare column, dropped after.
-        slot = torch.where(keep, keep.cumsum(dim=1) - 1, width)
-        out = torch.full((batch, width + 1), -1, dtype=torch.long, device=logits.device)
-        out.scatter_(1, slot, torch.where(keep, best, -1))
-        return out[:, :width]
+    greedy_decode = ctc_beam_search = CtcBeamSearchDecoder = Hypothesis = _decoder_missing
 
 
 # ----------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ import torch
 
 
 def _source() -> str:
-    return (Path(__file__).with_name("cpu.c")).read_text()
+    """The library's C text: the loss kernels (cpu.c) and ctc_decoder's beam search
+    (ctc_beam.c), one translation unit per floating type."""
+    here = Path(__file__).parent
+    return (here / "cpu.c").read_text() + "\n" + (here / "ctc_beam.c").read_text()
 
 
 _KERNEL_VARIANTS = {torch.float32: ("f32", "float", "expf", "logf"),
@@ -124,13 +127,101 @@ def _bind_kernel(lib) -> bool:
     signatures = {"ctc_forward": [p, i64, i64, p, i64, p, p, i64, i64, p, p],
                   "ctc_backward": [p, i64, i64, p, i64, p, p, p, p, i64, i64, p],
                   "ctc_viterbi": [p, i64, i64, p, i64, p, p, i64, i64, p, p, p]}
+    d = ctypes.c_double
+    signatures["ctc_beam_search"] = [p, i64, i64, p, i64, i64, i64, i64, i64, i64, d, d,
+                                      ctypes.POINTER(_CtcWords), p, p, p, p, p, p, p]
     try:
         for sfx, *_ in _KERNEL_VARIANTS.values():
             for name, argtypes in signatures.items():
                 getattr(lib, f"{name}_{sfx}").argtypes = argtypes
+            getattr(lib, f"ctc_beam_search_{sfx}").restype = ctypes.c_int
     except AttributeError:
         return False
     return True
+
+
+def _words_structure():
+    import ctypes
+
+    p, i64, d = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
+
+    class CtcWords(ctypes.Structure):
+        """ctc_beam.c's struct ctc_words, field for field."""
+        _fields_ = [("char_hash", p), ("char_power", p), ("char_len", p), ("boundary", p),
+                    ("prefix_mode", i64), ("lm_weight", d), ("word_score", d),
+                    ("hotword_weight", d), ("partial_oov", d), ("order", i64), ("size", i64),
+                    ("unk", i64), ("bos", i64), ("eos", i64), ("unk_prob", d), ("keys", p),
+                    ("prob", p), ("backoff", p), ("real", p), ("counts", p),
+                    ("hash_keys", p), ("hash_ids", p), ("n_hash", i64), ("prefixes", p),
+                    ("n_prefixes", i64), ("phrases", p), ("n_phrases", i64),
+                    ("phrase_len", i64)]
+
+    return CtcWords
+
+
+_CtcWords = _words_structure()
+
+
+def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest: int,
+                token_min_logp, beam_threshold, words):
+    """ctc_decoder's prefix beam search in C, on contiguous CPU ``log_probs`` (B, T, C)
+    float32 or float64 and ``logits_len`` (B,) int64. ``words`` is None or a dict of
+    the tables ``ctc_decoder`` builds (its ``_Words.arrays``). Returns numpy arrays
+    ``(count (B,), tokens (B, N, T), times (B, N, T), lengths (B, N), score, acoustic,
+    lm (B, N))``."""
+    import ctypes
+
+    batch, frames, classes = log_probs.shape
+    f64 = torch.float64
+    tokens = torch.empty(batch, nbest, max(frames, 1), dtype=torch.long)
+    times = torch.empty_like(tokens)
+    lengths = torch.zeros(batch, nbest, dtype=torch.long)
+    count = torch.zeros(batch, dtype=torch.long)
+    score, acoustic, lm = (torch.zeros(batch, nbest, dtype=f64) for _ in range(3))
+    keep = []  # everything the structure points to stays alive through the call
+    struct = None
+    if words is not None:
+        def ptr(tensor):
+            keep.append(tensor)
+            return tensor.data_ptr()
+
+        def table(tensors):
+            array = (ctypes.c_void_p * max(len(tensors), 1))(*[ptr(t) for t in tensors])
+            keep.append(array)
+            return ctypes.cast(array, ctypes.c_void_p)
+
+        lm_tables = words["lm"]
+        struct = _CtcWords(
+            char_hash=ptr(words["char_hash"]), char_power=ptr(words["char_power"]),
+            char_len=ptr(words["char_len"]), boundary=ptr(words["boundary"]),
+            prefix_mode=int(words["prefix_mode"]), lm_weight=words["lm_weight"],
+            word_score=words["word_score"], hotword_weight=words["hotword_weight"],
+            partial_oov=words["partial_oov"], order=lm_tables["order"],
+            size=lm_tables["size"], unk=lm_tables["unk"], bos=lm_tables["bos"],
+            eos=lm_tables["eos"], unk_prob=lm_tables["unk_prob"],
+            keys=table(lm_tables["keys"]), prob=table(lm_tables["prob"]),
+            backoff=table(lm_tables["backoff"]), real=table(lm_tables["real"]),
+            counts=ptr(lm_tables["counts"]), hash_keys=ptr(lm_tables["hash_keys"]),
+            hash_ids=ptr(lm_tables["hash_ids"]), n_hash=lm_tables["hash_keys"].numel(),
+            prefixes=ptr(words["prefixes"]), n_prefixes=words["prefixes"].numel(),
+            phrases=ptr(words["phrases"]), n_phrases=words["phrases"].numel(),
+            phrase_len=int(words["phrase_len"]))
+    run = getattr(_kernel_lib, f"ctc_beam_search_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
+    failed = []
+
+    def chunk(b0, b1):
+        if run(log_probs.data_ptr(), frames, classes, logits_len.data_ptr(), b0, b1, blank,
+               beam, width, nbest, float(token_min_logp), float(beam_threshold),
+               ctypes.byref(struct) if struct is not None else None, tokens.data_ptr(),
+               times.data_ptr(), lengths.data_ptr(), count.data_ptr(), score.data_ptr(),
+               acoustic.data_ptr(), lm.data_ptr()):
+            failed.append((b0, b1))
+
+    # Utterances differ in length and in how many beams stay alive: small chunks.
+    _in_parallel(chunk, batch, batch * frames * beam * 8, pieces=4)
+    if failed:
+        raise MemoryError("the beam search kernel could not allocate its beams")
+    return tuple(x.numpy() for x in (count, tokens, times, lengths, score, acoustic, lm))
 
 
 def _read_owned(folder: int, name: str) -> tuple[int, bytes]:
@@ -310,9 +401,10 @@ def backend():
     return KernelBackend if _kernel_lib else None
 
 
-def _in_parallel(fn, batch: int, work: int) -> None:
-    """Runs ``fn(b0, b1)`` over batch chunks on torch's thread count. ctypes releases
-    the GIL during the call, so the chunks run at once on separate cores."""
+def _in_parallel(fn, batch: int, work: int, pieces: int = 1) -> None:
+    """Runs ``fn(b0, b1)`` over batch chunks on torch's thread count, ``pieces`` chunks
+    per thread (more where examples take unequal time). ctypes releases the GIL during
+    the call, so the chunks run at once on separate cores."""
     global _kernel_pool
     threads = min(torch.get_num_threads(), batch)
     if threads <= 1 or work < 50_000:  # small problems: threads cost more than they save
@@ -322,7 +414,8 @@ def _in_parallel(fn, batch: int, work: int) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         _kernel_pool = ThreadPoolExecutor(max_workers=threads)
-    bounds = [batch * i // threads for i in range(threads + 1)]
+    chunks = min(batch, threads * pieces)
+    bounds = [batch * i // chunks for i in range(chunks + 1)]
     for future in [_kernel_pool.submit(fn, lo, hi) for lo, hi in zip(bounds, bounds[1:])]:
         future.result()
 

@@ -33,6 +33,17 @@ def require(requirements: dict, extra: str) -> None:
     pytest.skip(reason, allow_module_level=True)
 
 
+def need_module(name: str, extra: str):
+    """The module ``name``; where it cannot be imported, a skip (a failure under CI)
+    naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        unavailable(f"{name} cannot be imported ({e}): pip install '.[{extra}]'")
+
+
 # What the Hugging Face tests need: the same floors as the 'hf' extra.
 HF = {"transformers": "4.46", "accelerate": "1.1", "jiwer": "3.0"}
 

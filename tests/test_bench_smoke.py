@@ -65,3 +65,14 @@ def test_gpu_check_dry_run(tmp_path):
         for dtype in ("float32", "bfloat16")}
     assert all(r["deterministic"] for r in rows)
     assert "port triton" in result.stdout.splitlines()[-3]  # the summary table comes last
+
+
+def test_decode_benchmark_smoke(capsys):
+    """The decoding benchmark at a tiny size: it runs, with or without pyctcdecode."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_decode", BENCH.with_name("bench_decode.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "greedy (ours)" in out and "ours + LM" in out

@@ -176,7 +176,7 @@ acting_as_another_user = pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0,
     reason="acting as a second user needs root (to chown files to another uid)")
 
-# A library with the kernel's six entry points that computes nothing (the loss is
+# A library with the kernel's eight entry points that computes nothing (the loss is
 # whatever memory held) and whose constructor, run at load, leaves a marker file.
 PLANTED_C = textwrap.dedent("""
     #include <stdio.h>
@@ -188,6 +188,7 @@ PLANTED_C = textwrap.dedent("""
     }
     void ctc_forward_f32(void) {}  void ctc_backward_f32(void) {}  void ctc_viterbi_f32(void) {}
     void ctc_forward_f64(void) {}  void ctc_backward_f64(void) {}  void ctc_viterbi_f64(void) {}
+    int ctc_beam_search_f32(void) { return 0; }  int ctc_beam_search_f64(void) { return 0; }
 """)
 
 # The loss of a random batch next to native CTC in float64, and every warning.

@@ -83,10 +83,17 @@ def test_module_copied_alone_passes_the_original_unit_tests(tmp_path):
     runner = tmp_path / "run.py"
     runner.write_text(textwrap.dedent(f"""
         import sys, unittest
-        sys.modules["_seq_loss_kernels"] = None  # nothing installed beside the copy
+        # Nothing installed beside the copy: no kernels, no decoder.
+        for name in ("_seq_loss_kernels", "ctc_decoder", "ngram_lm"):
+            sys.modules[name] = None
         import seq_loss_util as S
         assert S.__file__ == {str(copy)!r}, S.__file__
         assert S._OPS is None and S.backend() == "pytorch"
+        try:
+            S.greedy_decode(None)
+            raise SystemExit("greedy_decode ran without ctc_decoder.py")
+        except ImportError as e:
+            assert "decoding lives in ctc_decoder.py" in str(e), e
         sys.path.append({str(ROOT)!r})  # the tests and the recorded data only
         import seq_loss_util_test as T
         suite = unittest.TestLoader().loadTestsFromTestCase(T.OriginalUnitTests)

@@ -53,6 +53,17 @@ def test_trainer_example_learns_to_transcribe(example, capsys):
     match = re.fullmatch(r"CER (\d+\.\d)%", lines[-1])
     assert match and float(match.group(1)) <= 15.0, lines[-3:]
     assert any(line.strip().startswith("seq_loss_util loss: 400 steps") for line in lines)
+    # Greedy, beam and beam + a word LM from the training transcripts: the LM does not
+    # make either error rate worse.
+    rates = {}
+    for line in lines:
+        found = re.fullmatch(r"\s*(greedy|beam|beam \+ LM): CER (\d+\.\d)%, WER (\d+\.\d)%",
+                             line)
+        if found:
+            rates[found.group(1)] = (float(found.group(2)), float(found.group(3)))
+    assert set(rates) == {"greedy", "beam", "beam + LM"}, lines
+    for other in ("greedy", "beam"):
+        assert rates["beam + LM"][0] <= rates[other][0] and rates["beam + LM"][1] <= rates[other][1]
 
 
 def test_character_error_rate_counts_edits(example, monkeypatch):

@@ -1,0 +1,695 @@
+/* The CPU kernel of ctc_decoder's prefix beam search (Graves 2012, sec. 7.4; Hannun
+ * et al. 2014), in C: the same search as ctc_decoder._search, example by example.
+ *
+ * Compiled with cpu.c by cpu.py, twice (REAL, SFX, EXP and LOG defined before the
+ * text), into one library. ctc_beam_search works on the examples b0 <= b < b1, so
+ * Python can split a batch over threads.
+ *
+ * Per frame, a prefix keeps two log-probabilities: of the alignments ending in a blank
+ * (pb) and of those ending in its last label (pnb). Candidates are every beam as it is
+ * (stay) and every beam extended by each of the frame's V candidate tokens; paths that
+ * reach one prefix are merged by log-sum-exp. The K best by rank form the next beam,
+ * ordered by (rank descending, candidate index ascending: stays 0..K-1, then beam k
+ * with token c at K + k C + c; the PyTorch version orders exact ties differently).
+ * What makes it fast is exact, not approximate: extensions are visited in descending
+ * order of an upper bound of their rank, and the visit stops when the bound falls
+ * below the K-th best rank so far.
+ *
+ * Words (optional): each token's characters as polynomial-hash parts, the word
+ * boundary tokens, a word n-gram model as sorted tables (ngram_lm.NgramLM), hotword
+ * phrases as sorted hashes. A word is scored when it ends; its score is cached in its
+ * beam, so the model is asked once per new word, not once per frame.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef FN
+#define CAT2(a, b) a##_##b
+#define CAT(a, b) CAT2(a, b)
+#define FN(name) CAT(name, SFX)
+#endif
+#define BEAM_NEG_INF (-(REAL)INFINITY)
+#undef BEAM_LOG1P
+#define BEAM_LOG1P(x) ((REAL)(sizeof(REAL) == sizeof(float) ? log1pf((float)(x)) : log1p((double)(x))))
+
+/* What ctc_decoder._Words holds, as arrays (mirrored by a ctypes.Structure). */
+struct ctc_words {
+    const int64_t *char_hash, *char_power, *char_len;
+    const uint8_t *boundary;
+    int64_t prefix_mode;  /* SentencePiece: a boundary token starts a word */
+    double lm_weight, word_score, hotword_weight, partial_oov;
+    int64_t order, size, unk, bos, eos;
+    double unk_prob;
+    const int64_t *const *keys;       /* per level: sorted keys */
+    const double *const *prob;        /* per level: ln p */
+    const double *const *backoff;     /* per level: ln backoff */
+    const uint8_t *const *real;       /* per level: scored (not a placeholder) */
+    const int64_t *counts;            /* per level: entries */
+    const int64_t *hash_keys, *hash_ids;
+    int64_t n_hash;
+    const int64_t *prefixes;          /* sorted hashes of known word prefixes */
+    int64_t n_prefixes;
+    const int64_t *phrases;           /* sorted hotword phrase hashes */
+    int64_t n_phrases, phrase_len;
+};
+
+#ifndef CTC_BEAM_SHARED
+#define CTC_BEAM_SHARED
+/* splitmix64's finaliser over a running hash (ctc_decoder._mix): int64 wraps. */
+static inline int64_t beam_mix(int64_t h, int64_t item) {
+    uint64_t z = (uint64_t)h * 0x9E3779B97F4A7C15ULL + (uint64_t)item + 1;
+    z ^= z >> 31;
+    z *= 0xBF58476D1CE4E5B9ULL;
+    z ^= z >> 29;
+    return (int64_t)z;
+}
+
+/* Index of key in a sorted array, or -1. */
+static inline int64_t beam_find(const int64_t *keys, int64_t n, int64_t key) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (keys[mid] < key) lo = mid + 1; else hi = mid;
+    }
+    return (lo < n && keys[lo] == key) ? lo : -1;
+}
+
+/* ln p(word | context) with backoff (NgramLM.score); context: depth ids, most recent
+ * last, -1 for none. Writes the next context to after (may alias nothing). */
+static double beam_lm_score(const struct ctc_words *w, const int64_t *context,
+                            int64_t word, int64_t *after) {
+    int64_t depth = w->order - 1;
+    double total = 0;
+    int done = 0;
+    for (int64_t length = depth; length >= 0 && !done; --length) {
+        int ok = 1;
+        int64_t node = 0;
+        for (int64_t step = 0; step < length && ok; ++step) {
+            int64_t id = context[depth - length + step];
+            if (id < 0) { ok = 0; break; }
+            int64_t key = step == 0 ? id : node * w->size + id;
+            node = beam_find(w->keys[step], w->counts[step], key);
+            if (node < 0) ok = 0;
+        }
+        int64_t at = -1;
+        if (ok) at = beam_find(w->keys[length], w->counts[length],
+                               length == 0 ? word : node * w->size + word);
+        if (at >= 0 && w->real[length][at]) {
+            total += w->prob[length][at];
+            done = 1;
+        } else if (length > 0 && ok) {
+            total += w->backoff[length - 1][node];
+        }
+    }
+    if (!done) total += w->unk_prob;
+    if (after) {
+        for (int64_t i = 0; i + 1 < depth; ++i) after[i] = context[i + 1];
+        if (depth > 0) after[depth - 1] = word;
+    }
+    return total;
+}
+#endif
+
+/* One beam slot. ctx and recent point into per-slot rows of two arrays. */
+typedef struct {
+    REAL pb, pnb, lm, hot, delta, lm_word, bonus;
+    int64_t len, last, hash, parent, phash, plen, words;
+    int known_prefix;  /* the unfinished word begins a word the model knows (or none) */
+    int ready;         /* delta, lm_word, bonus and the context after are computed */
+} FN(beam_slot);
+
+typedef struct { REAL rank; int64_t index; int known; } FN(beam_cand);
+
+/* a ranks before b: higher rank, then lower index. */
+static inline int FN(beam_before)(const FN(beam_cand) *a, const FN(beam_cand) *b) {
+    return a->rank > b->rank || (a->rank == b->rank && a->index < b->index);
+}
+
+/* A min-heap (worst on top) of the K best candidates so far. */
+/* Fields, not a struct by value: a struct built on the stack and reloaded whole
+ * stalls on store forwarding (measured: 14% of the search's time). */
+static void FN(heap_push)(FN(beam_cand) *heap, int64_t *n, int64_t cap, REAL rank,
+                          int64_t index, int known) {
+    FN(beam_cand) c;
+    c.rank = rank;
+    c.index = index;
+    c.known = known;
+    if (*n == cap) {
+        if (!FN(beam_before)(&c, &heap[0])) return;
+        int64_t i = 0;
+        for (;;) {  /* sift the new one down from the top */
+            int64_t l = 2 * i + 1, r = l + 1, worst = -1;
+            const FN(beam_cand) *at = &c;
+            if (l < cap && FN(beam_before)(at, &heap[l])) { worst = l; at = &heap[l]; }
+            if (r < cap && FN(beam_before)(at, &heap[r])) worst = r;
+            if (worst < 0) break;
+            heap[i] = heap[worst];
+            i = worst;
+        }
+        heap[i] = c;
+        return;
+    }
+    int64_t i = (*n)++;
+    while (i > 0) {
+        int64_t up = (i - 1) / 2;
+        if (!FN(beam_before)(&heap[up], &c)) break;
+        heap[i] = heap[up];
+        i = up;
+    }
+    heap[i] = c;
+}
+
+static inline REAL FN(lse2)(REAL a, REAL b) {
+    REAL m = a > b ? a : b, d = a > b ? b - a : a - b;
+    if (m == BEAM_NEG_INF) return BEAM_NEG_INF;
+    if (d == BEAM_NEG_INF) return m;
+    return m + BEAM_LOG1P(EXP(d));
+}
+
+/* The cached score of completing slot s's unfinished word now: LM, word score and
+ * hotwords; writes the context after it to ctx_after. */
+static void FN(beam_completion)(const struct ctc_words *w, FN(beam_slot) *s,
+                                const int64_t *ctx, const int64_t *recent, int64_t *ctx_after) {
+    int64_t depth = w->order > 0 ? w->order - 1 : 0;
+    if (s->ready) return;
+    s->ready = 1;
+    s->delta = s->lm_word = s->bonus = 0;
+    if (depth) memcpy(ctx_after, ctx, sizeof(int64_t) * depth);
+    if (s->plen <= 0) return;
+    double lm_word = 0, bonus = 0;
+    if (w->order > 0) {
+        int64_t at = beam_find(w->hash_keys, w->n_hash, s->phash);
+        int64_t id = at >= 0 ? w->hash_ids[at] : w->unk;
+        lm_word = beam_lm_score(w, ctx, id, ctx_after);
+    }
+    if (w->n_phrases) {
+        int64_t H = w->phrase_len - 1;
+        for (int64_t length = 1; length <= w->phrase_len; ++length) {
+            int64_t h = length;
+            int ok = 1;
+            for (int64_t j = 0; j < length - 1; ++j) {
+                int64_t earlier = recent[H - (length - 1) + j];
+                ok &= earlier != 0;
+                h = beam_mix(h, earlier);
+            }
+            h = beam_mix(h, s->phash);
+            if (ok && beam_find(w->phrases, w->n_phrases, h) >= 0) bonus += 1;
+        }
+        bonus *= w->hotword_weight;
+    }
+    s->lm_word = (REAL)lm_word;
+    s->bonus = (REAL)bonus;
+    s->delta = (REAL)(w->lm_weight * s->lm_word + w->word_score + s->bonus);
+}
+
+/* A word boundary token that is always among the candidates: with a delimiter, when
+ * not every token competes (the LM and word scores change its rank). */
+static inline int FN(beam_lifted)(const struct ctc_words *w, int64_t c, int64_t V, int64_t C) {
+    return w && !w->prefix_mode && V < C - 1 && w->boundary[c];
+}
+
+/* The known prefixes as an open-addressing set (slots hold hash values; `used` marks
+ * the taken ones), built once per call: a lookup is one or two probes, where a binary
+ * search over thousands of prefixes mispredicts a branch at every step. */
+typedef struct { int64_t *slots; uint8_t *used; uint64_t mask; } FN(beam_set);
+
+static int FN(set_build)(FN(beam_set) *set, const int64_t *values, int64_t n) {
+    uint64_t size = 1;
+    while (size < 2 * (uint64_t)n) size <<= 1;
+    set->slots = malloc(sizeof(int64_t) * size);
+    set->used = calloc(size, 1);
+    set->mask = size - 1;
+    if (!set->slots || !set->used) return -1;
+    for (int64_t j = 0; j < n; ++j) {
+        uint64_t i = (uint64_t)beam_mix(values[j], 0) & set->mask;
+        while (set->used[i] && set->slots[i] != values[j]) i = (i + 1) & set->mask;
+        set->slots[i] = values[j];
+        set->used[i] = 1;
+    }
+    return 0;
+}
+
+static inline int FN(beam_known)(const struct ctc_words *w, const FN(beam_set) *set,
+                                 int64_t phash, int64_t plen) {
+    if (w->n_prefixes == 0 || plen <= 0) return 1;
+    for (uint64_t i = (uint64_t)beam_mix(phash, 0) & set->mask; set->used[i];
+         i = (i + 1) & set->mask)
+        if (set->slots[i] == phash) return 1;
+    return 0;
+}
+
+/* The part of a slot's score that is not acoustic: its words' LM, word and hotword
+ * scores. */
+static inline REAL FN(beam_extra)(const struct ctc_words *w, const FN(beam_slot) *s) {
+    if (!w) return 0;
+    return (REAL)(w->lm_weight * s->lm + w->word_score * (double)s->words) + s->hot;
+}
+
+/* A slot's rank beyond its acoustic score: the above, and the search's penalty for an
+ * unfinished word that begins no word the model knows. */
+static inline REAL FN(beam_rank_extra)(const struct ctc_words *w, const FN(beam_slot) *s) {
+    if (!w) return 0;
+    return FN(beam_extra)(w, s) + (s->known_prefix ? 0 : (REAL)w->partial_oov);
+}
+
+/* What one frame's candidate evaluation reads. The candidate tokens are split by
+ * kind, list[0] the others and list[1] the word boundaries, each sorted best first
+ * as far as ranked[kind] (lazily, where every token competes). An extension's index,
+ * for ties, is K + k C + token. */
+typedef struct {
+    const struct ctc_words *w;
+    FN(beam_slot) *cur;
+    int64_t *rows, row, depth, H;
+    const REAL *total, *e;
+    int64_t *list[2], count[2], ranked[2], K, V, C;
+    const int64_t *map;
+    int64_t map_size;
+    FN(beam_cand) *heap;
+    int64_t n_heap;
+    REAL delta_bound, token_min_logp, last_rank;  /* last_rank: the last one pushed */
+    const FN(beam_set) *prefixes;
+} FN(beam_frame);
+
+/* Orders candidate tokens: lifted first, then higher log-probability, then lower id. */
+static inline int FN(token_before)(const struct ctc_words *w, const REAL *e, int64_t V,
+                                   int64_t C, int64_t a, int64_t b) {
+    int la = FN(beam_lifted)(w, a, V, C), lb = FN(beam_lifted)(w, b, V, C);
+    if (la != lb) return la > lb;
+    if (e[a] != e[b]) return e[a] > e[b];
+    return a < b;
+}
+
+/* The frame's candidate tokens: the first V non-blank ones in that order, sorted,
+ * into order[0..n). A bounded selection keeps it O(C log V) for large vocabularies. */
+static int64_t FN(candidate_tokens)(const struct ctc_words *w, const REAL *e, int64_t C,
+                                    int64_t blank, int64_t V, int64_t *order) {
+    int64_t n = 0;
+    for (int64_t c = 0; c < C; ++c) {
+        if (c == blank) continue;
+        /* Insertion into the sorted prefix, dropping what falls past V. */
+        if (n == V && !FN(token_before)(w, e, V, C, c, order[n - 1])) continue;
+        int64_t i = n < V ? n++ : n - 1;
+        while (i > 0 && FN(token_before)(w, e, V, C, c, order[i - 1])) {
+            order[i] = order[i - 1];
+            --i;
+        }
+        order[i] = c;
+    }
+    return n;
+}
+
+/* Sorts list kind lazily up to position i: selection of the best left. */
+static inline void FN(rank_upto)(FN(beam_frame) *f, int kind, int64_t i) {
+    int64_t *list = f->list[kind];
+    while (f->ranked[kind] <= i) {
+        int64_t at = f->ranked[kind], best = at;
+        for (int64_t j = at + 1; j < f->count[kind]; ++j)
+            if (FN(token_before)(f->w, f->e, f->V, f->C, list[j], list[best])) best = j;
+        int64_t tmp = list[at]; list[at] = list[best]; list[best] = tmp;
+        ++f->ranked[kind];
+    }
+}
+
+/* Beam k extended by the i-th token of list kind: into the heap if it ranks there. */
+static void FN(beam_try)(FN(beam_frame) *f, int64_t k, int kind, int64_t i) {
+    const struct ctc_words *w = f->w;
+    FN(beam_slot) *s = &f->cur[k];
+    int64_t c = f->list[kind][i], K = f->K;
+    REAL lpc = f->e[c];
+    if (lpc < f->token_min_logp) return;
+    REAL score = (c == s->last ? s->pb : f->total[k]) + lpc;
+    if (score == BEAM_NEG_INF) return;
+    REAL rank = score + FN(beam_extra)(w, s);
+    if (kind == 1 && s->plen > 0) {  /* it ends the unfinished word */
+        if (f->n_heap == K && rank + f->delta_bound < f->heap[0].rank) return;
+        int64_t *r = f->rows + k * f->row;
+        FN(beam_completion)(w, s, r, r + f->depth, r + f->depth + f->H);
+        rank += s->delta;
+    }
+    FN(beam_cand) cand;
+    cand.rank = rank;
+    cand.index = K + k * f->C + c;
+    cand.known = 1;
+    if (w) {  /* the unfinished word it leaves: one probe of a hash set */
+        int ends = kind == 1;
+        int64_t h = (int64_t)((uint64_t)(ends ? 0 : s->phash) * (uint64_t)w->char_power[c]
+                              + (uint64_t)w->char_hash[c]);
+        cand.known = FN(beam_known)(w, f->prefixes, h, (ends ? 0 : s->plen) + w->char_len[c]);
+        if (!cand.known) cand.rank += (REAL)w->partial_oov;
+    }
+    if (f->n_heap == K && !FN(beam_before)(&cand, &f->heap[0])) return;
+    /* An extension already in the beam was merged into it. */
+    int64_t child = beam_mix(s->hash, c);
+    uint64_t mask = (uint64_t)(f->map_size - 1);
+    for (uint64_t j = (uint64_t)beam_mix(child, 0) & mask; f->map[j] >= 0; j = (j + 1) & mask)
+        if (f->cur[f->map[j]].hash == child && f->cur[f->map[j]].len == s->len + 1) return;
+    f->last_rank = cand.rank;
+    FN(heap_push)(f->heap, &f->n_heap, K, cand.rank, cand.index, cand.known);
+}
+
+/* The frontier: a max-heap by bound (rank field), ties by lower beam index. */
+static void FN(front_push)(FN(beam_cand) *h, int64_t *n, REAL bound, int64_t index) {
+    FN(beam_cand) c;
+    c.rank = bound;
+    c.index = index;
+    c.known = 0;
+    int64_t i = (*n)++;
+    while (i > 0) {
+        int64_t up = (i - 1) / 2;
+        if (!FN(beam_before)(&c, &h[up])) break;
+        h[i] = h[up];
+        i = up;
+    }
+    h[i] = c;
+}
+
+/* Removes the frontier's best into *top. */
+static void FN(front_pop)(FN(beam_cand) *h, int64_t *n, FN(beam_cand) *top) {
+    *top = h[0];
+    FN(beam_cand) last = h[--*n];
+    int64_t i = 0;
+    for (;;) {  /* sift the last one down from the top */
+        int64_t l = 2 * i + 1, r = l + 1, best = -1;
+        const FN(beam_cand) *at = &last;
+        if (l < *n && FN(beam_before)(&h[l], at)) { best = l; at = &h[l]; }
+        if (r < *n && FN(beam_before)(&h[r], at)) best = r;
+        if (best < 0) break;
+        h[i] = h[best];
+        i = best;
+    }
+    if (*n) h[i] = last;
+}
+
+/* Decodes examples b0 <= b < b1 of lp (B, T, C) (log-probabilities, padded frames
+ * never read). Writes per example its count of hypotheses (out_count, <= nbest) and
+ * for each: tokens and their first frames (out_tokens, out_times (B, nbest, T), -1
+ * padded), out_len, out_score, out_acoustic and out_lm (B, nbest). Returns 0, or -1
+ * when memory ran out. */
+int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *logit_len,
+                        int64_t b0, int64_t b1, int64_t blank, int64_t K, int64_t V,
+                        int64_t nbest, double token_min_logp, double beam_threshold,
+                        const struct ctc_words *w, int64_t *out_tokens, int64_t *out_times,
+                        int64_t *out_len, int64_t *out_count, double *out_score,
+                        double *out_acoustic, double *out_lm) {
+    int64_t depth = (w && w->order > 0) ? w->order - 1 : 0;
+    int64_t H = (w && w->phrase_len > 1) ? w->phrase_len - 1 : 0;
+    int64_t row = depth + H + depth;  /* ctx, recent, ctx after completion */
+    int64_t map_size = 1;
+    while (map_size < 2 * K) map_size <<= 1;
+    FN(beam_slot) *cur = calloc(K, sizeof(*cur)), *next = calloc(K, sizeof(*next));
+    int64_t *rows = calloc(K * (row ? row : 1), sizeof(int64_t));
+    int64_t *next_rows = calloc(K * (row ? row : 1), sizeof(int64_t));
+    int64_t *map = malloc(sizeof(int64_t) * map_size);
+    int64_t *pidx = malloc(sizeof(int64_t) * K), *order = malloc(sizeof(int64_t) * C);
+    int64_t *next_i = malloc(sizeof(int64_t) * 2 * K);
+    int64_t *lists = malloc(sizeof(int64_t) * 2 * C);
+    REAL *up = malloc(sizeof(REAL) * 2 * K);
+    FN(beam_cand) *front = malloc(sizeof(FN(beam_cand)) * 2 * K);
+    int64_t *hist_src = malloc(sizeof(int64_t) * (T ? T : 1) * K);
+    int64_t *hist_tok = malloc(sizeof(int64_t) * (T ? T : 1) * K);
+    REAL *stay_b = malloc(sizeof(REAL) * K), *stay_nb = malloc(sizeof(REAL) * K);
+    REAL *total = malloc(sizeof(REAL) * K);
+    int *wins = malloc(sizeof(int) * K), *alive = malloc(sizeof(int) * K);
+    FN(beam_cand) *heap = malloc(sizeof(FN(beam_cand)) * K);
+    REAL delta_bound = 0;
+    if (w) {
+        double bound = w->word_score + w->hotword_weight * (double)w->phrase_len;
+        delta_bound = (REAL)(bound > 0 ? bound : 0);
+        if (w->lm_weight < 0) delta_bound = (REAL)INFINITY;  /* no bound: always look up */
+    }
+    FN(beam_set) prefix_set = {NULL, NULL, 0};
+    int set_failed = w && w->n_prefixes && FN(set_build)(&prefix_set, w->prefixes,
+                                                         w->n_prefixes);
+    int failed = set_failed || !cur || !next || !rows || !next_rows || !map || !pidx || !order
+                 || !next_i || !lists || !up || !front || !hist_src
+                 || !hist_tok || !stay_b || !stay_nb || !total || !wins || !alive || !heap;
+    for (int64_t b = b0; b < b1 && !failed; ++b) {
+        const int64_t Tb = logit_len[b];
+        const REAL *lpb = lp + b * T * C;
+        /* The empty prefix, before the first frame. */
+        for (int64_t k = 0; k < K; ++k) {
+            memset(&cur[k], 0, sizeof(cur[k]));
+            cur[k].pb = cur[k].pnb = BEAM_NEG_INF;
+            cur[k].last = -1;
+            cur[k].known_prefix = 1;
+        }
+        memset(rows, 0, sizeof(int64_t) * K * (row ? row : 1));
+        cur[0].pb = 0;
+        int64_t live = 1;  /* slots 0..live-1 hold beams, best first (after frame 0) */
+        for (int64_t k = 0; k < K; ++k)
+            for (int64_t i = 0; i < depth; ++i) rows[k * row + i] = -1;
+        if (depth) for (int64_t k = 0; k < K; ++k) rows[k * row + depth - 1] = w->bos;
+        for (int64_t t = 0; t < Tb; ++t) {
+            const REAL *e = lpb + t * C;
+            /* The beams by hash, for merges and for extensions already present. */
+            for (int64_t i = 0; i < map_size; ++i) map[i] = -1;
+            for (int64_t k = 0; k < live; ++k) {
+                alive[k] = cur[k].pb != BEAM_NEG_INF || cur[k].pnb != BEAM_NEG_INF;
+                if (!alive[k]) continue;
+                uint64_t i = (uint64_t)beam_mix(cur[k].hash, 0) & (uint64_t)(map_size - 1);
+                while (map[i] >= 0) i = (i + 1) & (uint64_t)(map_size - 1);
+                map[i] = k;
+            }
+            for (int64_t k = 0; k < live; ++k) {
+                FN(beam_slot) *s = &cur[k];
+                total[k] = FN(lse2)(s->pb, s->pnb);
+                stay_b[k] = total[k] + e[blank];
+                stay_nb[k] = s->last >= 0 ? s->pnb + e[s->last] : BEAM_NEG_INF;
+            }
+            /* A prefix whose parent is in the beam is reached from it by its last token
+             * too: merge the two (log-sum-exp); the more probable path's history wins. */
+            for (int64_t k = 0; k < live; ++k) {
+                pidx[k] = -1;
+                wins[k] = 0;
+                if (!alive[k] || cur[k].len == 0) continue;
+                uint64_t i = (uint64_t)beam_mix(cur[k].parent, 0) & (uint64_t)(map_size - 1);
+                for (; map[i] >= 0; i = (i + 1) & (uint64_t)(map_size - 1)) {
+                    int64_t p = map[i];
+                    if (cur[p].hash == cur[k].parent && cur[p].len + 1 == cur[k].len) {
+                        pidx[k] = p;
+                        break;
+                    }
+                }
+                if (pidx[k] < 0) continue;
+                FN(beam_slot) *p = &cur[pidx[k]];
+                REAL via = (p->last == cur[k].last ? p->pb : total[pidx[k]]) + e[cur[k].last];
+                wins[k] = via > FN(lse2)(stay_b[k], stay_nb[k]);
+                stay_nb[k] = FN(lse2)(stay_nb[k], via);
+            }
+            /* The candidate tokens: all but the blank, by log-probability (a word
+             * boundary first when the LM may favour it and not every token competes),
+             * the first V of them; split by kind. */
+            int64_t width;
+            if (V >= C - 1) {  /* every token competes: ranked lazily, as far as needed */
+                width = 0;
+                for (int64_t c = 0; c < C; ++c) if (c != blank) order[width++] = c;
+            } else {
+                width = FN(candidate_tokens)(w, e, C, blank, V, order);
+            }
+            FN(beam_frame) f = {w, cur, rows, row, depth, H, total, e, {lists, lists + C},
+                                {0, 0}, {0, 0}, K, V, C, map, map_size, heap, 0, delta_bound,
+                                (REAL)token_min_logp, BEAM_NEG_INF, &prefix_set};
+            for (int64_t v = 0; v < width; ++v) {
+                int kind = w && w->boundary[order[v]] ? 1 : 0;
+                f.list[kind][f.count[kind]++] = order[v];
+            }
+            if (V < C - 1) f.ranked[0] = f.count[0], f.ranked[1] = f.count[1];  /* sorted */
+            /* Stays first, then extensions, into a heap of the K best. */
+            for (int64_t k = 0; k < live; ++k) {
+                if (!alive[k]) continue;
+                REAL stay = FN(lse2)(stay_b[k], stay_nb[k]);
+                if (stay != BEAM_NEG_INF)
+                    FN(heap_push)(heap, &f.n_heap, K, stay + FN(beam_rank_extra)(w, &cur[k]),
+                                  k, 1);
+            }
+            /* Extensions in descending order of an upper bound of their rank, from a
+             * frontier holding each beam's next token of each kind (the bound is the
+             * beam's for that kind plus the token's log-probability, and each list is
+             * in descending log-probability): the search stops when the best bound
+             * left cannot beat the K-th best rank, so about K are looked at however
+             * spread the beams' ranks are. A word's end adds at most the word score
+             * and the hotword bonus (its log-probability is <= 0); any other token
+             * leaves an unfinished word that begins no known word if its beam's did
+             * (the known prefixes are closed under shortening): a certain penalty. */
+            int64_t n_front = 0;
+            for (int64_t k = 0; k < live; ++k) {
+                next_i[2 * k] = next_i[2 * k + 1] = 0;
+                if (!alive[k]) continue;
+                FN(beam_slot) *s = &cur[k];
+                REAL extra = total[k] + FN(beam_extra)(w, s);
+                up[2 * k] = extra + ((w && !s->known_prefix) ? (REAL)w->partial_oov : 0);
+                up[2 * k + 1] = extra + (w && s->plen > 0 ? delta_bound : 0);
+                for (int kind = 0; kind < 2; ++kind) {
+                    if (!f.count[kind]) continue;
+                    FN(rank_upto)(&f, kind, 0);
+                    FN(front_push)(front, &n_front, up[2 * k + kind] + e[f.list[kind][0]],
+                                   2 * k + kind);
+                }
+            }
+            /* With beam_threshold, nothing below the best rank so far by more than it
+             * can stay (the best only rises); with token_min_logp, a list ends at its
+             * first token below it. */
+            REAL best = BEAM_NEG_INF;
+            for (int64_t i = 0; i < f.n_heap; ++i) best = heap[i].rank > best ? heap[i].rank : best;
+            while (n_front > 0) {
+                FN(beam_cand) top;
+                FN(front_pop)(front, &n_front, &top);
+                if (f.n_heap == K && top.rank < heap[0].rank) break;
+                if (top.rank < best - (REAL)beam_threshold) break;
+                int64_t k = top.index / 2, kind = top.index % 2, i = next_i[top.index];
+                if (e[f.list[kind][i]] < (REAL)token_min_logp) continue;
+                f.last_rank = BEAM_NEG_INF;
+                FN(beam_try)(&f, k, (int)kind, i);
+                if (f.last_rank > best) best = f.last_rank;
+                if (++next_i[top.index] < f.count[kind]) {
+                    FN(rank_upto)(&f, (int)kind, i + 1);
+                    FN(front_push)(front, &n_front, up[top.index] + e[f.list[kind][i + 1]],
+                                   top.index);
+                }
+            }
+            int64_t n_heap = f.n_heap;
+            /* The heap, best first: pop the worst to the back, one by one. */
+            FN(beam_cand) *sorted = heap;
+            for (int64_t m = n_heap; m > 1; --m) {
+                FN(beam_cand) worst = heap[0];
+                heap[0] = heap[m - 1];
+                int64_t i = 0;
+                for (;;) {
+                    int64_t l = 2 * i + 1, r = l + 1, top = i;
+                    if (l < m - 1 && FN(beam_before)(&heap[top], &heap[l])) top = l;
+                    if (r < m - 1 && FN(beam_before)(&heap[top], &heap[r])) top = r;
+                    if (top == i) break;
+                    FN(beam_cand) tmp = heap[i]; heap[i] = heap[top]; heap[top] = tmp;
+                    i = top;
+                }
+                heap[m - 1] = worst;
+            }
+            if (beam_threshold < INFINITY && n_heap) {
+                REAL floor = sorted[0].rank - (REAL)beam_threshold;
+                while (n_heap > 0 && sorted[n_heap - 1].rank < floor) --n_heap;
+            }
+            int64_t *src_row = hist_src + t * K, *tok_row = hist_tok + t * K;
+            for (int64_t n = 0; n < n_heap; ++n) {  /* the live slots: a prefix */
+                FN(beam_slot) *d = &next[n];
+                int64_t *drow = next_rows + n * row;
+                int64_t index = sorted[n].index;
+                if (index < K) {  /* a stay: its own state, merged */
+                    *d = cur[index];
+                    d->pb = stay_b[index];
+                    d->pnb = stay_nb[index];
+                    if (row) memcpy(drow, rows + index * row, sizeof(int64_t) * row);
+                    src_row[n] = wins[index] ? pidx[index] : index;
+                    tok_row[n] = wins[index] ? cur[index].last : -1;
+                    continue;
+                }
+                int64_t k = (index - K) / C, c = (index - K) % C;
+                FN(beam_slot) *s = &cur[k];
+                if (w && w->boundary[c] && s->plen > 0)  /* its score, before the copy */
+                    FN(beam_completion)(w, s, rows + k * row, rows + k * row + depth,
+                                        rows + k * row + depth + H);
+                *d = *s;
+                if (row) memcpy(drow, rows + k * row, sizeof(int64_t) * row);
+                d->pb = BEAM_NEG_INF;
+                d->pnb = (c == s->last ? s->pb : total[k]) + e[c];
+                d->len = s->len + 1;
+                d->last = c;
+                d->parent = s->hash;
+                d->hash = beam_mix(s->hash, c);
+                src_row[n] = k;
+                tok_row[n] = c;
+                if (w) {
+                    int boundary = w->boundary[c] != 0;
+                    if (boundary && s->plen > 0) {  /* the unfinished word ends */
+                        d->lm += s->lm_word;
+                        d->words += 1;
+                        d->hot += s->bonus;
+                        if (depth) memcpy(drow, drow + depth + H, sizeof(int64_t) * depth);
+                        if (H) {
+                            memmove(drow + depth, drow + depth + 1, sizeof(int64_t) * (H - 1));
+                            drow[depth + H - 1] = s->phash;
+                        }
+                    }
+                    int64_t base_hash = boundary ? 0 : s->phash;
+                    int64_t base_len = boundary ? 0 : s->plen;
+                    d->phash = (int64_t)((uint64_t)base_hash * (uint64_t)w->char_power[c]
+                                         + (uint64_t)w->char_hash[c]);
+                    d->plen = base_len + w->char_len[c];
+                    d->known_prefix = sorted[n].known;
+                    d->ready = 0;  /* a new unfinished word: scored when it may end */
+                }
+            }
+            live = n_heap;
+            FN(beam_slot) *swap = cur; cur = next; next = swap;
+            int64_t *swap_rows = rows; rows = next_rows; next_rows = swap_rows;
+        }
+        /* The end: each beam's last word, then </s>; the nbest by final score. */
+        FN(beam_cand) *finals = heap;
+        int64_t n_final = 0;
+        REAL *lm_total = stay_b;  /* reused as scratch */
+        for (int64_t k = 0; k < live; ++k) {
+            FN(beam_slot) *s = &cur[k];
+            REAL acoustic = FN(lse2)(s->pb, s->pnb);
+            total[k] = acoustic;
+            if (acoustic == BEAM_NEG_INF) continue;
+            REAL rank = acoustic;
+            lm_total[k] = 0;
+            if (w) {
+                FN(beam_completion)(w, s, rows + k * row, rows + k * row + depth,
+                                    rows + k * row + depth + H);
+                REAL extra = (REAL)(w->lm_weight * s->lm + w->word_score * (double)s->words)
+                             + s->hot;
+                REAL end = s->plen > 0 ? s->delta : 0;
+                REAL lm_end = 0;
+                if (w->order > 0) {
+                    const int64_t *context = s->plen > 0 ? rows + k * row + depth + H
+                                                         : rows + k * row;
+                    lm_end = (REAL)beam_lm_score(w, context, w->eos, NULL);
+                }
+                rank = acoustic + extra + end + (REAL)(w->lm_weight * lm_end);
+                lm_total[k] = s->lm + (s->plen > 0 ? s->lm_word : 0) + lm_end;
+            }
+            finals[n_final].rank = rank;
+            finals[n_final].index = k;
+            finals[n_final++].known = 1;
+        }
+        for (int64_t i = 1; i < n_final; ++i) {
+            FN(beam_cand) x = finals[i];
+            int64_t j = i - 1;
+            while (j >= 0 && FN(beam_before)(&x, &finals[j])) { finals[j + 1] = finals[j]; --j; }
+            finals[j + 1] = x;
+        }
+        int64_t count = n_final < nbest ? n_final : nbest;
+        out_count[b] = count;
+        for (int64_t n = 0; n < nbest; ++n) {
+            int64_t *tokens = out_tokens + (b * nbest + n) * T;
+            int64_t *times = out_times + (b * nbest + n) * T;
+            for (int64_t i = 0; i < T; ++i) tokens[i] = times[i] = -1;
+            out_len[b * nbest + n] = 0;
+            if (n >= count) continue;
+            int64_t k = finals[n].index;
+            out_score[b * nbest + n] = finals[n].rank;
+            out_acoustic[b * nbest + n] = total[k];
+            out_lm[b * nbest + n] = w ? lm_total[k] : 0;
+            /* Follow the history back; tokens come out last first. */
+            int64_t length = 0, slot = k;
+            for (int64_t t = Tb - 1; t >= 0; --t) {
+                int64_t tok = hist_tok[t * K + slot];
+                if (tok >= 0) { tokens[length] = tok; times[length] = t; ++length; }
+                slot = hist_src[t * K + slot];
+            }
+            for (int64_t i = 0; i < length / 2; ++i) {
+                int64_t a = tokens[i]; tokens[i] = tokens[length - 1 - i];
+                tokens[length - 1 - i] = a;
+                a = times[i]; times[i] = times[length - 1 - i]; times[length - 1 - i] = a;
+            }
+            out_len[b * nbest + n] = length;
+        }
+    }
+    free(cur); free(next); free(rows); free(next_rows); free(map); free(pidx); free(order);
+    free(next_i); free(lists); free(up); free(front); free(prefix_set.slots); free(prefix_set.used);
+    free(hist_src); free(hist_tok); free(stay_b); free(stay_nb); free(total); free(wins);
+    free(alive); free(heap);
+    return failed ? -1 : 0;
+}

@@ -1,0 +1,752 @@
+"""CTC decoding: greedy (best path), and a batched prefix beam search with a word
+n-gram language model, hotwords, n-best lists and timestamps, on CPU or CUDA tensors.
+
+* :func:`greedy_decode` ``(logits, logits_len=None, *, blank=0)``: the most probable
+  class per frame, repeats collapsed, blanks dropped.
+* :func:`ctc_beam_search` ``(logits, logits_len=None, *, blank=0, beam_size=16,
+  nbest=1)``: label sequences by their CTC probability, summed over alignments.
+* :class:`CtcBeamSearchDecoder` ``(tokens, *, blank=0, word_delimiter="|", lm=None,
+  ...)``: the same search over a vocabulary, with words, a language model read from an
+  ARPA file (:mod:`ngram_lm`) and hotwords; ``CtcBeamSearchDecoder.from_hf(tokenizer)``
+  takes a wav2vec2 tokenizer's vocabulary, blank and word delimiter.
+
+The prefix beam search (Graves 2012, sec. 7.4; Hannun et al. 2014) keeps for every
+prefix two log-probabilities, of the alignments that end in a blank and of those that
+end in its last label, and merges the paths that reach the same prefix by log-sum-exp.
+With a beam wider than the number of prefixes it is exact: the n best are the n most
+probable label sequences, and each ``acoustic_score`` is minus the exact CTC loss of
+its tokens (the tests check both against brute force and against
+``torch.nn.functional.ctc_loss``).
+
+It runs one loop over frames, and each frame is a few tensor operations over the batch,
+the beam and the candidate tokens ``(B, K, V)``: prefixes are identified by 64-bit
+hashes, so merging is a comparison of hashes, not Python. The token history is kept as
+back-pointers per frame and read once at the end; nothing is read back to the host
+before then. A hypothesis is a token sequence: two tokenisations of one text are two
+hypotheses.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+import ngram_lm
+from ngram_lm import NgramLM, hash_parts
+
+__all__ = ["greedy_decode", "ctc_beam_search", "CtcBeamSearchDecoder", "Hypothesis"]
+
+
+class Hypothesis(NamedTuple):
+    """One decoded hypothesis of one example.
+
+    ``tokens``: class ids. ``words``: the words they spell (empty without a vocabulary).
+    ``text``: the words joined by spaces. ``score``: what the search ranks by,
+    ``acoustic_score + lm_weight * lm_score + word_score * len(words)`` plus
+    ``hotword_weight`` per hotword (or phrase) matched. ``acoustic_score``: ln p(tokens |
+    x) summed over alignments. ``lm_score``: ln p(words) under the language model, with
+    ``<s>`` and ``</s>`` (0 without one). ``timesteps``: per token, the first frame at
+    which it is emitted on the hypothesis's most probable path (where paths to one
+    prefix merged, the more probable one's). ``word_spans``: per word, ``(start, end)``
+    frames, ``start`` its first token's timestep, ``end`` one past its last token's.
+    """
+    tokens: list
+    words: list
+    text: str
+    score: float
+    acoustic_score: float
+    lm_score: float
+    timesteps: list
+    word_spans: list = []
+
+
+# ------------------------------------------------------------------ input checks
+def _check_logits(logits, logits_len, blank: int):
+    """``(logits, logits_len (B,) long)`` after checking ranks, dtypes and ranges."""
+    if not torch.is_tensor(logits):
+        raise TypeError(f"logits must be a tensor (B, T, C), got {type(logits).__name__}")
+    if not logits.dtype.is_floating_point:
+        raise TypeError(f"logits must be a floating-point tensor (B, T, C), got {logits.dtype}")
+    if logits.dim() != 3:
+        raise ValueError(f"logits must have shape (B, T, C), got shape {tuple(logits.shape)}")
+    batch, frames, classes = logits.shape
+    if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or not (
+            0 <= blank < classes):
+        raise ValueError(f"blank must be a class id in [0, {classes - 1}], got {blank!r}")
+    if logits_len is None:
+        return logits, torch.full((batch,), frames, dtype=torch.long, device=logits.device)
+    if not torch.is_tensor(logits_len):
+        logits_len = torch.as_tensor(np.asarray(logits_len))
+    logits_len = logits_len.to(logits.device)
+    if logits_len.dtype == torch.bool or logits_len.dtype.is_floating_point:
+        raise TypeError(f"logits_len must be an integer tensor (B,), got {logits_len.dtype}")
+    if logits_len.dim() != 1:
+        raise ValueError(f"logits_len must have shape (B,), got shape {tuple(logits_len.shape)}")
+    if logits_len.shape[0] != batch:
+        if logits_len.shape[0] == frames:
+            raise ValueError(f"logits has shape {tuple(logits.shape)}, which looks time-first "
+                             f"(T, B, C) for the batch of {logits_len.shape[0]} in logits_len: "
+                             "pass logits.transpose(0, 1)")
+        raise ValueError(f"logits_len has batch size {logits_len.shape[0]}, expected {batch}")
+    if batch:
+        low, high = (int(v) for v in torch.stack([logits_len.min(), logits_len.max()]).tolist())
+        if low < 0 or high > frames:
+            b = int((logits_len < 0).long().argmax() if low < 0 else logits_len.argmax())
+            raise ValueError(f"logits_len must be in [0, {frames}] (the time axis of logits), "
+                             f"got {int(logits_len[b])} for example {b}")
+    return logits, logits_len.long()
+
+
+def greedy_decode(logits: torch.Tensor, logits_len: torch.Tensor | None = None, *,
+                  blank: int = 0) -> torch.Tensor:
+    """Best-path (greedy) CTC decoding of a batch.
+
+    The most probable class at every valid frame, with repeats collapsed and blanks
+    dropped: frames ``a a - a b b`` give ``a a b``.
+
+    Args:
+      logits: ``(B, T, C)`` scores, log-probabilities or probabilities (only their
+        order per frame matters).
+      logits_len: ``(B,)`` valid frames; None means all.
+      blank: keyword-only, the blank's class id.
+
+    Returns:
+      ``(B, U')`` long label ids, ``U'`` the longest result, padded at the end with -1:
+      the padding ``CtcLossModule`` and ``forced_align`` accept, so a transcript can be
+      fed straight back. ``row[row >= 0].tolist()`` gives one example's ids.
+      Vectorised over the batch; one host read for ``U'``.
+    """
+    logits, logits_len = _check_logits(logits, logits_len, blank)
+    batch, frames, _ = logits.shape
+    with torch.no_grad():
+        best = logits.argmax(dim=2)  # (B, T)
+        previous = torch.nn.functional.pad(best, (1, 0), value=-1)[:, :-1]  # (B, T)
+        frame_ok = torch.arange(frames, device=logits.device)[None, :] < logits_len[:, None]
+        keep = frame_ok & (best != blank) & (best != previous)  # (B, T)
+        width = int(keep.sum(dim=1).max()) if batch and frames else 0
+        # Kept frames go to their rank; the rest to one spare column, dropped after.
+        slot = torch.where(keep, keep.cumsum(dim=1) - 1, width)
+        out = torch.full((batch, width + 1), -1, dtype=torch.long, device=logits.device)
+        out.scatter_(1, slot, torch.where(keep, best, -1))
+        return out[:, :width]
+
+
+# ------------------------------------------------------------------ hashing
+_signed = ngram_lm._signed  # a 64-bit pattern as the int64 that holds it
+
+_M1 = _signed(0x9E3779B97F4A7C15)
+_M2 = _signed(0xBF58476D1CE4E5B9)
+
+
+def _mix(h: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    """A 64-bit hash of the sequence ``(..., item)`` from that of ``(...)``: int64
+    arithmetic wraps, and the shifts are made logical by masking (splitmix64's
+    finaliser), so the hash is not linear in the items."""
+    z = h * _M1 + item + 1
+    z = z ^ ((z >> 31) & ((1 << 33) - 1))
+    z = z * _M2
+    return z ^ ((z >> 29) & ((1 << 35) - 1))
+
+
+def _mix_int(h: int, item: int) -> int:
+    """:func:`_mix` on Python ints (for hotword phrases)."""
+    z = _signed(h * _M1 + item + 1)
+    z = _signed(z ^ ((z >> 31) & ((1 << 33) - 1)))
+    z = _signed(z * _M2)
+    return _signed(z ^ ((z >> 29) & ((1 << 35) - 1)))
+
+
+# ------------------------------------------------------------------ the search
+class _Words:
+    """What the search needs to know about words, as tensors on one device: each
+    token's characters (hash parts), whether it ends or starts a word, the LM and the
+    hotwords."""
+
+    def __init__(self, tokens: Sequence[str], delimiter: str | None, lm: NgramLM | None,
+                 hotwords, lm_weight: float, word_score: float, hotword_weight: float,
+                 partial_oov: float, device):
+        self.prefix_mode = delimiter == "\u2581"
+        chars = []
+        for token in tokens:
+            if self.prefix_mode:
+                chars.append(token[1:] if token.startswith("\u2581") else token)
+            else:
+                chars.append("" if token == delimiter else token)
+        parts = [hash_parts(c) for c in chars]
+        self.char_hash = torch.tensor([p[0] for p in parts], dtype=torch.long, device=device)
+        self.char_power = torch.tensor([p[1] for p in parts], dtype=torch.long, device=device)
+        self.char_len = torch.tensor([len(c) for c in chars], dtype=torch.long, device=device)
+        if self.prefix_mode:
+            self.boundary = torch.tensor([t.startswith("\u2581") for t in tokens],
+                                         device=device)
+        else:
+            self.boundary = torch.tensor([t == delimiter for t in tokens], device=device)
+        self.lm = lm.to(device) if lm is not None else None
+        self.lm_weight, self.word_score = float(lm_weight), float(word_score)
+        self.hotword_weight = float(hotword_weight)
+        # Hotword phrases by length: the hash of their words' hashes.
+        phrases = [h.split() for h in (hotwords or []) if h.split()]
+        self.phrase_len = max((len(p) for p in phrases), default=0)
+        keys = []
+        for phrase in phrases:
+            h = len(phrase)
+            for word in phrase:
+                h = _mix_int(h, ngram_lm.string_hash(word))
+            keys.append(h)
+        self.phrases = torch.tensor(sorted(set(keys)), dtype=torch.long, device=device)
+        self.context = max(self.phrase_len - 1, 0)  # earlier words a phrase may span
+        # With a model: every prefix of the words it knows (and of the hotwords), so the
+        # search can tell an unfinished word that can still become one.
+        known = set()
+        self.partial_oov = float(partial_oov) if lm is not None else 0.0
+        if lm is not None:
+            spelled = [w for w in lm.vocab if w not in ("<s>", "</s>", "<unk>")]
+            for word in spelled + [w for p in phrases for w in p]:
+                h = 0
+                for ch in word:
+                    h = _signed(h * ngram_lm._BASE + ord(ch) + 1)
+                    known.add(h)
+        self.prefixes = torch.tensor(sorted(known), dtype=torch.long, device=device)
+
+    def completion(self, state):
+        """Per beam ``(B, K)``: the score of completing its partial word now (LM, word
+        score, hotwords), the LM's ln p of that word, the hotword bonus, and the LM
+        context afterwards."""
+        has_word = state["partial_len"] > 0
+        lm_word = torch.zeros_like(state["lm"])
+        context = state.get("context")
+        if self.lm is not None:
+            shape = has_word.shape
+            ids = self.lm.lookup(state["partial_hash"].reshape(-1))
+            lm_word, context = self.lm.score(state["context"].reshape(-1, self.lm.order - 1),
+                                             ids)
+            lm_word = lm_word.reshape(shape).to(state["lm"].dtype)
+            context = torch.where(has_word[..., None], context.reshape(*shape, -1),
+                                  state["context"])
+        bonus = torch.zeros_like(state["lm"])
+        if self.phrases.numel():
+            word = state["partial_hash"]
+            recent = state.get("recent")  # (B, K, context) word hashes, most recent last
+            for length in range(1, self.phrase_len + 1):
+                h = torch.full_like(word, length)
+                ok = torch.ones_like(has_word)
+                for j in range(length - 1):
+                    earlier = recent[..., self.context - (length - 1) + j]
+                    ok = ok & (earlier != 0)
+                    h = _mix(h, earlier)
+                h = _mix(h, word)
+                at = torch.searchsorted(self.phrases, h.reshape(-1)).clamp(
+                    max=self.phrases.numel() - 1).reshape(h.shape)
+                bonus = bonus + (ok & (self.phrases[at] == h)).to(bonus.dtype)
+            bonus = bonus * self.hotword_weight
+        delta = self.lm_weight * lm_word + self.word_score + bonus
+        zero = torch.zeros_like(delta)
+        return (torch.where(has_word, delta, zero), torch.where(has_word, lm_word, zero),
+                torch.where(has_word, bonus, zero), context)
+
+    def extra(self, state):
+        """The non-acoustic part of each beam's score so far."""
+        return (self.lm_weight * state["lm"] + self.word_score * state["words"]
+                + state["hot"])
+
+    def unknown(self, partial_hash, partial_len):
+        """Where an unfinished word begins no word the model knows: the search ranks
+        such a prefix ``partial_oov`` lower (its score is not changed)."""
+        if not self.prefixes.numel():
+            return torch.zeros_like(partial_len, dtype=torch.bool)
+        at = torch.searchsorted(self.prefixes, partial_hash.reshape(-1)).clamp(
+            max=self.prefixes.numel() - 1).reshape(partial_hash.shape)
+        return (partial_len > 0) & (self.prefixes[at] != partial_hash)
+
+    def arrays(self) -> dict:
+        """These tables as the C kernel takes them (CPU tensors), made once."""
+        if getattr(self, "_arrays", None) is None:
+            self._arrays = self._make_arrays()
+        return self._arrays
+
+    def _make_arrays(self) -> dict:
+        lm = self.lm
+        if lm is None:
+            empty = torch.zeros(1, dtype=torch.long)
+            tables = dict(order=0, size=0, unk=0, bos=0, eos=0, unk_prob=0.0, keys=[],
+                          prob=[], backoff=[], real=[], counts=empty, hash_keys=empty,
+                          hash_ids=empty)
+        else:
+            tables = dict(order=lm.order, size=lm._size, unk=lm.unk, bos=lm.bos, eos=lm.eos,
+                          unk_prob=float(lm._unk_prob()),
+                          keys=[t.contiguous() for t in lm._keys],
+                          prob=[t.contiguous() for t in lm._prob],
+                          backoff=[t.contiguous() for t in lm._backoff],
+                          real=[t.to(torch.uint8).contiguous() for t in lm._real],
+                          counts=torch.tensor([t.numel() for t in lm._keys], dtype=torch.long),
+                          hash_keys=lm._hash_keys.contiguous(), hash_ids=lm._hash_ids.contiguous())
+        return dict(char_hash=self.char_hash, char_power=self.char_power,
+                    char_len=self.char_len, boundary=self.boundary.to(torch.uint8),
+                    prefix_mode=self.prefix_mode, lm_weight=self.lm_weight,
+                    word_score=self.word_score, hotword_weight=self.hotword_weight,
+                    partial_oov=self.partial_oov, lm=tables, prefixes=self.prefixes,
+                    phrases=self.phrases, phrase_len=self.phrase_len)
+
+    def advance(self, state, src, token, appended, completion):
+        """The word state of the selected candidates: gathered from their beams, then,
+        for each appended token, the word it completes and the characters it adds."""
+        delta, lm_word, bonus, context = completion
+        new = {k: _take(v, src) for k, v in state.items()}
+        tok = token.clamp(min=0)
+        ends = appended & self.boundary[tok] & (new["partial_len"] > 0)
+        new["lm"] = torch.where(ends, new["lm"] + _take(lm_word, src), new["lm"])
+        new["words"] = new["words"] + ends.long()
+        new["hot"] = torch.where(ends, new["hot"] + _take(bonus, src), new["hot"])
+        if self.lm is not None:
+            new["context"] = torch.where(ends[..., None], _take(context, src), new["context"])
+        if self.context:
+            shifted = torch.cat([new["recent"][..., 1:], new["partial_hash"][..., None]], -1)
+            new["recent"] = torch.where(ends[..., None], shifted, new["recent"])
+        # A boundary token starts a new word: empty (a delimiter) or its own characters.
+        start = appended & self.boundary[tok]
+        base_hash = torch.where(start, 0, new["partial_hash"])
+        base_len = torch.where(start, 0, new["partial_len"])
+        grown = base_hash * self.char_power[tok] + self.char_hash[tok]
+        new["partial_hash"] = torch.where(appended, grown, new["partial_hash"])
+        new["partial_len"] = torch.where(appended, base_len + self.char_len[tok],
+                                         new["partial_len"])
+        return new
+
+    def start(self, batch, beam, device, dtype):
+        state = dict(lm=torch.zeros(batch, beam, dtype=dtype, device=device),
+                     words=torch.zeros(batch, beam, dtype=torch.long, device=device),
+                     hot=torch.zeros(batch, beam, dtype=dtype, device=device),
+                     partial_hash=torch.zeros(batch, beam, dtype=torch.long, device=device),
+                     partial_len=torch.zeros(batch, beam, dtype=torch.long, device=device))
+        if self.lm is not None:
+            state["context"] = self.lm.start(batch * beam).reshape(batch, beam, -1)
+        if self.context:
+            state["recent"] = torch.zeros(batch, beam, self.context, dtype=torch.long,
+                                          device=device)
+        return state
+
+    def finish(self, state):
+        """Per beam: the score of ending here (its last word, then ``</s>``), and the
+        LM's ln p of both."""
+        delta, lm_word, bonus, context = self.completion(state)
+        lm_end = torch.zeros_like(delta)
+        if self.lm is not None:
+            shape = delta.shape
+            eos = torch.full((delta.numel(),), self.lm.eos, dtype=torch.long,
+                             device=delta.device)
+            lm_end, _ = self.lm.score(context.reshape(-1, self.lm.order - 1), eos)
+            lm_end = lm_end.reshape(shape).to(delta.dtype)
+        return delta + self.lm_weight * lm_end, lm_word + lm_end
+
+
+def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[b, index[b, k], ...]``: the rows of beam tensors ``(B, K, ...)`` picked by
+    ``index`` ``(B, K')``."""
+    if x.dim() == 2:
+        return x.gather(1, index)
+    return x.gather(1, index[..., None].expand(*index.shape, x.shape[-1]))
+
+
+def _kernel():
+    """The compiled C search (``_seq_loss_kernels``' CPU library), or None: not
+    installed, switched off (``SEQ_LOSS_UTIL_KERNEL=0``), or no compiler (its loader
+    warns why)."""
+    if os.environ.get("SEQ_LOSS_UTIL_KERNEL", "1") == "0":
+        return None
+    try:
+        from _seq_loss_kernels import cpu
+    except ImportError:
+        return None
+    return cpu if cpu.backend() is not None else None
+
+
+def _search(log_probs, logits_len, blank: int, beam: int, nbest: int, words: _Words | None,
+            token_min_logp: float | None, beam_threshold: float | None):
+    """The batched prefix beam search: the C kernel on CPU tensors where it is built,
+    else tensor operations (CUDA, or no compiler). Returns, on the host, per example
+    the ``nbest`` (or fewer) hypotheses as ``(tokens, timesteps, score, acoustic, lm)``
+    tuples, best first."""
+    kernel = _kernel() if log_probs.device.type == "cpu" else None
+    if kernel is None:
+        return _search_tensors(log_probs, logits_len, blank, beam, nbest, words,
+                               token_min_logp, beam_threshold)
+    width = min(beam + 1, log_probs.shape[2] - 1)
+    count, tokens, times, lengths, score, acoustic, lm = kernel.beam_search(
+        log_probs.contiguous(), logits_len.contiguous(), blank, beam, width, nbest,
+        -math.inf if token_min_logp is None else token_min_logp,
+        math.inf if beam_threshold is None else beam_threshold,
+        words.arrays() if words is not None else None)
+    return [[(tokens[b, n, :lengths[b, n]].tolist(), times[b, n, :lengths[b, n]].tolist(),
+              float(score[b, n]), float(acoustic[b, n]), float(lm[b, n]))
+             for n in range(count[b])] for b in range(len(count))]
+
+
+def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
+                    words: _Words | None, token_min_logp: float | None,
+                    beam_threshold: float | None):
+    """The search as tensor operations over ``(B, K, V)``, one loop over frames (what
+    runs on CUDA); the C kernel computes the same."""
+    batch, frames, classes = log_probs.shape
+    device, dtype = log_probs.device, log_probs.dtype
+    # Candidate tokens per frame: the K + 1 most probable non-blank ones. A token
+    # outside them cannot make a prefix the beam would keep: from its own beam alone,
+    # K others score at least as much. (Merges into prefixes already in the beam are
+    # made for every token, below.) The word boundary always competes: the LM and word
+    # scores change its rank.
+    width = min(beam + 1, classes - 1)
+    neg = torch.tensor(-math.inf, dtype=dtype, device=device)
+    slots = torch.arange(beam, device=device)
+
+    pb = torch.full((batch, beam), -math.inf, dtype=dtype, device=device)
+    pb[:, 0] = 0.0  # the empty prefix, before the first frame
+    pnb = torch.full_like(pb, -math.inf)
+    length = torch.zeros(batch, beam, dtype=torch.long, device=device)
+    last = torch.full((batch, beam), -1, dtype=torch.long, device=device)
+    hashes = torch.zeros(batch, beam, dtype=torch.long, device=device)
+    parent = torch.zeros(batch, beam, dtype=torch.long, device=device)
+    state = words.start(batch, beam, device, dtype) if words is not None else None
+    back_src = torch.empty(frames, batch, beam, dtype=torch.long, device=device)
+    back_tok = torch.empty(frames, batch, beam, dtype=torch.long, device=device)
+    priority = torch.zeros(classes, dtype=dtype, device=device)
+    priority[blank] = -math.inf  # the blank is never appended
+    if words is not None and not words.prefix_mode and width < classes - 1:
+        priority = torch.where(words.boundary & (priority == 0), math.inf, priority)
+
+    for t in range(frames):
+        lp = log_probs[:, t]  # (B, C)
+        alive = pb.isfinite() | pnb.isfinite()  # (B, K)
+        total = torch.logaddexp(pb, pnb)
+        last_lp = torch.where(last >= 0, lp.gather(1, last.clamp(min=0)), neg)
+        stay_b = total + lp[:, blank, None]
+        stay_nb = pnb + last_lp
+        # A prefix whose parent (itself less its last token) is also in the beam is
+        # reached from it by that token too: merge the two paths (log-sum-exp).
+        match = ((parent[:, :, None] == hashes[:, None, :])
+                 & (length[:, :, None] == length[:, None, :] + 1)
+                 & alive[:, :, None] & alive[:, None, :])  # (B, K child, K parent)
+        has_parent = match.any(2)
+        pidx = match.long().argmax(2)
+        p_b, p_total, p_last = pb.gather(1, pidx), total.gather(1, pidx), last.gather(1, pidx)
+        via_parent = torch.where(p_last == last, p_b, p_total) + last_lp
+        via_parent = torch.where(has_parent, via_parent, neg)
+        parent_wins = via_parent > torch.logaddexp(stay_b, stay_nb)  # for the timesteps
+        stay_nb = torch.logaddexp(stay_nb, via_parent)
+        stay = torch.where(alive, torch.logaddexp(stay_b, stay_nb), neg)
+
+        # New prefixes: each beam extended by each candidate token.
+        cand_lp, cand_tok = torch.topk(lp + priority, width, dim=1)  # (B, V)
+        cand_lp = lp.gather(1, cand_tok)
+        ext = torch.where(cand_tok[:, None, :] == last[:, :, None], pb[:, :, None],
+                          total[:, :, None]) + cand_lp[:, None, :]  # (B, K, V)
+        # Extensions that are already in the beam were merged above.
+        exists = torch.zeros(batch, beam * classes + 1, dtype=torch.bool, device=device)
+        exists.scatter_(1, torch.where(has_parent, pidx * classes + last.clamp(min=0),
+                                       beam * classes), True)
+        known = exists.gather(1, (slots[None, :, None] * classes + cand_tok[:, None, :])
+                              .reshape(batch, -1)).reshape(batch, beam, width)
+        # (Where tokens tie at -inf, topk may pick the blank: it is never appended.)
+        keep = alive[:, :, None] & ~known & (cand_tok != blank)[:, None, :]
+        if token_min_logp is not None:
+            keep = keep & (cand_lp[:, None, :] >= token_min_logp)
+        ext = torch.where(keep, ext, neg)
+
+        rank_stay, rank_ext = stay, ext
+        if words is not None:
+            completion = words.completion(state)
+            extra = words.extra(state)
+            rank_stay = stay + extra + torch.where(
+                words.unknown(state["partial_hash"], state["partial_len"]),
+                words.partial_oov, 0.0)
+            ends = words.boundary[cand_tok][:, None, :]  # (B, 1, V): completes a word
+            rank_ext = ext + extra[:, :, None] + torch.where(ends, completion[0][:, :, None],
+                                                             0.0)
+            # The word each extension leaves unfinished, for the same penalty.
+            base_hash = torch.where(ends, 0, state["partial_hash"][:, :, None])
+            base_len = torch.where(ends, 0, state["partial_len"][:, :, None])
+            new_hash = (base_hash * words.char_power[cand_tok][:, None, :]
+                        + words.char_hash[cand_tok][:, None, :])
+            new_len = base_len + words.char_len[cand_tok][:, None, :]
+            rank_ext = rank_ext + torch.where(words.unknown(new_hash, new_len),
+                                              words.partial_oov, 0.0)
+        ranks = torch.cat([rank_stay, rank_ext.reshape(batch, -1)], dim=1)  # (B, K + K V)
+        order = torch.sort(ranks, dim=1, descending=True, stable=True)[1][:, :beam]
+        chosen = ranks.gather(1, order)
+        if beam_threshold is not None:
+            chosen = torch.where(chosen >= chosen[:, :1] - beam_threshold, chosen, neg)
+        appended = order >= beam
+        flat = (order - beam).clamp(min=0)
+        src = torch.where(appended, flat // width, order)
+        token = torch.where(appended, cand_tok.gather(1, flat % width), -1)
+        dead = chosen == -math.inf
+
+        new_pb = torch.where(appended, neg, stay_b.gather(1, src))
+        new_pnb = torch.where(appended, ext.reshape(batch, -1).gather(1, flat),
+                              stay_nb.gather(1, src))
+        new_pb, new_pnb = torch.where(dead, neg, new_pb), torch.where(dead, neg, new_pnb)
+        src_last, src_hash = last.gather(1, src), hashes.gather(1, src)
+        new_last = torch.where(appended, token, src_last)
+        new_hash = torch.where(appended, _mix(src_hash, token), src_hash)
+        new_parent = torch.where(appended, src_hash, parent.gather(1, src))
+        new_length = length.gather(1, src) + appended.long()
+        # The history: where each slot came from, and the token it appended at t (a
+        # prefix whose parent's path was the more probable takes the parent's history).
+        via = ~appended & parent_wins.gather(1, src)
+        hist_src = torch.where(via, pidx.gather(1, src), src)
+        hist_tok = torch.where(appended, token, torch.where(via, src_last, -1))
+        if words is not None:
+            new_state = words.advance(state, src, token, appended, completion)
+
+        active = (t < logits_len)[:, None]  # (B, 1): padded frames change nothing
+        pb, pnb = torch.where(active, new_pb, pb), torch.where(active, new_pnb, pnb)
+        last = torch.where(active, new_last, last)
+        hashes = torch.where(active, new_hash, hashes)
+        parent = torch.where(active, new_parent, parent)
+        length = torch.where(active, new_length, length)
+        back_src[t] = torch.where(active, hist_src, slots)
+        back_tok[t] = torch.where(active, hist_tok, -1)
+        if words is not None:
+            state = {k: torch.where(active.reshape(-1, *[1] * (v.dim() - 1)), new_state[k], v)
+                     for k, v in state.items()}
+
+    acoustic = torch.logaddexp(pb, pnb)  # (B, K)
+    final, lm = acoustic, torch.zeros_like(acoustic)
+    if words is not None:
+        end, lm_end = words.finish(state)
+        final = acoustic + words.extra(state) + end
+        lm = state["lm"] + lm_end
+    final = torch.where(acoustic.isfinite(), final, neg)
+    best = torch.sort(final, dim=1, descending=True, stable=True)[1][:, :nbest]  # (B, N)
+    picked = [x.gather(1, best) for x in (final, acoustic, lm)]
+    # One read back to the host, then the histories are followed on it.
+    src_np, tok_np = back_src.cpu().numpy(), back_tok.cpu().numpy()
+    best_np = best.cpu().numpy()
+    final_np, acoustic_np, lm_np = (x.cpu().numpy() for x in picked)
+    slot = best_np.copy()
+    rows = np.arange(batch)[:, None]
+    emitted = np.full((frames, batch, slot.shape[1]), -1, dtype=np.int64)
+    for t in range(frames - 1, -1, -1):
+        emitted[t] = tok_np[t][rows, slot]
+        slot = src_np[t][rows, slot]
+    results = []
+    for b in range(batch):
+        hyps = []
+        for n in range(best_np.shape[1]):
+            if not np.isfinite(final_np[b, n]):
+                continue
+            frames_at = np.nonzero(emitted[:, b, n] >= 0)[0]
+            hyps.append((emitted[frames_at, b, n].tolist(), frames_at.tolist(),
+                         float(final_np[b, n]), float(acoustic_np[b, n]), float(lm_np[b, n])))
+        results.append(hyps)
+    return results
+
+
+def _check_options(beam_size, nbest, token_min_logp=None, beam_threshold=None):
+    for name, value in (("beam_size", beam_size), ("nbest", nbest)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if nbest > beam_size:
+        raise ValueError(f"nbest ({nbest}) cannot exceed beam_size ({beam_size})")
+    for name, value in (("token_min_logp", token_min_logp),
+                        ("beam_threshold", beam_threshold)):
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+
+
+def _log_probs(logits, logits_len):
+    """log_softmax in float32 (float64 for float64), padded frames set to 0 so that
+    whatever they hold (NaN) is never read into a score."""
+    compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    frames = torch.arange(logits.shape[1], device=logits.device)
+    valid = (frames[None, :] < logits_len[:, None])[:, :, None]
+    clean = torch.where(valid, logits.detach().to(compute), 0.0)
+    return torch.log_softmax(clean, dim=2)
+
+
+def ctc_beam_search(logits: torch.Tensor, logits_len: torch.Tensor | None = None, *,
+                    blank: int = 0, beam_size: int = 16, nbest: int = 1,
+                    token_min_logp: float | None = None,
+                    beam_threshold: float | None = None) -> list:
+    """Prefix beam search over label sequences, by CTC probability (no vocabulary).
+
+    Args:
+      logits: ``(B, T, C)`` logits or log-probabilities (``log_softmax`` is applied).
+        float64 decodes in float64, the rest in float32.
+      logits_len: ``(B,)`` valid frames (None: all); padded frames are never read.
+      blank: the blank's class id (any).
+      beam_size: prefixes kept per frame.
+      nbest: hypotheses returned per example (at most ``beam_size``).
+      token_min_logp: optional, for speed: tokens below this log-probability at a frame
+        are not appended there.
+      beam_threshold: optional, for speed: prefixes scoring more than this below the
+        best are dropped.
+
+    Returns:
+      ``hyps[b]``: a best-first list of :class:`Hypothesis` (``words`` empty, ``text``
+      "", ``lm_score`` 0).
+    """
+    logits, logits_len = _check_logits(logits, logits_len, blank)
+    _check_options(beam_size, nbest, token_min_logp, beam_threshold)
+    if logits.shape[2] < 2:
+        raise ValueError("logits need a class besides the blank (C >= 2)")
+    with torch.no_grad():
+        found = _search(_log_probs(logits, logits_len), logits_len, int(blank), int(beam_size),
+                        int(nbest), None, token_min_logp, beam_threshold)
+    return [[Hypothesis(tokens, [], "", score, acoustic, 0.0, times, [])
+             for tokens, times, score, acoustic, _ in hyps] for hyps in found]
+
+
+class CtcBeamSearchDecoder:
+    """Prefix beam search over a vocabulary, with words, a word n-gram language model
+    and hotwords.
+
+    Args:
+      tokens: the string of each class id, in id order (a wav2vec2 tokenizer's
+        vocabulary); its length must be the logits' C.
+      blank: the blank's class id.
+      word_delimiter: the token between words (``"|"`` for wav2vec2), or ``"\u2581"``
+        for SentencePiece vocabularies, whose tokens mark a word's start with it.
+      lm: a path to an ARPA file (plain or gzipped) or an :class:`ngram_lm.NgramLM`.
+      lm_weight: the language model's weight (its scores are natural logs).
+      word_score: added per word (a length bonus, or penalty if negative).
+      hotwords: words or phrases (space-separated) to favour, spelled as the tokens
+        spell them (wav2vec2's vocabulary is upper case).
+      hotword_weight: added each time a hotword or phrase is completed.
+      beam_size, nbest, token_min_logp, beam_threshold: as :func:`ctc_beam_search`.
+      partial_oov: with a language model, how much lower the search ranks a prefix
+        whose unfinished word begins no word the model (or a hotword) knows, so that
+        such spellings leave the beam early (pyctcdecode's ``unk_score_offset``). It
+        steers the search only: a hypothesis's ``score`` never includes it. 0 turns it
+        off.
+
+    ``decoder(logits, logits_len=None)`` returns ``hyps[b]``, a best-first list of
+    :class:`Hypothesis`. Words are scored when they end: at a delimiter, at the start
+    of the next word (SentencePiece), or at the end of the utterance, followed by
+    ``</s>``. The language model's tables move to the logits' device on first use.
+    """
+
+    def __init__(self, tokens: Sequence[str], *, blank: int = 0, word_delimiter: str = "|",
+                 lm=None, lm_weight: float = 0.5, word_score: float = 0.0, hotwords=None,
+                 hotword_weight: float = 10.0, beam_size: int = 32, nbest: int = 1,
+                 token_min_logp: float | None = None, beam_threshold: float | None = None,
+                 partial_oov: float = -10.0):
+        tokens = list(tokens)
+        if not tokens or not all(isinstance(t, str) for t in tokens):
+            raise TypeError("tokens must be a non-empty sequence of strings, one per class id")
+        if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or not (
+                0 <= blank < len(tokens)):
+            raise ValueError(f"blank must be a class id in [0, {len(tokens) - 1}], got "
+                             f"{blank!r}")
+        _check_options(beam_size, nbest, token_min_logp, beam_threshold)
+        if not isinstance(word_delimiter, str) or not word_delimiter:
+            raise ValueError(f"word_delimiter must be a token string, got {word_delimiter!r}")
+        if word_delimiter != "\u2581" and word_delimiter not in tokens:
+            raise ValueError(f"word_delimiter {word_delimiter!r} is not in the vocabulary "
+                             "(use '\u2581' for SentencePiece vocabularies)")
+        if isinstance(hotwords, str):
+            hotwords = [hotwords]
+        for name, value in (("lm_weight", lm_weight), ("word_score", word_score),
+                            ("hotword_weight", hotword_weight), ("partial_oov", partial_oov)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if partial_oov > 0:
+            raise ValueError(f"partial_oov is a penalty: it must be <= 0, got {partial_oov!r}")
+        if lm is not None and not isinstance(lm, NgramLM):
+            if not isinstance(lm, (str, os.PathLike)):
+                raise TypeError(f"lm must be a path to an ARPA file or an NgramLM, got "
+                                f"{type(lm).__name__}")
+            lm = NgramLM(lm)
+        self.tokens, self.blank, self.word_delimiter = tokens, int(blank), word_delimiter
+        self.lm, self.lm_weight, self.word_score = lm, lm_weight, word_score
+        self.hotwords, self.hotword_weight = list(hotwords or []), hotword_weight
+        self.beam_size, self.nbest = int(beam_size), int(nbest)
+        self.token_min_logp, self.beam_threshold = token_min_logp, beam_threshold
+        self.partial_oov = float(partial_oov)
+        self._words: dict = {}
+
+    @classmethod
+    def from_hf(cls, processor_or_tokenizer, **options) -> "CtcBeamSearchDecoder":
+        """A decoder over a Hugging Face CTC tokenizer's vocabulary (or a processor's):
+        the tokens in id order, the pad token as the blank, and its word delimiter
+        (``"|"`` for wav2vec2; ``"\u2581"`` where it has none). ``options`` override
+        any of them and set the rest."""
+        tokenizer = getattr(processor_or_tokenizer, "tokenizer", processor_or_tokenizer)
+        if not hasattr(tokenizer, "get_vocab"):
+            raise TypeError("from_hf needs a Hugging Face tokenizer or a processor holding "
+                            f"one, got {type(processor_or_tokenizer).__name__}")
+        vocab = tokenizer.get_vocab()
+        size = max(vocab.values()) + 1
+        tokens = [None] * size
+        for token, index in vocab.items():
+            tokens[index] = token
+        missing = [i for i, t in enumerate(tokens) if t is None]
+        if missing:
+            raise ValueError(f"the tokenizer's vocabulary has no token for ids {missing[:5]}")
+        options.setdefault("blank", tokenizer.pad_token_id if tokenizer.pad_token_id
+                           is not None else 0)
+        delimiter = getattr(tokenizer, "word_delimiter_token", None)
+        options.setdefault("word_delimiter", delimiter if delimiter in vocab else "\u2581")
+        return cls(tokens, **options)
+
+    def __repr__(self) -> str:
+        return (f"CtcBeamSearchDecoder({len(self.tokens)} tokens, blank={self.blank}, "
+                f"word_delimiter={self.word_delimiter!r}, lm={self.lm!r}, "
+                f"beam_size={self.beam_size}, nbest={self.nbest})")
+
+    def _words_on(self, device) -> _Words:
+        key = str(device)
+        if key not in self._words:
+            self._words[key] = _Words(self.tokens, self.word_delimiter, self.lm, self.hotwords,
+                                      self.lm_weight, self.word_score, self.hotword_weight,
+                                      self.partial_oov, device)
+        return self._words[key]
+
+    def split_words(self, tokens: Sequence[int]) -> tuple[list, list]:
+        """The words that ``tokens`` spell, and each one's token positions
+        ``(first, last)``."""
+        words, spans, current, first = [], [], "", None
+        for i, token in enumerate(tokens):
+            text = self.tokens[token]
+            if self.word_delimiter == "\u2581":
+                starts = text.startswith("\u2581")
+                text = text[1:] if starts else text
+            else:
+                starts = text == self.word_delimiter
+                text = "" if starts else text
+            if starts and current:
+                words.append(current)
+                spans.append((first, i - 1))
+                current, first = "", None
+            if text:
+                if not current:
+                    first = i
+                current += text
+        if current:
+            words.append(current)
+            spans.append((first, len(tokens) - 1))
+        return words, spans
+
+    def __call__(self, logits: torch.Tensor, logits_len: torch.Tensor | None = None) -> list:
+        logits, logits_len = _check_logits(logits, logits_len, self.blank)
+        if logits.shape[2] != len(self.tokens):
+            raise ValueError(f"logits have C={logits.shape[2]} classes but the vocabulary "
+                             f"has {len(self.tokens)} tokens: they must be the same")
+        if logits.shape[2] < 2:
+            raise ValueError("logits need a class besides the blank (C >= 2)")
+        words = self._words_on(logits.device)
+        with torch.no_grad():
+            found = _search(_log_probs(logits, logits_len), logits_len, self.blank,
+                            self.beam_size, self.nbest, words, self.token_min_logp,
+                            self.beam_threshold)
+        out = []
+        for hyps in found:
+            decoded = []
+            for tokens, times, score, acoustic, lm in hyps:
+                spelled, spans = self.split_words(tokens)
+                word_spans = [(times[a], times[z] + 1) for a, z in spans]
+                decoded.append(Hypothesis(tokens, spelled, " ".join(spelled), score, acoustic,
+                                          lm, times, word_spans))
+            out.append(decoded)
+        return out

@@ -1,0 +1,389 @@
+"""Word n-gram language models read from ARPA files, held as tensors so that a beam
+search can score thousands of words in one batched lookup, on CPU or CUDA.
+
+:class:`NgramLM` reads an ARPA file (plain or gzipped; the format KenLM's ``lmplz``
+writes) once. Its scores are KenLM's: natural-log probabilities with backoff, ``<s>``
+as the start context, ``</s>`` at the end, and out-of-vocabulary words read as ``<unk>``
+(log10 probability -100 where the file has no ``<unk>``, as KenLM). The tests compare it
+with ``kenlm.Model.score`` on random sentences.
+
+Layout. The n-grams of each order form one level of a trie: an n-gram's key is
+``id(its first n - 1 words) * V + id(its last word)``, and each level is sorted by key,
+so looking up ``N`` n-grams is one ``torch.searchsorted``. A word is found by a 64-bit
+hash of its characters (:func:`string_hash`), which a decoder can build token by token
+(:func:`hash_parts`) without ever making the string. Where the file holds an n-gram
+but not its context (pruned files do), the context is added as a placeholder that
+only passes its words on, as KenLM does.
+
+:func:`write_arpa` estimates a small backoff model from sentences (interpolated
+absolute discounting), for tests and examples; use KenLM's ``lmplz`` for real corpora.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from collections import Counter
+from typing import Iterable, Sequence
+
+import torch
+
+__all__ = ["NgramLM", "write_arpa", "string_hash", "hash_parts"]
+
+LN10 = math.log(10.0)
+UNK_LOG10 = -100.0  # KenLM's probability for <unk> when the file has none
+_MASK = (1 << 64) - 1
+_BASE = 0x100000001B3  # an odd multiplier (FNV's prime): polynomial hashing mod 2^64
+
+
+def _signed(value: int) -> int:
+    """An unsigned 64-bit value as the int64 that holds the same bits."""
+    value &= _MASK
+    return value - (1 << 64) if value >> 63 else value
+
+
+def hash_parts(text: str) -> tuple[int, int]:
+    """``(hash, BASE ** len)`` of ``text``, both int64 bit patterns: the hash of a
+    concatenation ``a + b`` is ``hash(a) * BASE**len(b) + hash(b)`` (mod 2^64), which is
+    how a decoder extends a word by a token's characters with tensor ops."""
+    h, power = 0, 1
+    for ch in text:
+        h = (h * _BASE + ord(ch) + 1) & _MASK
+        power = (power * _BASE) & _MASK
+    return _signed(h), _signed(power)
+
+
+def string_hash(text: str) -> int:
+    """The 64-bit polynomial hash of ``text`` (as int64) that identifies a word."""
+    return hash_parts(text)[0]
+
+
+class ArpaError(ValueError):
+    """A file that is not a well-formed ARPA language model."""
+
+
+def _open_text(path: str):
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    if gzipped:
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _read_arpa(path: str):
+    """``(counts, grams)``: the header's counts and, per order, ``{words: (log10 prob,
+    log10 backoff)}``. Errors name the file and the line."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"language model file not found: {path}")
+    counts: dict[int, int] = {}
+    grams: list[dict] = []
+    section = None  # "data", an order (int), or "end"
+    try:
+        handle = _open_text(path)
+        with handle:
+            for number, raw in enumerate(handle, 1):
+                line = raw.strip()
+
+                def fail(why, number=number, raw=raw):
+                    raise ArpaError(f"{path}, line {number}: {why}: {raw.rstrip()[:80]!r}")
+
+                if not line:
+                    continue
+                if section is None:
+                    if line == "\\data\\":
+                        section = "data"
+                        continue
+                    fail("not an ARPA file (expected the \\data\\ header first)")
+                if line == "\\end\\":
+                    section = "end"
+                    break
+                if line.startswith("\\") and line.endswith("-grams:"):
+                    try:
+                        order = int(line[1:-len("-grams:")])
+                    except ValueError:
+                        fail("a section header with no order")
+                    if order != len(grams) + 1 or order not in counts:
+                        fail(f"the {order}-grams section is out of order or not in the header")
+                    grams.append({})
+                    section = order
+                    continue
+                if section == "data":
+                    if not line.startswith("ngram "):
+                        fail("expected 'ngram N=count' in the \\data\\ header")
+                    try:
+                        order_text, count_text = line[len("ngram "):].split("=")
+                        counts[int(order_text)] = int(count_text)
+                    except ValueError:
+                        fail("expected 'ngram N=count' in the \\data\\ header")
+                    continue
+                fields = line.split()
+                order = section
+                if len(fields) not in (order + 1, order + 2):
+                    fail(f"a {order}-gram line needs a probability, {order} word(s) and "
+                         "an optional backoff")
+                try:
+                    prob = float(fields[0])
+                    backoff = float(fields[order + 1]) if len(fields) == order + 2 else 0.0
+                except ValueError:
+                    fail("the probability or backoff is not a number")
+                grams[-1][tuple(fields[1:order + 1])] = (prob, backoff)
+    except UnicodeDecodeError as e:
+        raise ArpaError(f"{path}: not a text ARPA file ({e.reason})") from e
+    except (OSError, EOFError) as e:
+        raise ArpaError(f"{path}: cannot be read as an ARPA file ({e})") from e
+    if section != "end":
+        raise ArpaError(f"{path}: the file ends before \\end\\ (truncated or not ARPA)")
+    if not grams:
+        raise ArpaError(f"{path}: no n-gram sections")
+    for order, table in enumerate(grams, 1):
+        if len(table) != counts.get(order):
+            raise ArpaError(f"{path}: the header promises {counts.get(order)} {order}-grams, "
+                            f"the file holds {len(table)}")
+    return counts, grams
+
+
+class NgramLM:
+    """A word n-gram model from an ARPA file, scored in batches on ``device``.
+
+    ``NgramLM(path, device="cpu")``. Scores are natural logs (ARPA stores log10).
+
+    * :meth:`score_sentence` ``(words)``: ln p of a sentence with ``<s>`` and ``</s>``,
+      as ``kenlm.Model(path).score(" ".join(words), bos=True, eos=True) * ln 10``.
+    * :meth:`lookup` ``(hashes)``: word ids for :func:`string_hash` values (``<unk>``'s
+      id for words not in the model).
+    * :meth:`score` ``(context, words)``: ln p(word | context) for ``N`` words at once,
+      and the next contexts. A context is ``(N, order - 1)`` word ids, most recent
+      last, -1 where there is no word (shorter than the order).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, device="cpu"):
+        self.path = os.fspath(path)
+        _, grams = _read_arpa(self.path)
+        self.order = len(grams)
+        self.device = torch.device(device)
+        # Contexts that the file lacks become placeholders (not scored, backoff 0), so
+        # every n-gram is reachable from its first word, level by level.
+        real = [set(level) for level in grams]
+        for order in range(2, self.order + 1):
+            for words in grams[order - 1]:
+                for word in words:
+                    if (word,) not in grams[0]:
+                        raise ArpaError(f"{self.path}: the word {word!r} of the {order}-gram "
+                                        f"{' '.join(words)!r} is not among the 1-grams")
+        for order in range(self.order, 1, -1):
+            for words in list(grams[order - 1]):
+                for cut in range(order - 1, 0, -1):
+                    prefix = words[:cut]
+                    if prefix in grams[cut - 1]:
+                        break
+                    grams[cut - 1][prefix] = (UNK_LOG10, 0.0)
+        words = sorted(w for (w,) in grams[0])
+        if ("<unk>",) not in grams[0]:
+            grams[0][("<unk>",)] = (UNK_LOG10, 0.0)
+            real[0].add(("<unk>",))
+            words = sorted(words + ["<unk>"])
+        self.vocab = {w: i for i, w in enumerate(words)}
+        self.unk = self.vocab["<unk>"]
+        self.bos = self.vocab.get("<s>", self.unk)
+        self.eos = self.vocab.get("</s>", self.unk)
+        size = len(words)
+        self._size = size
+
+        hashes = torch.tensor([string_hash(w) for w in words], dtype=torch.long)
+        order_of_hash = torch.argsort(hashes)
+        self._hash_keys = hashes[order_of_hash].to(self.device)
+        if len(words) > 1 and bool((self._hash_keys[1:] == self._hash_keys[:-1]).any()):
+            raise ArpaError(f"{self.path}: two words share a 64-bit hash; rename one")
+        self._hash_ids = order_of_hash.to(self.device)
+
+        # Level by level: keys sorted, with ln prob, ln backoff and whether real.
+        self._keys, self._prob, self._backoff, self._real = [], [], [], []
+        ids = {(w,): self.vocab[w] for (w,) in grams[0]}
+        previous = ids
+        for order in range(1, self.order + 1):
+            entries = grams[order - 1]
+            if order == 1:
+                keyed = {ids[g]: g for g in entries}
+            else:
+                keyed = {previous[g[:-1]] * size + self.vocab[g[-1]]: g for g in entries}
+            keys = sorted(keyed)
+            level_ids = {keyed[k]: i for i, k in enumerate(keys)}
+            self._keys.append(torch.tensor(keys, dtype=torch.long, device=self.device))
+            self._prob.append(torch.tensor([entries[keyed[k]][0] * LN10 for k in keys],
+                                           dtype=torch.float64, device=self.device))
+            self._backoff.append(torch.tensor([entries[keyed[k]][1] * LN10 for k in keys],
+                                              dtype=torch.float64, device=self.device))
+            self._real.append(torch.tensor([keyed[k] in real[order - 1] for k in keys],
+                                           dtype=torch.bool, device=self.device))
+            previous = level_ids
+
+    def __repr__(self) -> str:
+        counts = ", ".join(str(k.numel()) for k in self._keys)
+        return f"NgramLM({self.path!r}, order={self.order}, n-grams=[{counts}])"
+
+    def to(self, device) -> "NgramLM":
+        """This model with its tables on ``device`` (self if already there)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        other = object.__new__(NgramLM)
+        other.__dict__.update(self.__dict__)
+        other.device = device
+        for name in ("_keys", "_prob", "_backoff", "_real"):
+            setattr(other, name, [t.to(device) for t in getattr(self, name)])
+        other._hash_keys, other._hash_ids = self._hash_keys.to(device), self._hash_ids.to(device)
+        return other
+
+    # -------------------------------------------------------------- batched lookups
+    def lookup(self, hashes: torch.Tensor) -> torch.Tensor:
+        """Word ids for :func:`string_hash` values (any shape); ``<unk>`` where absent."""
+        at = torch.searchsorted(self._hash_keys, hashes).clamp(max=self._hash_keys.numel() - 1)
+        found = self._hash_keys[at] == hashes
+        return torch.where(found, self._hash_ids[at], self.unk)
+
+    def _find(self, level: int, keys: torch.Tensor, ok: torch.Tensor):
+        """Index into level ``level`` (0-based) of ``keys``, and whether it is there."""
+        table = self._keys[level]
+        at = torch.searchsorted(table, keys).clamp(max=table.numel() - 1)
+        return at, ok & (table[at] == keys)
+
+    def start(self, count: int) -> torch.Tensor:
+        """``(count, order - 1)`` contexts holding ``<s>``."""
+        context = torch.full((count, max(self.order - 1, 0)), -1, dtype=torch.long,
+                             device=self.device)
+        if self.order > 1:
+            context[:, -1] = self.bos
+        return context
+
+    def score(self, context: torch.Tensor, words: torch.Tensor):
+        """``(ln p(words | context) (N,) float64, next context (N, order - 1))``: the
+        longest n-gram the file holds, plus the backoffs of the longer contexts."""
+        n = words.shape[0]
+        depth = self.order - 1
+        total = torch.zeros(n, dtype=torch.float64, device=words.device)
+        done = torch.zeros(n, dtype=torch.bool, device=words.device)
+        # From the longest context down: back off until an n-gram is found.
+        for length in range(depth, -1, -1):
+            # The context of this length, looked up word by word from its first word.
+            ok = torch.ones(n, dtype=torch.bool, device=words.device)
+            node = torch.zeros(n, dtype=torch.long, device=words.device)
+            for step in range(length):
+                word = context[:, depth - length + step]
+                ok = ok & (word >= 0)
+                key = word if step == 0 else node * self._size + word
+                node, ok = self._find(step, key.clamp(min=0), ok)
+            key = words if length == 0 else node * self._size + words
+            at, hit = self._find(length, key, ok)
+            hit = hit & self._real[length][at]
+            total = torch.where(~done & hit, total + self._prob[length][at], total)
+            if length > 0:  # not found: this context's backoff (0 if it is absent)
+                backoff = torch.where(ok, self._backoff[length - 1][node], 0.0)
+                total = torch.where(~done & ~hit, total + backoff, total)
+            done = done | hit
+        # Nothing found, not even the unigram (a placeholder): <unk>'s probability.
+        unk = self._unk_prob().to(total.device)
+        total = torch.where(done, total, total + unk)
+        following = torch.cat([context[:, 1:], words[:, None]], dim=1) if depth else context
+        return total, following
+
+    def _unk_prob(self) -> torch.Tensor:
+        return self._prob[0][self.unk]
+
+    # -------------------------------------------------------------- one sentence
+    def ids(self, words: Sequence[str]) -> torch.Tensor:
+        return torch.tensor([self.vocab.get(w, self.unk) for w in words], dtype=torch.long,
+                            device=self.device)
+
+    def score_sentence(self, words: Sequence[str] | str, *, bos: bool = True,
+                       eos: bool = True) -> float:
+        """ln p of ``words`` (a list, or a string split at spaces)."""
+        if isinstance(words, str):
+            words = words.split()
+        ids = self.ids(list(words) + (["</s>"] if eos else []))
+        context = self.start(1) if bos else torch.full(
+            (1, max(self.order - 1, 0)), -1, dtype=torch.long, device=self.device)
+        total = 0.0
+        for i in range(ids.shape[0]):
+            step, context = self.score(context, ids[i:i + 1])
+            total += float(step[0])
+        return total
+
+
+def write_arpa(sentences: Iterable[Sequence[str] | str], path: str | os.PathLike, *,
+               order: int = 3, discount: float = 0.7) -> str:
+    """Estimates a backoff n-gram model from ``sentences`` (word lists or strings) and
+    writes it as ARPA to ``path`` (gzipped if it ends in ``.gz``); returns the path.
+
+    Interpolated absolute discounting: each seen n-gram keeps ``(count - discount) /
+    count(context)`` plus its share of the lower order, and the context's backoff is
+    the mass taken away. Unigrams are add-one smoothed over the words seen and
+    ``<unk>``. Small and exact enough for tests and examples; a real corpus wants
+    KenLM's ``lmplz`` (modified Kneser-Ney)."""
+    if order < 1:
+        raise ValueError(f"order must be >= 1, got {order}")
+    if not 0 < discount < 1:
+        raise ValueError(f"discount must be in (0, 1), got {discount}")
+    counts: list[Counter] = [Counter() for _ in range(order)]
+    for sentence in sentences:
+        words = sentence.split() if isinstance(sentence, str) else list(sentence)
+        padded = ["<s>"] + words + ["</s>"]
+        for n in range(1, order + 1):
+            for i in range(len(padded) - n + 1):
+                gram = tuple(padded[i:i + n])
+                if n == 1 and gram == ("<s>",):
+                    continue
+                if gram[-1] == "<s>":
+                    continue
+                counts[n - 1][gram] += 1
+    vocab = sorted({w for (w,) in counts[0]} | {"<unk>"})
+    total = sum(counts[0].values())
+    log10 = {}  # gram -> log10 prob
+    prob1 = {(w,): (counts[0][(w,)] + 1) / (total + len(vocab)) for w in vocab}
+    probs = [prob1]
+    backoffs: list[dict] = [dict() for _ in range(order)]
+    for n in range(2, order + 1):
+        context_count: Counter = Counter()
+        followers: Counter = Counter()
+        for gram, c in counts[n - 1].items():
+            context_count[gram[:-1]] += c
+            followers[gram[:-1]] += 1
+        level = {}
+        for gram, c in counts[n - 1].items():
+            h = gram[:-1]
+            gamma = discount * followers[h] / context_count[h]
+            lower = _interpolated(gram[1:], probs, backoffs)
+            level[gram] = (c - discount) / context_count[h] + gamma * lower
+        for h in context_count:
+            backoffs[n - 2][h] = discount * followers[h] / context_count[h]
+        probs.append(level)
+    lines = ["", "\\data\\"]
+    lines += [f"ngram {n}={len(probs[n - 1]) + (1 if n == 1 else 0)}"
+              for n in range(1, order + 1)]
+    for n in range(1, order + 1):
+        lines += ["", f"\\{n}-grams:"]
+        entries = dict(probs[n - 1])
+        if n == 1:
+            entries[("<s>",)] = None
+        for gram in sorted(entries):
+            p = entries[gram]
+            log10[gram] = -99.0 if p is None else math.log10(p)
+            fields = [f"{log10[gram]:.6f}", " ".join(gram)]
+            if n < order and gram in backoffs[n - 1]:
+                fields.append(f"{math.log10(backoffs[n - 1][gram]):.6f}")
+            lines.append("\t".join(fields))
+    lines += ["", "\\end\\", ""]
+    path = os.fspath(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8") as handle:
+        handle.write("\n".join(lines))
+    return path
+
+
+def _interpolated(gram, probs, backoffs) -> float:
+    """p(gram[-1] | gram[:-1]) under the orders estimated so far (backoff form)."""
+    n = len(gram)
+    if n == 1:
+        return probs[0].get(gram, probs[0][("<unk>",)])
+    if gram in probs[n - 1]:
+        return probs[n - 1][gram]
+    return backoffs[n - 2].get(gram[:-1], 1.0) * _interpolated(gram[1:], probs, backoffs)

@@ -1,0 +1,319 @@
+"""ctc_decoder: the prefix beam search is exact where its beam holds every prefix
+(brute force over all label sequences, float64 CTC), batched equals one at a time,
+padded frames are never read; words, a language model (scores equal to kenlm's),
+hotwords, timestamps, Hugging Face vocabularies and the errors."""
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import ctc_decoder as D
+import seq_loss_util as S
+from ngram_lm import NgramLM, write_arpa
+from optional_deps import HF, need_c_kernel, need_module, require
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def nll(log_probs, tokens, blank):
+    """Exact CTC negative log-likelihood of ``tokens`` for one example, float64."""
+    if not tokens:
+        return float(-log_probs[:, blank].sum())
+    return float(torch.nn.functional.ctc_loss(
+        log_probs[:, None], torch.tensor([tokens]), torch.tensor([log_probs.shape[0]]),
+        torch.tensor([len(tokens)]), blank=blank, reduction="sum"))
+
+
+def brute_force(log_probs, blank, classes):
+    """Every label sequence that fits the frames, best first: ``[(ln p, tokens)]``."""
+    labels = [c for c in range(classes) if c != blank]
+    sequences = [()] + [s for n in range(1, log_probs.shape[0] + 1)
+                        for s in itertools.product(labels, repeat=n)]
+    scored = [(-nll(log_probs, list(s), blank), s) for s in sequences]
+    return sorted([x for x in scored if x[0] > -math.inf], key=lambda x: -x[0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), frames=st.integers(1, 6), classes=st.integers(2, 3),
+       data=st.data())
+def test_exact_nbest_equals_brute_force(seed, frames, classes, data):
+    blank = data.draw(st.integers(0, classes - 1))
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, frames, classes, generator=g, dtype=torch.float64) * 2
+    lengths = torch.tensor([frames, data.draw(st.integers(0, frames))])
+    hyps = D.ctc_beam_search(logits, lengths, blank=blank, beam_size=256, nbest=6)
+    for b in range(2):
+        want = brute_force(logits[b, :lengths[b]].log_softmax(-1), blank, classes)[:6]
+        got = [(h.acoustic_score, tuple(h.tokens)) for h in hyps[b]]
+        assert len(got) == len(want)
+        for (score, tokens), (true_score, true_tokens) in zip(got, want):
+            assert score == pytest.approx(true_score, abs=1e-10)  # float64 throughout
+            # Ties aside (measure zero with random logits), the same sequences in order.
+            assert tokens == true_tokens
+        assert all(h.score == h.acoustic_score and h.lm_score == 0 for h in hyps[b])
+
+
+def peaky(seed, batch=4, frames=60, classes=12, blank=0, sharp=6.0):
+    """Model-like outputs: one class stands out per frame, the blank on most frames."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, frames, classes, generator=g)
+    top = torch.randint(0, classes, (batch, frames), generator=g)
+    top = torch.where(torch.rand(batch, frames, generator=g) < 0.6, blank, top)
+    return logits + sharp * torch.nn.functional.one_hot(top, classes)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("blank", [0, 5, 11])
+def test_best_acoustic_score_is_minus_the_ctc_loss(device, blank):
+    logits = peaky(1, blank=blank, sharp=10.0).to(device)
+    lengths = torch.tensor([60, 41, 7, 0], device=device)
+    wide = D.ctc_beam_search(logits, lengths, blank=blank, beam_size=256, nbest=3)
+    narrow = D.ctc_beam_search(logits, lengths, blank=blank, beam_size=8, nbest=3)
+    for b in range(4):
+        lp = logits[b, :lengths[b]].double().cpu().log_softmax(-1)
+        assert len(wide[b]) == len(narrow[b]) == (3 if lengths[b] else 1)
+        # A beam wide enough to keep every prefix of the best hypothesis, at every
+        # frame, carries all of its alignments: its score is the exact CTC one.
+        best = wide[b][0]
+        assert best.acoustic_score == pytest.approx(-nll(lp, best.tokens, blank), abs=2e-4)
+        # A narrow beam drops prefixes, and with them alignments: the score it carries
+        # is then below the exact one, never above.
+        for h in wide[b] + narrow[b]:
+            assert h.acoustic_score <= -nll(lp, h.tokens, blank) + 2e-4
+            assert blank not in h.tokens
+        assert narrow[b][0].tokens == best.tokens
+        assert [h.score for h in wide[b]] == sorted([h.score for h in wide[b]], reverse=True)
+    assert [h.tokens for h in wide[3]] == [[]]  # no frames: the empty sequence, p = 1
+    assert wide[3][0].acoustic_score == 0.0
+
+
+def test_batched_equals_one_at_a_time_and_padding_is_never_read():
+    logits = peaky(2)
+    lengths = torch.tensor([60, 33, 59, 12])
+    batched = D.ctc_beam_search(logits, lengths, beam_size=10, nbest=4)
+    poisoned = logits.clone()
+    for b, n in enumerate(lengths.tolist()):
+        poisoned[b, n:] = math.nan
+    assert D.ctc_beam_search(poisoned, lengths, beam_size=10, nbest=4) == batched
+    for b, n in enumerate(lengths.tolist()):
+        alone = D.ctc_beam_search(logits[b:b + 1, :n], beam_size=10, nbest=4)[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in batched[b]]
+        assert [h.timesteps for h in alone] == [h.timesteps for h in batched[b]]
+        np.testing.assert_allclose([h.score for h in alone], [h.score for h in batched[b]],
+                                   rtol=0, atol=1e-5)
+
+
+def test_float64_decodes_in_float64():
+    logits = peaky(3, batch=1, frames=30, sharp=10.0).double()
+    best = D.ctc_beam_search(logits, beam_size=256)[0][0]
+    lp = logits[0].log_softmax(-1)
+    assert best.acoustic_score == pytest.approx(-nll(lp, best.tokens, 0), abs=1e-11)
+
+
+def test_timesteps_are_where_each_token_starts():
+    # Frames: - a a - b - - b c c -  (a blank between the b's: two b's)
+    path = [0, 1, 1, 0, 2, 0, 0, 2, 3, 3, 0]
+    logits = torch.full((1, len(path), 4), -8.0)
+    logits[0, torch.arange(len(path)), torch.tensor(path)] = 8.0
+    best = D.ctc_beam_search(logits, beam_size=8)[0][0]
+    assert best.tokens == [1, 2, 2, 3]
+    assert best.timesteps == [1, 4, 7, 8]
+    assert best.timesteps == [s.start for s in S.alignment_segments(
+        S.forced_align(logits, torch.tensor([best.tokens])))]
+
+
+def test_greedy_is_the_same_function_in_both_modules():
+    assert S.greedy_decode is D.greedy_decode
+    assert S.ctc_beam_search is D.ctc_beam_search and S.CtcBeamSearchDecoder is D.CtcBeamSearchDecoder
+
+
+# ---------------------------------------------------------------- words and the LM
+LETTERS = ["<pad>", "|", "H", "E", "L", "O", "W", "R", "D", "U"]
+
+
+def spell(text, classes=LETTERS, near=None, margin=0.1, frames_per=2):
+    """Logits that say ``text`` (| between words): each character for ``frames_per``
+    frames, a blank after each; ``near`` = {position: rival}: the rival scores
+    ``margin`` below the character there."""
+    rows = []
+    for i, ch in enumerate(text):
+        token = classes.index(ch)
+        for _ in range(frames_per):
+            row = torch.full((len(classes),), -4.0)
+            row[token] = 4.0
+            if near and i in near:
+                row[classes.index(near[i])] = 4.0 - margin
+            rows.append(row)
+        blank_row = torch.full((len(classes),), -4.0)
+        blank_row[0] = 4.0
+        rows.append(blank_row)
+    return torch.stack(rows)[None]
+
+
+@pytest.fixture(scope="module")
+def world_lm(tmp_path_factory):
+    corpus = ["HELLO WORLD", "HELLO THERE WORLD", "THE WORLD", "HELLO", "WORLD HELLO"]
+    return write_arpa(corpus, tmp_path_factory.mktemp("lm") / "world.arpa", order=2)
+
+
+def test_lm_turns_a_near_tie_and_a_hotword_turns_it_back(world_lm):
+    logits = spell("HELLO|WURLD", near={7: "O"})  # "U" just above "O"
+    plain = D.CtcBeamSearchDecoder(LETTERS, beam_size=16)(logits)[0][0]
+    assert plain.text == "HELLO WURLD" and plain.words == ["HELLO", "WURLD"]
+    with_lm = D.CtcBeamSearchDecoder(LETTERS, lm=world_lm, lm_weight=0.5, beam_size=16)
+    assert with_lm(logits)[0][0].text == "HELLO WORLD"
+    hot = D.CtcBeamSearchDecoder(LETTERS, lm=world_lm, lm_weight=0.5, beam_size=16,
+                                 hotwords=["WURLD"], hotword_weight=10.0)
+    best = hot(logits)[0][0]
+    assert best.text == "HELLO WURLD"
+    lm = NgramLM(world_lm)
+    assert best.lm_score == pytest.approx(lm.score_sentence(["HELLO", "WURLD"]), abs=1e-5)
+    assert best.score == pytest.approx(best.acoustic_score + 0.5 * best.lm_score + 10.0,
+                                       abs=1e-4)
+    # A phrase of two words counts once, when its last word ends.
+    phrase = D.CtcBeamSearchDecoder(LETTERS, beam_size=16, hotwords=["HELLO WURLD"],
+                                    hotword_weight=3.0)(logits)[0][0]
+    assert phrase.score == pytest.approx(phrase.acoustic_score + 3.0, abs=1e-4)
+
+
+def test_scores_add_up_and_lm_scores_equal_kenlm(world_lm):
+    kenlm = need_module("kenlm", "test")
+    model = kenlm.Model(str(world_lm))
+    logits = peaky(4, batch=3, frames=40, classes=len(LETTERS))
+    decoder = D.CtcBeamSearchDecoder(LETTERS, lm=world_lm, lm_weight=0.7, word_score=-0.5,
+                                     beam_size=12, nbest=5)
+    hyps = decoder(logits, torch.tensor([40, 31, 17]))
+    for b, found in enumerate(hyps):
+        lp = logits[b, :[40, 31, 17][b]].double().log_softmax(-1)
+        for h in found:
+            assert h.lm_score == pytest.approx(
+                model.score(" ".join(h.words), bos=True, eos=True) * math.log(10), abs=1e-4)
+            assert h.score == pytest.approx(h.acoustic_score + 0.7 * h.lm_score
+                                            - 0.5 * len(h.words), abs=1e-4)
+            assert h.acoustic_score <= -nll(lp, h.tokens, 0) + 2e-4  # exact, or pruned
+            assert h.words == "".join(LETTERS[t] for t in h.tokens).replace("|", " ").split()
+
+
+def test_word_spans():
+    logits = spell("HE|LO", frames_per=2)  # H H - E E - | | - L L - O O -
+    best = D.CtcBeamSearchDecoder(LETTERS, beam_size=8)(logits)[0][0]
+    assert best.words == ["HE", "LO"]
+    assert best.timesteps == [0, 3, 6, 9, 12]
+    assert best.word_spans == [(0, 4), (9, 13)]
+
+
+SENTENCEPIECE = ["<blank>", "\u2581he", "llo", "\u2581hel", "lo", "\u2581world", "\u2581wor", "ld"]
+
+
+def test_sentencepiece_words_and_two_tokenisations_stay_apart(tmp_path):
+    frames = [1, 0, 2, 0, 5, 0]  # ▁he llo ▁world; ▁hel and lo close behind
+    logits = torch.full((1, len(frames), len(SENTENCEPIECE)), -6.0)
+    for t, token in enumerate(frames):
+        logits[0, t, token] = 4.0
+    logits[0, 0, 3] = 3.95
+    logits[0, 2, 4] = 3.9
+    decoder = D.CtcBeamSearchDecoder(SENTENCEPIECE, word_delimiter="\u2581", beam_size=16,
+                                     nbest=4)
+    hyps = decoder(logits)[0]
+    assert [h.text for h in hyps] == ["hello world", "helllo world", "helo world",
+                                      "hello world"]
+    assert hyps[0].tokens == [1, 2, 5] and hyps[3].tokens == [3, 4, 5]
+    assert hyps[0].words == ["hello", "world"] and hyps[0].word_spans == [(0, 3), (4, 5)]
+    lm_path = write_arpa(["hello world"], tmp_path / "sp.arpa", order=2)
+    with_lm = D.CtcBeamSearchDecoder(SENTENCEPIECE, word_delimiter="\u2581", lm=lm_path,
+                                     beam_size=16)(logits)[0][0]
+    assert with_lm.text == "hello world"
+    assert with_lm.lm_score == pytest.approx(NgramLM(lm_path).score_sentence("hello world"),
+                                             abs=1e-5)
+
+
+def test_from_hf_takes_the_vocabulary_blank_and_delimiter(tmp_path):
+    require(HF, "hf")
+    from transformers import Wav2Vec2CTCTokenizer
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4,
+             **{ch: 5 + i for i, ch in enumerate("EHLOWRDU")}}
+    path = tmp_path / "vocab.json"
+    path.write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(path), unk_token="<unk>", pad_token="<pad>",
+                                     word_delimiter_token="|")
+    decoder = D.CtcBeamSearchDecoder.from_hf(tokenizer, beam_size=8)
+    assert decoder.blank == 0 and decoder.word_delimiter == "|"
+    assert decoder.tokens[:6] == ["<pad>", "<s>", "</s>", "<unk>", "|", "E"]
+    order = sorted(vocab, key=vocab.get)
+    best = decoder(spell("HELLO|WORLD", classes=order))[0][0]
+    assert best.text == "HELLO WORLD"
+    assert tokenizer.decode(best.tokens, group_tokens=False) == "HELLO WORLD"
+
+
+# ---------------------------------------------------------------- errors
+def test_errors(tmp_path):
+    x = torch.zeros(2, 5, 4)
+    with pytest.raises(ValueError, match="beam_size must be an integer >= 1"):
+        D.ctc_beam_search(x, beam_size=0)
+    with pytest.raises(ValueError, match="nbest .3. cannot exceed beam_size .2."):
+        D.ctc_beam_search(x, beam_size=2, nbest=3)
+    with pytest.raises(ValueError, match=r"blank must be a class id in \[0, 3\]"):
+        D.ctc_beam_search(x, blank=4)
+    with pytest.raises(ValueError, match=r"logits must have shape \(B, T, C\)"):
+        D.ctc_beam_search(x[0])
+    with pytest.raises(TypeError, match="floating-point"):
+        D.ctc_beam_search(x.long())
+    with pytest.raises(ValueError, match=r"logits_len must be in \[0, 5\].*6 for example 1"):
+        D.ctc_beam_search(x, torch.tensor([5, 6]))
+    with pytest.raises(ValueError, match="time-first"):
+        D.ctc_beam_search(torch.zeros(5, 2, 4), torch.tensor([5, 5]))
+    with pytest.raises(ValueError, match="C=4 classes but the vocabulary has 3 tokens"):
+        D.CtcBeamSearchDecoder(["-", "a", "|"])(x)
+    with pytest.raises(ValueError, match="word_delimiter '\\|' is not in the vocabulary"):
+        D.CtcBeamSearchDecoder(["-", "a", "b"])
+    with pytest.raises(FileNotFoundError, match="missing.arpa"):
+        D.CtcBeamSearchDecoder(["-", "a", "|"], lm=tmp_path / "missing.arpa")
+    not_arpa = tmp_path / "notes.txt"
+    not_arpa.write_text("\n\nhello\n")
+    with pytest.raises(ValueError, match=r"notes.txt, line 3: not an ARPA file"):
+        D.CtcBeamSearchDecoder(["-", "a", "|"], lm=not_arpa)
+    with pytest.raises(ValueError, match="lm_weight must be a finite number"):
+        D.CtcBeamSearchDecoder(["-", "a", "|"], lm_weight=math.nan)
+
+
+# ---------------------------------------------------------------- the two searches
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), beam=st.integers(1, 12), nbest=st.integers(1, 3),
+       lm_weight=st.sampled_from([0.0, 0.5, 2.0]), word_score=st.sampled_from([-1.0, 0.0, 1.5]),
+       hot=st.booleans(), prune=st.booleans(), blank=st.integers(0, len(LETTERS) - 1),
+       double=st.booleans())
+def test_c_kernel_equals_the_tensor_search(world_lm, seed, beam, nbest, lm_weight, word_score,
+                                           hot, prune, blank, double):
+    """The compiled search (CPU) and the tensor one (what CUDA runs) find the same
+    hypotheses with the same scores, words, LM, hotwords and pruning included."""
+    need_c_kernel()
+    nbest = min(nbest, beam)
+    if LETTERS[blank] == "|":
+        blank = 0
+    logits = peaky(seed % 1000, batch=3, frames=25, classes=len(LETTERS), blank=blank,
+                   sharp=5.0)
+    if double:
+        logits = logits.double()
+    lengths = torch.tensor([25, 18, 0])
+    decoder = D.CtcBeamSearchDecoder(
+        LETTERS, blank=blank, lm=world_lm, lm_weight=lm_weight, word_score=word_score,
+        hotwords=["WURLD", "HELLO WORLD"] if hot else None, beam_size=beam, nbest=nbest,
+        token_min_logp=-6.0 if prune else None, beam_threshold=8.0 if prune else None)
+    words = decoder._words_on(torch.device("cpu"))
+    log_probs = D._log_probs(logits, lengths)
+    compiled = D._search(log_probs, lengths, blank, beam, nbest, words,
+                         decoder.token_min_logp, decoder.beam_threshold)
+    tensors = D._search_tensors(log_probs, lengths, blank, beam, nbest, words,
+                                decoder.token_min_logp, decoder.beam_threshold)
+    assert [[h[0] for h in hyps] for hyps in compiled] == [[h[0] for h in hyps]
+                                                            for hyps in tensors]
+    assert [[h[1] for h in hyps] for hyps in compiled] == [[h[1] for h in hyps]
+                                                            for hyps in tensors]
+    for got, want in zip(compiled, tensors):
+        np.testing.assert_allclose([h[2:] for h in got], [h[2:] for h in want], rtol=1e-5,
+                                   atol=1e-4)
