@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-pytorch mutants compare bench bench-decode clean
+.PHONY: test test-pytorch mutants compare bench bench-decode figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	# the triton release that torch 2.13.0's CUDA builds require (for the GPU kernels'
 	# interpreter tests and their sm_90 compile; the CPU build does not bring it).
 	$(PY) -m pip install torch==2.13.0 triton==3.7.1
-	$(PY) -m pip install -e ".[tf,hf,test]"
+	$(PY) -m pip install -e ".[tf,hf,test,plot]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -41,6 +41,10 @@ bench: $(STAMP)
 bench-decode: $(STAMP)
 	$(PY) -m pip install --no-deps "pyctcdecode==0.5.0" "pygtrie>=2.1,<3"
 	$(PY) benchmarks/bench_decode.py $(ARGS)
+
+# The guide's figures (docs/figures/*.png), from ctc_plot.
+figures: $(STAMP)
+	$(PY) docs/make_figures.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

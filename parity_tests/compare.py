@@ -2,6 +2,7 @@
 
     python -m parity_tests.compare [--cases 12] [--batch 4] [--max-time 120]
         [--max-label 30] [--classes 32] [--seed 0] [--device cpu] [--json FILE]
+        [--report DIR]
 
 Draws random batches (repeated labels, any blank, padded frames holding NaN / inf /
 huge values, lengths shorter than the padded axes) and runs the port and the TF
@@ -11,6 +12,9 @@ computation on the same float32 logits: each row shows the largest loss and grad
 for the port (the rule is in ``check.py``). The TF column says whether TF itself was
 within the same bounds (ok), outside them (off), raised, or returned NaN or inf (as
 the original does on empty labels or huge values). Exits 1 when any case fails.
+``--report DIR`` also writes ``DIR/index.html``: the table, a chart of the errors, and
+for the worst case each side's gradient error and alpha and beta as heatmaps
+(``parity_tests/report.py``; needs matplotlib, the 'plot' extra).
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--device", default="cpu", help="device for the port: cpu or cuda (cpu)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--report", metavar="DIR", help="also write DIR/index.html, with pictures")
     args = p.parse_args(argv)
     for name in ("cases", "batch", "max_time", "classes"):
         if getattr(args, name) < (2 if name == "classes" else 1):
@@ -77,21 +82,29 @@ def main(argv=None) -> int:
     from parity_tests.tf_side import runner
 
     tf_runner = runner()
-    print(tf_runner.reference.describe())
-    print(f"torch {torch.__version__} ({args.device}, {torch.get_num_threads()} threads), "
-          f"TensorFlow {tf.__version__} (cpu)")
-    print(f"port vs float64 truth: loss {tol.LOSS['atol']:g} abs + {tol.LOSS['rtol']:g} rel; "
-          f"gradient {tol.GRAD['atol']:g} abs + {tol.GRAD_F32_PER_FRAME:.3g} per frame "
-          "(float32 rounding)")
-    print("errors are max |x - float64 truth| over the batch; TF: whether TF meets the "
-          "same bounds")
+    if args.report:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("--report needs matplotlib: pip install -e '.[plot]'", file=sys.stderr)
+            return 2
+    header_lines = [
+        tf_runner.reference.describe(),
+        f"torch {torch.__version__} ({args.device}, {torch.get_num_threads()} threads), "
+        f"TensorFlow {tf.__version__} (cpu)",
+        f"port vs float64 truth: loss {tol.LOSS['atol']:g} abs + {tol.LOSS['rtol']:g} rel; "
+        f"gradient {tol.GRAD['atol']:g} abs + {tol.GRAD_F32_PER_FRAME:.3g} per frame "
+        "(float32 rounding)",
+        "errors are max |x - float64 truth| over the batch; TF: whether TF meets the "
+        "same bounds"]
+    print("\n".join(header_lines))
     header = (f"{'case':>4}  {'shape':<24} {'TF':<10} {'port loss':>10} {'TF loss':>10} "
               f"{'port grad':>10} {'TF grad':>10} {'TF ms':>8} {'torch ms':>8}  result")
     print(header)
     print("-" * len(header))
 
     rng = np.random.default_rng(args.seed)
-    results = []
+    results, cases, rows = [], [], []
     progress(0, args.cases)
     for i in range(args.cases):
         case = random_case(rng, batch=args.batch, max_time=args.max_time,
@@ -100,10 +113,12 @@ def main(argv=None) -> int:
                            pad_time=int(rng.integers(0, 4)))
         r = check_case(case, tf_runner, args.device)
         results.append(r)
+        cases.append(case)
         tf_ms = "raised" if np.isnan(r.tf_ms) else f"{r.tf_ms:8.1f}"
-        print(f"{i:>4}  {r.shape:<24} {r.tf_state:<10} {r.loss_diff:>10.2e} "
-              f"{_num(r.tf_loss_diff)} {r.grad_diff:>10.2e} {_num(r.tf_grad_diff)} "
-              f"{tf_ms:>8} {r.torch_ms:>8.1f}  {'pass' if r.passed else 'FAIL'}", flush=True)
+        rows.append(f"{i:>4}  {r.shape:<24} {r.tf_state:<10} {r.loss_diff:>10.2e} "
+                    f"{_num(r.tf_loss_diff)} {r.grad_diff:>10.2e} {_num(r.tf_grad_diff)} "
+                    f"{tf_ms:>8} {r.torch_ms:>8.1f}  {'pass' if r.passed else 'FAIL'}")
+        print(rows[-1], flush=True)
         progress(i + 1, args.cases)
 
     passed = sum(r.passed for r in results)
@@ -113,10 +128,17 @@ def main(argv=None) -> int:
     if raised:
         print(f"TF: {'; '.join(raised)}")
     kind = tf_runner.reference.kind
-    print(f"summary: {passed}/{len(results)} cases pass against the float64 truth; "
-          f"port's max error: loss {max(r.loss_diff for r in results):.2e}, "
-          f"gradient {max(r.grad_diff for r in results):.2e}; the TF {kind}: "
-          + ", ".join(f"{n} {state}" for state, n in states.items() if n))
+    summary = (f"summary: {passed}/{len(results)} cases pass against the float64 truth; "
+               f"port's max error: loss {max(r.loss_diff for r in results):.2e}, "
+               f"gradient {max(r.grad_diff for r in results):.2e}; the TF {kind}: "
+               + ", ".join(f"{n} {state}" for state, n in states.items() if n))
+    print(summary)
+    if args.report:
+        from parity_tests import report
+
+        page = report.write(args.report, header_lines, header, rows + ["", summary], results,
+                            cases, tf_runner)
+        print(f"report: {page}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"reference": {"kind": kind, "path": str(tf_runner.reference.path)},

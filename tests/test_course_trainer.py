@@ -1,6 +1,7 @@
-"""The course's own Trainer override, as the README shows it, trains with this loss.
+"""The course's own Trainer override, as the guide (docs/training.md) shows it, trains
+with this loss.
 
-The README's MyTrainer is the course's literal ``compute_loss(self, model, inputs,
+The guide's MyTrainer is the course's literal ``compute_loss(self, model, inputs,
 return_outputs=False)`` with one change, the ``num_items_in_batch`` parameter, and it
 copes with a feature extractor that returns no attention mask (wav2vec2-base's).
 Needs the 'hf' extra; skipped with the reason without it (an error under CI).
@@ -18,7 +19,8 @@ from optional_deps import HF, require
 require(HF, "hf")
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = next(b for b in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+GUIDE = ROOT / "docs" / "training.md"
+BLOCK = next(b for b in re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
              if "class MyTrainer(Trainer)" in b)
 COURSE_SIGNATURE = "def compute_loss(self, model, inputs, return_outputs=False):"
 
@@ -33,7 +35,7 @@ def load_example():
 
 def my_trainer(block):
     namespace = {"__name__": "readme_my_trainer"}
-    exec(compile(block, "README.md", "exec"), namespace)
+    exec(compile(block, str(GUIDE), "exec"), namespace)
     return namespace["MyTrainer"]
 
 
@@ -80,7 +82,7 @@ def test_readme_trainer_trains_without_an_attention_mask():
 
 
 def test_the_course_signature_alone_fails_as_the_readme_says():
-    """Why the README adds the parameter: transformers >= 4.46 passes it."""
+    """Why the guide adds the parameter: transformers >= 4.46 passes it."""
     literal = BLOCK.replace(COURSE_SIGNATURE.replace("):", ", num_items_in_batch=None):"),
                             COURSE_SIGNATURE)
     with pytest.raises(TypeError, match="num_items_in_batch"):

@@ -1,5 +1,6 @@
-"""The README's standalone Python examples run (those that start with an import), and
-print what the README says they print.
+"""The standalone Python examples of the README and of the guide in docs/ run (those
+that start with an import), and print what the page says they print. The README stays
+a first screen, and links every page of the guide.
 
 Each ``print(...)`` line carries its output: as a trailing comment, or as the comment
 lines right below it. ``...`` stands for any text (as in doctest), and runs of white
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+BLOCKS = [(page, b) for page in PAGES
+          for b in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
           if b.startswith("import")]
 
 
@@ -46,13 +50,26 @@ def test_readme_has_examples():
     assert len(BLOCKS) >= 3
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_example_prints_what_it_says(block):
+def test_readme_is_a_first_screen_linking_every_guide_page():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f"docs/{page.name}" in text or page.name == "README.md", page.name
+    for figure in ("docs/figures/lattice.png", "docs/figures/alignment.png"):
+        assert figure in text and (ROOT / figure).is_file()
+    for page in PAGES:  # every relative link resolves
+        for target in re.findall(r"\]\(([^)#:]+)\)", page.read_text()):
+            assert (page.parent / target).exists(), f"{page.name}: {target}"
+
+
+@pytest.mark.parametrize("page, block", BLOCKS,
+                         ids=[f"{p.name}-{i}" for i, (p, _) in enumerate(BLOCKS)])
+def test_readme_example_prints_what_it_says(page, block):
     said = expected_output(block)
     assert said or "assert " in block, "the example checks nothing: print a value and say it"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(block, str(README), "exec"), {"__name__": "readme_example"})
+        exec(compile(block, str(page), "exec"), {"__name__": "readme_example"})
     printed = out.getvalue()
     assert matches(printed, " ".join(said)), f"printed:\n{printed}\nthe README says:\n{said}"
 
