@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-pytorch mutants compare bench bench-decode figures clean
+.PHONY: test test-pytorch lint mutants compare bench bench-decode figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	# the triton release that torch 2.13.0's CUDA builds require (for the GPU kernels'
 	# interpreter tests and their sm_90 compile; the CPU build does not bring it).
 	$(PY) -m pip install torch==2.13.0 triton==3.7.1
-	$(PY) -m pip install -e ".[tf,hf,test,plot]"
+	$(PY) -m pip install -e ".[tf,hf,test,plot,lint]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -23,6 +23,12 @@ test: $(STAMP)
 # copied alone); tests that compare backends still build and use the kernels.
 test-pytorch: $(STAMP)
 	SEQ_LOSS_UTIL_KERNEL=0 $(PY) -m pytest
+
+# ruff (pyflakes, bugbear, pyupgrade) over every Python file, and mypy over the public
+# modules; both configured in pyproject.toml.
+lint: $(STAMP)
+	$(PY) -m ruff check $$(git ls-files '*.py')
+	$(PY) -m mypy
 
 # Deliberate one-line bugs in a copy; each must make a test fail (tests/README.md).
 mutants: $(STAMP)

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -407,7 +408,7 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
     last = torch.full((batch, beam), -1, dtype=torch.long, device=device)
     hashes = torch.zeros(batch, beam, dtype=torch.long, device=device)
     parent = torch.zeros(batch, beam, dtype=torch.long, device=device)
-    state = words.start(batch, beam, device, dtype) if words is not None else None
+    state: dict = words.start(batch, beam, device, dtype) if words is not None else {}
     back_src = torch.empty(frames, batch, beam, dtype=torch.long, device=device)
     back_tok = torch.empty(frames, batch, beam, dtype=torch.long, device=device)
     priority = torch.zeros(classes, dtype=dtype, device=device)
@@ -667,7 +668,7 @@ class CtcBeamSearchDecoder:
         self._words: dict = {}
 
     @classmethod
-    def from_hf(cls, processor_or_tokenizer, **options) -> "CtcBeamSearchDecoder":
+    def from_hf(cls, processor_or_tokenizer, **options) -> CtcBeamSearchDecoder:
         """A decoder over a Hugging Face CTC tokenizer's vocabulary (or a processor's):
         the tokens in id order, the pad token as the blank, and its word delimiter
         (``"|"`` for wav2vec2; ``"\u2581"`` where it has none). ``options`` override
@@ -678,12 +679,13 @@ class CtcBeamSearchDecoder:
                             f"one, got {type(processor_or_tokenizer).__name__}")
         vocab = tokenizer.get_vocab()
         size = max(vocab.values()) + 1
-        tokens = [None] * size
+        by_id: list[str | None] = [None] * size
         for token, index in vocab.items():
-            tokens[index] = token
-        missing = [i for i, t in enumerate(tokens) if t is None]
+            by_id[index] = token
+        missing = [i for i, t in enumerate(by_id) if t is None]
         if missing:
             raise ValueError(f"the tokenizer's vocabulary has no token for ids {missing[:5]}")
+        tokens = [t for t in by_id if t is not None]
         options.setdefault("blank", tokenizer.pad_token_id if tokenizer.pad_token_id
                            is not None else 0)
         delimiter = getattr(tokenizer, "word_delimiter_token", None)
@@ -706,7 +708,9 @@ class CtcBeamSearchDecoder:
     def split_words(self, tokens: Sequence[int]) -> tuple[list, list]:
         """The words that ``tokens`` spell, and each one's token positions
         ``(first, last)``."""
-        words, spans, current, first = [], [], "", None
+        words: list[str] = []
+        spans: list[tuple[int, int]] = []
+        current, first = "", 0
         for i, token in enumerate(tokens):
             text = self.tokens[token]
             if self.word_delimiter == "\u2581":
@@ -718,7 +722,7 @@ class CtcBeamSearchDecoder:
             if starts and current:
                 words.append(current)
                 spans.append((first, i - 1))
-                current, first = "", None
+                current = ""
             if text:
                 if not current:
                     first = i

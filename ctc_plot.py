@@ -16,7 +16,8 @@ from :func:`lattice` and ``forced_align``, so tests check those numbers in the f
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
+from collections.abc import Sequence
 
 import torch
 
@@ -97,7 +98,7 @@ def plot_lattice(logits: torch.Tensor, labels: torch.Tensor, *, example: int = 0
     panels = [("log alpha (per-frame max 0)", data.log_alpha.clamp(min=floor), "viridis"),
               ("log beta (per-frame max 0)", data.log_beta.clamp(min=floor), "viridis"),
               ("state posterior and Viterbi path", data.posterior, "magma")]
-    for ax, (name, values, cmap) in zip(axes, panels):
+    for ax, (name, values, cmap) in zip(axes, panels, strict=True):
         image = ax.imshow(values.T.numpy(), aspect="auto", origin="lower", cmap=cmap,
                           interpolation="nearest")
         ax.set_title(name, fontsize=9)

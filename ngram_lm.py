@@ -24,7 +24,7 @@ import gzip
 import math
 import os
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -77,7 +77,7 @@ def _read_arpa(path: str):
         raise FileNotFoundError(f"language model file not found: {path}")
     counts: dict[int, int] = {}
     grams: list[dict] = []
-    section = None  # "data", an order (int), or "end"
+    section: str | int | None = None  # "data", an order (int), or "end"
     try:
         handle = _open_text(path)
         with handle:
@@ -117,6 +117,7 @@ def _read_arpa(path: str):
                         fail("expected 'ngram N=count' in the \\data\\ header")
                     continue
                 fields = line.split()
+                assert isinstance(section, int)  # the header and \end\ were handled above
                 order = section
                 if len(fields) not in (order + 1, order + 2):
                     fail(f"a {order}-gram line needs a probability, {order} word(s) and "
@@ -221,7 +222,7 @@ class NgramLM:
         counts = ", ".join(str(k.numel()) for k in self._keys)
         return f"NgramLM({self.path!r}, order={self.order}, n-grams=[{counts}])"
 
-    def to(self, device) -> "NgramLM":
+    def to(self, device) -> NgramLM:
         """This model with its tables on ``device`` (self if already there)."""
         device = torch.device(device)
         if device == self.device:
@@ -361,7 +362,7 @@ def write_arpa(sentences: Iterable[Sequence[str] | str], path: str | os.PathLike
               for n in range(1, order + 1)]
     for n in range(1, order + 1):
         lines += ["", f"\\{n}-grams:"]
-        entries = dict(probs[n - 1])
+        entries: dict[tuple, float | None] = dict(probs[n - 1])
         if n == 1:
             entries[("<s>",)] = None
         for gram in sorted(entries):

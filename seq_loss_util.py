@@ -37,7 +37,7 @@ import contextlib
 import contextvars
 import math
 import os
-from typing import Dict, NamedTuple, Tuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -64,6 +64,8 @@ __all__ = [
     "CtcBeamSearchDecoder",
     "Hypothesis",
 ]
+
+__version__ = "0.2.0"
 
 # The original's stand-in for log(0): float32(log(1e-307)), i.e. -706.8936.
 LOG_0 = float(np.float32(math.log(1e-307)))
@@ -150,10 +152,10 @@ def _check_label_ids(labels: torch.Tensor, labels_len: torch.Tensor, num_classes
 # ----------------------------------------------------------------------------------
 # The mirrored functions, in the order of the original module.
 # ----------------------------------------------------------------------------------
-def to_blank_augmented_labels(inputs: Dict[str, torch.Tensor], blank_index: int = 0,
+def to_blank_augmented_labels(inputs: dict[str, torch.Tensor], blank_index: int = 0,
                               boundary_blanks: bool = True,
                               update_non_blank_token_index: bool = True, *,
-                              num_classes: int | None = None) -> Dict[str, torch.Tensor]:
+                              num_classes: int | None = None) -> dict[str, torch.Tensor]:
     """Interleaves blanks into padded label sequences.
 
     Args:
@@ -237,7 +239,7 @@ def _wide_int(dtype: torch.dtype) -> torch.dtype:
 
 
 def _interleave_blanks(labels: torch.Tensor, lengths: torch.Tensor, blank: int,
-                       boundary_blanks: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+                       boundary_blanks: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Class ids ``(B, U)`` to ``blank l1 blank l2 ... blank`` ``(B, 2U + 1)``, 0-padded."""
     batch, width = labels.shape
     if boundary_blanks:
@@ -254,7 +256,7 @@ def _interleave_blanks(labels: torch.Tensor, lengths: torch.Tensor, blank: int,
 def calculate_initial_log_seq_prob(label_len: torch.Tensor, *,
                                    max_label_len: int | None = None,
                                    dtype: torch.dtype = torch.float32
-                                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """The log-domain start and end state vectors.
 
     Args:
@@ -376,7 +378,7 @@ def _calculate_unnormalized_log_seq_prob(gamma: torch.Tensor,
 
 def calculate_alpha_beta(label_trans_table: torch.Tensor, log_label_prob: torch.Tensor,
                          label_len: torch.Tensor, logit_len: torch.Tensor
-                         ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward and backward variables of CTC, renormalised at every frame.
 
     This mirrors the original exactly, numbers included, for any ``(B, L, L)`` table
@@ -478,7 +480,7 @@ def _log_add3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor
 
 
 def _forward_pass(log_p: torch.Tensor, skip_in: torch.Tensor
-                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised log alpha over the CTC band (Graves et al. 2006, eq. 6-7).
 
     Args:
@@ -900,7 +902,7 @@ class _TorchBackend:
 try:
     import _seq_loss_kernels
 except ImportError:
-    _seq_loss_kernels = None
+    _seq_loss_kernels = None  # type: ignore[assignment]
 
 _BACKEND_CHOICES = ("auto", "c-kernel", "triton", "pytorch")
 
@@ -965,10 +967,12 @@ def backend(device="cpu") -> str:
 def _warn(message: str) -> None:
     """A UserWarning attributed to the first caller outside this module and torch."""
     import sys
+    import types
     import warnings
 
     inside = (os.path.abspath(__file__), os.path.dirname(os.path.abspath(torch.__file__)))
-    frame, level = sys._getframe(1), 2
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 2
     while frame is not None and (frame.f_code.co_filename == inside[0]
                                  or frame.f_code.co_filename.startswith(inside[1])):
         frame, level = frame.f_back, level + 1
@@ -1114,7 +1118,7 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len, warn_infeasible=Fa
     low_u, width, low_t, t_max, even, ids, not_augmented, suspect = verdicts[:8]
     rest = verdicts[8:]
     infeasible = rest.pop(0) if feasible is not None else False
-    for failed, (_, fail) in zip(rest, deferred):
+    for failed, (_, fail) in zip(rest, deferred, strict=True):
         if failed:
             fail()  # the caller's own checks come first, as if made before the loss
     if low_u < 0 or width > width_in:
@@ -1247,7 +1251,7 @@ class CtcLossModule(torch.nn.Module):
         fused = self._fused(logits, labels, logits_len, labels_len)
         if fused is not None:
             return fused
-        deferred = []
+        deferred: list = []
         aug, aug_len, logits, logits_len, target_len = _prepare_batch_first(
             logits, labels, logits_len, labels_len, self.blank, self.shift_labels, deferred)
         # Read with the loss's own checks: one host read. (None while compiling.)
@@ -1517,7 +1521,7 @@ def alignment_segments(alignment: Alignment, example: int = 0) -> list:
     start, end), ...]`` with ``end`` exclusive (what time-stamping speech needs)."""
     states = alignment.states[example].tolist()
     labels = alignment.labels[example].tolist()
-    segments = []
+    segments: list[Segment] = []
     for t, state in enumerate(states):
         if state < 0 or state % 2 == 0:  # padded frame, or a blank state
             continue
@@ -1579,7 +1583,8 @@ except ModuleNotFoundError as _missing:
     def _decoder_missing(*args, **kwargs):
         raise ImportError(_NO_DECODER)
 
-    greedy_decode = ctc_beam_search = CtcBeamSearchDecoder = Hypothesis = _decoder_missing
+    greedy_decode = ctc_beam_search = _decoder_missing
+    CtcBeamSearchDecoder = Hypothesis = _decoder_missing  # type: ignore[misc, assignment]
 
 
 # ----------------------------------------------------------------------------------

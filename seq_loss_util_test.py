@@ -428,7 +428,7 @@ class BeyondTheOriginalTests(unittest.TestCase):
         table = S.label_trans_table(labels, labels_len)
         llp = S.calculate_log_label_prob(labels, torch.softmax(logits, -1))
         S.calculate_alpha_beta(table, llp, labels_len, logits_len)
-        for old, new in zip(before, (labels, labels_len, logits, logits_len)):
+        for old, new in zip(before, (labels, labels_len, logits, logits_len), strict=True):
             self.assertTrue(torch.equal(old, new))
 
     @unittest.skipUnless(torch.cuda.is_available(), "needs a CUDA device")

@@ -416,7 +416,8 @@ def _in_parallel(fn, batch: int, work: int, pieces: int = 1) -> None:
         _kernel_pool = ThreadPoolExecutor(max_workers=threads)
     chunks = min(batch, threads * pieces)
     bounds = [batch * i // chunks for i in range(chunks + 1)]
-    for future in [_kernel_pool.submit(fn, lo, hi) for lo, hi in zip(bounds, bounds[1:])]:
+    pairs = zip(bounds, bounds[1:], strict=False)  # consecutive bounds
+    for future in [_kernel_pool.submit(fn, lo, hi) for lo, hi in pairs]:
         future.result()
 
 

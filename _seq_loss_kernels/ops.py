@@ -22,7 +22,6 @@ the loss operator, so a compiled graph keeps them. Needs ``torch.library.custom_
 from __future__ import annotations
 
 import types
-from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -47,7 +46,7 @@ def register(*, loss_forward, loss_backward, second_order_gradient, select_backe
     @torch.library.custom_op("seq_loss_util::ctc_loss", mutates_args=())
     def ctc_loss(labels: Tensor, labels_len: Tensor, logits: Tensor, logits_len: Tensor,
                  exact: bool, zero_infinity: bool, keep_beta: bool = False
-                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         return loss_forward(labels, labels_len, logits, logits_len, exact, zero_infinity,
                             keep_beta)
 
@@ -95,7 +94,7 @@ def register(*, loss_forward, loss_backward, second_order_gradient, select_backe
 
     @torch.library.custom_op("seq_loss_util::ctc_viterbi", mutates_args=())
     def ctc_viterbi(log_probs: Tensor, labels: Tensor, labels_len: Tensor,
-                    logits_len: Tensor) -> Tuple[Tensor, Tensor]:
+                    logits_len: Tensor) -> tuple[Tensor, Tensor]:
         run = select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
         path, score = run.viterbi(log_probs, labels, labels_len, logits_len)
         return path, score

@@ -323,7 +323,8 @@ def aot_configs() -> list:
                             BLOCK_U=block // 2, BLOCK_A=block, BLOCK_C=32), lambda block: 4,
          ""),
         *[(ctc_log_softmax_kernel, softmax(dtype),
-           lambda block, classes=classes: dict(zip(("ROWS", "BLOCK_C"), softmax_tile(classes))),
+           lambda block, classes=classes: dict(ROWS=softmax_tile(classes)[0],
+                                               BLOCK_C=softmax_tile(classes)[1]),
            lambda block, classes=classes: softmax_tile(classes)[2],
            f"[{dtype[1:]},C={classes}]")
           for dtype in (fp32, "*bf16") for classes in (32, 1000)],

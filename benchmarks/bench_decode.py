@@ -25,7 +25,6 @@ CPU. On CUDA the goal is ours within 3x of greedy decoding's time.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import statistics
@@ -92,7 +91,7 @@ def wer(hyps, refs):
     import numpy as np
 
     errors = words = 0
-    for hyp, ref in zip(hyps, refs):
+    for hyp, ref in zip(hyps, refs, strict=True):
         h, r = hyp.split(), ref.split()
         d = np.arange(len(h) + 1)
         for i in range(1, len(r) + 1):
@@ -170,8 +169,8 @@ def main(argv=None) -> int:
                 decoder = ctc_decoder.CtcBeamSearchDecoder(VOCAB, beam_size=beam, **options,
                                                            **extra)
                 decoder(logits[:1, :10])  # first-use set-up (tables) is not timed
-                seconds, found = timed(lambda: decoder(logits, lengths), args.repeats,
-                                       args.device)
+                seconds, found = timed(lambda decoder=decoder: decoder(logits, lengths),
+                                       args.repeats, args.device)
                 results[name] = (seconds, [hyps[0].text for hyps in found])
             suffix = " + LM" if with_lm else ""
             if build_ctcdecoder is None:
@@ -185,12 +184,13 @@ def main(argv=None) -> int:
                 labels, kenlm_model_path=arpa if with_lm else None, alpha=args.lm_weight,
                 beta=0.0)
             t_theirs, theirs = timed(
-                lambda: [theirs_decoder.decode(lp, beam_width=beam) for lp in lp_numpy],
+                lambda run=theirs_decoder, width=beam: [run.decode(lp, beam_width=width)
+                                                        for lp in lp_numpy],
                 args.repeats, "cpu")
             theirs_text = [" ".join(t.split()) for t in theirs]
             goal = 5.0 if with_lm else 10.0
             for name, (seconds, texts) in results.items():
-                same = sum(a == b for a, b in zip(texts, theirs_text)) / args.batch
+                same = sum(a == b for a, b in zip(texts, theirs_text, strict=True)) / args.batch
                 ratio = t_theirs / seconds
                 verdict = ""
                 if "pruning" in name:  # the goal: the same settings as pyctcdecode's

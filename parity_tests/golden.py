@@ -15,13 +15,13 @@ import numpy as np
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _npz():
     with np.load(FIXTURES / "upstream_tf.npz") as z:
         return {k: z[k] for k in z.files}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def manifest() -> dict:
     return json.loads((FIXTURES / "upstream_tf_manifest.json").read_text())
 

@@ -38,7 +38,7 @@ def _heatmaps(panels, xlabel, ylabel, title):
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4),
                              constrained_layout=True)
-    for ax, (name, values, cmap) in zip(np.atleast_1d(axes), panels):
+    for ax, (name, values, cmap) in zip(np.atleast_1d(axes), panels, strict=True):
         image = ax.imshow(values.T, aspect="auto", origin="lower", cmap=cmap,
                           interpolation="nearest")
         ax.set_title(name, fontsize=9)
@@ -115,7 +115,7 @@ def worst_case_images(case, tf_runner) -> list:
         shown = [np.maximum(p, -50.0), np.maximum(q, -50.0), np.abs(p - q)]
         fig = _heatmaps([(f"port log {name}", shown[0], "viridis"),
                          (f"TF log {name}", shown[1], "viridis"),
-                         (f"|port - TF|", shown[2], "magma")],
+                         ("|port - TF|", shown[2], "magma")],
                         "frame", "state", f"calculate_alpha_beta: log {name}, example {b} "
                         "(valid frames and states; below -50 drawn as -50)")
         images.append((f"log {name} of both sides and their difference, over (frame, "

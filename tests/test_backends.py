@@ -3,7 +3,6 @@
 The rest of the suite runs with whichever backend is active (the kernel where a C
 compiler exists); this file checks one against the other, and the fallback.
 """
-import os
 
 import numpy as np
 import pytest

@@ -27,7 +27,7 @@ def synthetic_batch(rng, batch, noise=0.25):
     labels_len = torch.tensor([len(s) for s in labels])
     x = torch.zeros(batch, int(frames_len.max()), FEATURES)
     y = torch.full((batch, int(labels_len.max())), -100, dtype=torch.long)
-    for b, (u, s) in enumerate(zip(utterances, labels)):
+    for b, (u, s) in enumerate(zip(utterances, labels, strict=True)):
         x[b, : len(u)] = torch.nn.functional.one_hot(torch.from_numpy(u), FEATURES).float()
         y[b, : len(s)] = torch.from_numpy(s)
     x = x + noise * torch.from_numpy(rng.standard_normal(x.shape)).float()
@@ -87,7 +87,7 @@ def train_and_score(loss_name, steps=250, seed=0):
     with torch.no_grad():
         hyps = greedy_decode(model(x), frames_len)
     refs = [y[b, : labels_len[b]].tolist() for b in range(len(hyps))]
-    return sum(edit_distance(h, r) for h, r in zip(hyps, refs)) / sum(map(len, refs))
+    return sum(edit_distance(h, r) for h, r in zip(hyps, refs, strict=True)) / sum(map(len, refs))
 
 
 def test_trains_as_well_as_torch_ctc_loss(capsys):

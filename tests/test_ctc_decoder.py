@@ -50,7 +50,7 @@ def test_exact_nbest_equals_brute_force(seed, frames, classes, data):
         want = brute_force(logits[b, :lengths[b]].log_softmax(-1), blank, classes)[:6]
         got = [(h.acoustic_score, tuple(h.tokens)) for h in hyps[b]]
         assert len(got) == len(want)
-        for (score, tokens), (true_score, true_tokens) in zip(got, want):
+        for (score, tokens), (true_score, true_tokens) in zip(got, want, strict=True):
             assert score == pytest.approx(true_score, abs=1e-10)  # float64 throughout
             # Ties aside (measure zero with random logits), the same sequences in order.
             assert tokens == true_tokens
@@ -314,6 +314,6 @@ def test_c_kernel_equals_the_tensor_search(world_lm, seed, beam, nbest, lm_weigh
                                                             for hyps in tensors]
     assert [[h[1] for h in hyps] for hyps in compiled] == [[h[1] for h in hyps]
                                                             for hyps in tensors]
-    for got, want in zip(compiled, tensors):
+    for got, want in zip(compiled, tensors, strict=True):
         np.testing.assert_allclose([h[2:] for h in got], [h[2:] for h in want], rtol=1e-5,
                                    atol=1e-4)

@@ -20,5 +20,5 @@ def test_two_process_ddp_equals_one_process(tmp_path, reduction, scale):
     assert result.returncode == 0, result.stderr[-3000:]
     grads = torch.load(out)
     assert len(grads["ddp"]) == len(grads["single"]) == 4
-    for ddp, single in zip(grads["ddp"], grads["single"]):
+    for ddp, single in zip(grads["ddp"], grads["single"], strict=True):
         torch.testing.assert_close(ddp * scale, single, atol=1e-10, rtol=1e-9)

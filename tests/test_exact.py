@@ -138,8 +138,9 @@ def test_gradcheck_exact():
     labels, labels_len, logits, logits_len = _gradcheck_case()
     for zero_infinity in (False, True):
         assert torch.autograd.gradcheck(
-            lambda x: S.ctc_loss(labels, labels_len, x, logits_len, exact=True,
-                                 zero_infinity=zero_infinity), (logits,), eps=1e-6, atol=1e-7)
+            lambda x, zero_infinity=zero_infinity: S.ctc_loss(
+                labels, labels_len, x, logits_len, exact=True, zero_infinity=zero_infinity),
+            (logits,), eps=1e-6, atol=1e-7)
 
 
 def test_gradcheck_fails_in_the_original_mode_by_design():

@@ -73,7 +73,7 @@ def test_compiled_training_step_has_no_graph_break_and_eager_numbers():
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     assert not torch._dynamo.utils.counters["graph_break"]
     torch.testing.assert_close(compiled[0], eager[0], atol=1e-5, rtol=1e-6)
-    for got, want in zip(compiled[1], eager[1]):
+    for got, want in zip(compiled[1], eager[1], strict=True):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 

@@ -2,7 +2,6 @@
 the posterior, its path is forced_align's, the alignment figure's path and token spans
 are forced_align's and alignment_segments'. Needs the 'plot' extra (matplotlib)."""
 import numpy as np
-import pytest
 import torch
 
 import seq_loss_util as S
