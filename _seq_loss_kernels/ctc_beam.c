@@ -266,8 +266,9 @@ typedef struct {
     int64_t *list[2], count[2], ranked[2], K, V, C;
     const int64_t *map;
     int64_t map_size;
-    FN(beam_cand) *heap;
+    FN(beam_cand) *heap;   /* the extensions kept so far: a min-heap of at most K */
     int64_t n_heap;
+    const FN(beam_cand) *kth_stay;  /* the K-th best stay, or NULL (fewer than K) */
     REAL delta_bound, token_min_logp, last_rank;  /* last_rank: the last one pushed */
     const FN(beam_set) *prefixes;
 } FN(beam_frame);
@@ -312,7 +313,17 @@ static inline void FN(rank_upto)(FN(beam_frame) *f, int kind, int64_t i) {
     }
 }
 
-/* Beam k extended by the i-th token of list kind: into the heap if it ranks there. */
+/* What a candidate must beat to be among the K best: the K-th best stay, or the worst
+ * of K extensions kept, whichever ranks higher (either set alone holds K at least that
+ * good); NULL while neither holds K. */
+static inline const FN(beam_cand) *FN(frame_floor)(const FN(beam_frame) *f) {
+    const FN(beam_cand) *floor = f->kth_stay;
+    if (f->n_heap == f->K && (!floor || FN(beam_before)(&f->heap[0], floor)))
+        floor = &f->heap[0];
+    return floor;
+}
+
+/* Beam k extended by the i-th token of list kind: kept if it may rank among the K. */
 static void FN(beam_try)(FN(beam_frame) *f, int64_t k, int kind, int64_t i) {
     const struct ctc_words *w = f->w;
     FN(beam_slot) *s = &f->cur[k];
@@ -323,7 +334,8 @@ static void FN(beam_try)(FN(beam_frame) *f, int64_t k, int kind, int64_t i) {
     if (score == BEAM_NEG_INF) return;
     REAL rank = score + FN(beam_extra)(w, s);
     if (kind == 1 && s->plen > 0) {  /* it ends the unfinished word */
-        if (f->n_heap == K && rank + f->delta_bound < f->heap[0].rank) return;
+        const FN(beam_cand) *floor = FN(frame_floor)(f);
+        if (floor && rank + f->delta_bound < floor->rank) return;
         int64_t *r = f->rows + k * f->row;
         FN(beam_completion)(w, s, r, r + f->depth, r + f->depth + f->H);
         rank += s->delta;
@@ -339,7 +351,8 @@ static void FN(beam_try)(FN(beam_frame) *f, int64_t k, int kind, int64_t i) {
         cand.known = FN(beam_known)(w, f->prefixes, h, (ends ? 0 : s->plen) + w->char_len[c]);
         if (!cand.known) cand.rank += (REAL)w->partial_oov;
     }
-    if (f->n_heap == K && !FN(beam_before)(&cand, &f->heap[0])) return;
+    const FN(beam_cand) *floor = FN(frame_floor)(f);
+    if (floor && !FN(beam_before)(&cand, floor)) return;
     /* An extension already in the beam was merged into it. */
     int64_t child = beam_mix(s->hash, c);
     uint64_t mask = (uint64_t)(f->map_size - 1);
@@ -413,6 +426,8 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
     REAL *total = malloc(sizeof(REAL) * K);
     int *wins = malloc(sizeof(int) * K), *alive = malloc(sizeof(int) * K);
     FN(beam_cand) *heap = malloc(sizeof(FN(beam_cand)) * K);
+    FN(beam_cand) *stays = malloc(sizeof(FN(beam_cand)) * K);
+    FN(beam_cand) *merged = malloc(sizeof(FN(beam_cand)) * K);
     REAL delta_bound = 0;
     if (w) {
         double bound = w->word_score + w->hotword_weight * (double)w->phrase_len;
@@ -423,7 +438,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
     int set_failed = w && w->n_prefixes && FN(set_build)(&prefix_set, w->prefixes,
                                                          w->n_prefixes);
     int failed = set_failed || !cur || !next || !rows || !next_rows || !map || !pidx || !order
-                 || !next_i || !lists || !up || !front || !hist_src
+                 || !next_i || !lists || !up || !front || !stays || !merged || !hist_src
                  || !hist_tok || !stay_b || !stay_nb || !total || !wins || !alive || !heap;
     for (int64_t b = b0; b < b1 && !failed; ++b) {
         const int64_t Tb = logit_len[b];
@@ -489,21 +504,32 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 width = FN(candidate_tokens)(w, e, C, blank, V, order);
             }
             FN(beam_frame) f = {w, cur, rows, row, depth, H, total, e, {lists, lists + C},
-                                {0, 0}, {0, 0}, K, V, C, map, map_size, heap, 0, delta_bound,
-                                (REAL)token_min_logp, BEAM_NEG_INF, &prefix_set};
+                                {0, 0}, {0, 0}, K, V, C, map, map_size, heap, 0, NULL,
+                                delta_bound, (REAL)token_min_logp, BEAM_NEG_INF, &prefix_set};
             for (int64_t v = 0; v < width; ++v) {
                 int kind = w && w->boundary[order[v]] ? 1 : 0;
                 f.list[kind][f.count[kind]++] = order[v];
             }
             if (V < C - 1) f.ranked[0] = f.count[0], f.ranked[1] = f.count[1];  /* sorted */
-            /* Stays first, then extensions, into a heap of the K best. */
+            /* The stays, best first: the slots are in last frame's order, so the
+             * insertion sort has little to move. */
+            int64_t n_stay = 0;
             for (int64_t k = 0; k < live; ++k) {
                 if (!alive[k]) continue;
                 REAL stay = FN(lse2)(stay_b[k], stay_nb[k]);
-                if (stay != BEAM_NEG_INF)
-                    FN(heap_push)(heap, &f.n_heap, K, stay + FN(beam_rank_extra)(w, &cur[k]),
-                                  k, 1);
+                if (stay == BEAM_NEG_INF) continue;
+                FN(beam_cand) c;
+                c.rank = stay + FN(beam_rank_extra)(w, &cur[k]);
+                c.index = k;
+                c.known = 1;
+                int64_t j = n_stay++;
+                while (j > 0 && FN(beam_before)(&c, &stays[j - 1])) {
+                    stays[j] = stays[j - 1];
+                    --j;
+                }
+                stays[j] = c;
             }
+            f.kth_stay = n_stay >= K ? &stays[K - 1] : NULL;
             /* Extensions in descending order of an upper bound of their rank, from a
              * frontier holding each beam's next token of each kind (the bound is the
              * beam's for that kind plus the token's log-probability, and each list is
@@ -531,12 +557,12 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
             /* With beam_threshold, nothing below the best rank so far by more than it
              * can stay (the best only rises); with token_min_logp, a list ends at its
              * first token below it. */
-            REAL best = BEAM_NEG_INF;
-            for (int64_t i = 0; i < f.n_heap; ++i) best = heap[i].rank > best ? heap[i].rank : best;
+            REAL best = n_stay ? stays[0].rank : BEAM_NEG_INF;
             while (n_front > 0) {
                 FN(beam_cand) top;
                 FN(front_pop)(front, &n_front, &top);
-                if (f.n_heap == K && top.rank < heap[0].rank) break;
+                const FN(beam_cand) *floor = FN(frame_floor)(&f);
+                if (floor && top.rank < floor->rank) break;
                 if (top.rank < best - (REAL)beam_threshold) break;
                 int64_t k = top.index / 2, kind = top.index % 2, i = next_i[top.index];
                 if (e[f.list[kind][i]] < (REAL)token_min_logp) continue;
@@ -549,10 +575,10 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                                    top.index);
                 }
             }
-            int64_t n_heap = f.n_heap;
-            /* The heap, best first: pop the worst to the back, one by one. */
-            FN(beam_cand) *sorted = heap;
-            for (int64_t m = n_heap; m > 1; --m) {
+            /* The extensions kept, best first (pop the worst to the back, one by one),
+             * then merged with the stays: the K best of both. */
+            int64_t n_ext = f.n_heap;
+            for (int64_t m = n_ext; m > 1; --m) {
                 FN(beam_cand) worst = heap[0];
                 heap[0] = heap[m - 1];
                 int64_t i = 0;
@@ -565,6 +591,14 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                     i = top;
                 }
                 heap[m - 1] = worst;
+            }
+            FN(beam_cand) *sorted = merged;
+            int64_t n_heap = 0, a = 0, x = 0;
+            while (n_heap < K && (a < n_stay || x < n_ext)) {
+                if (x >= n_ext || (a < n_stay && FN(beam_before)(&stays[a], &heap[x])))
+                    sorted[n_heap++] = stays[a++];
+                else
+                    sorted[n_heap++] = heap[x++];
             }
             if (beam_threshold < INFINITY && n_heap) {
                 REAL floor = sorted[0].rank - (REAL)beam_threshold;
@@ -688,7 +722,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
         }
     }
     free(cur); free(next); free(rows); free(next_rows); free(map); free(pidx); free(order);
-    free(next_i); free(lists); free(up); free(front); free(prefix_set.slots); free(prefix_set.used);
+    free(next_i); free(lists); free(up); free(front); free(stays); free(merged); free(prefix_set.slots); free(prefix_set.used);
     free(hist_src); free(hist_tok); free(stay_b); free(stay_nb); free(total); free(wins);
     free(alive); free(heap);
     return failed ? -1 : 0;
