@@ -152,14 +152,6 @@ def _mix(h: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
     return z ^ ((z >> 29) & ((1 << 35) - 1))
 
 
-def _mix_int(h: int, item: int) -> int:
-    """:func:`_mix` on Python ints (for hotword phrases)."""
-    z = _signed(h * _M1 + item + 1)
-    z = _signed(z ^ ((z >> 31) & ((1 << 33) - 1)))
-    z = _signed(z * _M2)
-    return _signed(z ^ ((z >> 29) & ((1 << 35) - 1)))
-
-
 # ------------------------------------------------------------------ the search
 class _Words:
     """What the search needs to know about words, as tensors on one device: each
@@ -192,25 +184,23 @@ class _Words:
         phrases = [h.split() for h in (hotwords or []) if h.split()]
         self.phrase_len = max((len(p) for p in phrases), default=0)
         keys = []
-        for phrase in phrases:
-            h = len(phrase)
+        for phrase in phrases:  # the search's own mixing, on one-element tensors
+            h = torch.tensor(len(phrase))
             for word in phrase:
-                h = _mix_int(h, ngram_lm.string_hash(word))
-            keys.append(h)
+                h = _mix(h, torch.tensor(ngram_lm.string_hash(word)))
+            keys.append(int(h))
         self.phrases = torch.tensor(sorted(set(keys)), dtype=torch.long, device=device)
         self.context = max(self.phrase_len - 1, 0)  # earlier words a phrase may span
         # With a model: every prefix of the words it knows (and of the hotwords), so the
         # search can tell an unfinished word that can still become one.
-        known = set()
+        known: set[int] = set()
         self.partial_oov = float(partial_oov) if lm is not None else 0.0
         if lm is not None:
             spelled = [w for w in lm.vocab if w not in ("<s>", "</s>", "<unk>")]
             for word in spelled + [w for p in phrases for w in p]:
-                h = 0
-                for ch in word:
-                    h = _signed(h * ngram_lm._BASE + ord(ch) + 1)
-                    known.add(h)
+                known.update(ngram_lm.string_hash(word[:n]) for n in range(1, len(word) + 1))
         self.prefixes = torch.tensor(sorted(known), dtype=torch.long, device=device)
+        self._arrays: dict | None = None  # the C kernel's view, made on first use
 
     def completion(self, state):
         """Per beam ``(B, K)``: the score of completing its partial word now (LM, word
@@ -264,7 +254,7 @@ class _Words:
 
     def arrays(self) -> dict:
         """These tables as the C kernel takes them (CPU tensors), made once."""
-        if getattr(self, "_arrays", None) is None:
+        if self._arrays is None:
             self._arrays = self._make_arrays()
         return self._arrays
 

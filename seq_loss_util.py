@@ -1280,10 +1280,8 @@ class CtcLossModule(torch.nn.Module):
             return None
         aug, aug_len, frames, norm, verdict = run.prepare_batch_first(
             logits, labels, logits_len, labels_len, self.blank, self.shift_labels)
-        faults = _FUSED_FAULTS | (_FUSED_INFEASIBLE if self.exact and not self.zero_infinity
-                                  else 0)
         bits = int(verdict.item())  # the one host read of the training step
-        if bits & faults or not bits & _FUSED_NOT_PROBABILITIES:
+        if not run.verdict_passes(bits, self.exact and not self.zero_infinity):
             return None
         token = _PRECHECKED.set(aug)
         try:
@@ -1296,12 +1294,6 @@ class CtcLossModule(torch.nn.Module):
         if self.reduction == "sum":
             return loss.sum()
         return (loss / norm).mean()
-
-
-# triton_wrapper's verdict bits (GAP | LABELS_LEN | LOGITS_LEN | BAD_ID, INFEASIBLE and
-# NOT_PROBABILITIES), repeated here so this module never imports the kernels' package
-# for them; tests/test_triton.py checks that they agree.
-_FUSED_FAULTS, _FUSED_NOT_PROBABILITIES, _FUSED_INFEASIBLE = 1 | 2 | 4 | 8, 16, 32
 
 
 def _plain_batch(logits, labels, logits_len, labels_len) -> bool:

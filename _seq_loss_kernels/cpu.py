@@ -8,6 +8,7 @@ no kernel can be had (seq_loss_util then runs its PyTorch backend).
 """
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 
@@ -121,7 +122,6 @@ def _open_trusted_cache() -> tuple[Path, int | None, str | None]:
 
 def _bind_kernel(lib) -> bool:
     """Declares every entry point's arguments; False if the library lacks one."""
-    import ctypes
 
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     signatures = {"ctc_forward": [p, i64, i64, p, i64, p, p, i64, i64, p, p],
@@ -140,26 +140,19 @@ def _bind_kernel(lib) -> bool:
     return True
 
 
-def _words_structure():
-    import ctypes
-
-    p, i64, d = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
-
-    class CtcWords(ctypes.Structure):
-        """ctc_beam.c's struct ctc_words, field for field."""
-        _fields_ = [("char_hash", p), ("char_power", p), ("char_len", p), ("boundary", p),
-                    ("prefix_mode", i64), ("lm_weight", d), ("word_score", d),
-                    ("hotword_weight", d), ("partial_oov", d), ("order", i64), ("size", i64),
-                    ("unk", i64), ("bos", i64), ("eos", i64), ("unk_prob", d), ("keys", p),
-                    ("prob", p), ("backoff", p), ("real", p), ("counts", p),
-                    ("hash_keys", p), ("hash_ids", p), ("n_hash", i64), ("prefixes", p),
-                    ("n_prefixes", i64), ("phrases", p), ("n_phrases", i64),
-                    ("phrase_len", i64)]
-
-    return CtcWords
+_P, _I64, _F64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
 
 
-_CtcWords = _words_structure()
+class _CtcWords(ctypes.Structure):
+    """ctc_beam.c's struct ctc_words, field for field."""
+    _fields_ = [("char_hash", _P), ("char_power", _P), ("char_len", _P), ("boundary", _P),
+                ("prefix_mode", _I64), ("lm_weight", _F64), ("word_score", _F64),
+                ("hotword_weight", _F64), ("partial_oov", _F64), ("order", _I64),
+                ("size", _I64), ("unk", _I64), ("bos", _I64), ("eos", _I64),
+                ("unk_prob", _F64), ("keys", _P), ("prob", _P), ("backoff", _P), ("real", _P),
+                ("counts", _P), ("hash_keys", _P), ("hash_ids", _P), ("n_hash", _I64),
+                ("prefixes", _P), ("n_prefixes", _I64), ("phrases", _P), ("n_phrases", _I64),
+                ("phrase_len", _I64)]
 
 
 def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest: int,
@@ -169,7 +162,6 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
     the tables ``ctc_decoder`` builds (its ``_Words.arrays``). Returns numpy arrays
     ``(count (B,), tokens (B, N, T), times (B, N, T), lengths (B, N), score, acoustic,
     lm (B, N))``."""
-    import ctypes
 
     batch, frames, classes = log_probs.shape
     f64 = torch.float64
@@ -262,7 +254,6 @@ def _load_verified(folder: int, name: str, path: Path):
     every entry point; else None. Raises _Untrusted when another user could have
     written either file. A truncated file would kill the process with SIGBUS once
     mapped, so nothing unverified is ever loaded."""
-    import ctypes
     import hashlib
 
     try:
@@ -290,7 +281,6 @@ def _load_verified(folder: int, name: str, path: Path):
 def _compile(compiler, flags, source, folder: Path):
     """Builds the library in ``folder`` (private to this process) and loads it;
     returns (library, its bytes)."""
-    import ctypes
     import subprocess
 
     sources = []

@@ -372,6 +372,7 @@ class TritonBackend:
     # prepare_batch_first, and hands backward the pieces of the scale.
     fuses_wrapper = True
     prepare_batch_first = staticmethod(triton_wrapper.prepare_batch_first)
+    verdict_passes = staticmethod(triton_wrapper.verdict_passes)
     log_softmax = staticmethod(triton_wrapper.log_softmax)
     finish_loss = staticmethod(triton_wrapper.finish_loss)
 

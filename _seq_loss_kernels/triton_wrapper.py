@@ -207,6 +207,14 @@ if triton is not None:
         tl.store(sorted_labels_ptr + b * L + s, key // BLOCK_S, mask=s < L)
 
 
+def verdict_passes(bits: int, warn_infeasible: bool) -> bool:
+    """Whether the word ``prepare_batch_first`` wrote lets the call take the fused path:
+    no fault, an infeasible example only where the loss would not warn of it, and a
+    first frame that does not look like probabilities."""
+    faults = GAP | LABELS_LEN | LOGITS_LEN | BAD_ID | (INFEASIBLE if warn_infeasible else 0)
+    return not bits & faults and bool(bits & NOT_PROBABILITIES)
+
+
 def _pow2(n: int, least: int = 1) -> int:
     return max(least, triton.next_power_of_2(max(n, 1)))
 

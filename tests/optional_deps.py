@@ -71,6 +71,20 @@ def need_c_kernel() -> None:
                      "the warning says why)")
 
 
+def triton_module_marks(device: str, *warnings: str) -> list:
+    """``pytestmark`` for a module of Triton kernel tests: skipped on CPU unless the
+    interpreter is on, and the NumPy warnings the interpreter raises on purpose (log 0,
+    inf - inf) ignored, plus ``warnings`` (filterwarnings specs)."""
+    return [
+        pytest.mark.skipif(device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
+                           reason="no GPU, and TRITON_INTERPRET=1 was not set before triton "
+                                  "loaded"),
+        pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning"),
+        pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),
+        *[pytest.mark.filterwarnings(spec) for spec in warnings],
+    ]
+
+
 def need_triton() -> None:
     """Skips (fails under CI) unless the Triton kernels run here: on a GPU, or on CPU
     tensors under the interpreter, which the root conftest switches on without a GPU."""

@@ -159,30 +159,31 @@ def test_written_model_is_normalised(arpa):
         assert float(score.exp().sum()) == pytest.approx(1.0, abs=1e-4), history
 
 
-def test_errors_name_the_file_and_line(tmp_path):
+BROKEN = [  # (file name, its text, what the error says)
+    ("words.txt", "just some words\n", r"words.txt, line 1: not an ARPA file"),
+    ("bad.arpa", PRUNED.replace("-0.52288\tb", "minus\tb"),
+     r"bad.arpa, line 10: the probability"),
+    ("short.arpa", PRUNED.split("\\3-grams:")[0], r"short.arpa: the file ends before"),
+    ("count.arpa", PRUNED.replace("ngram 2=8", "ngram 2=9"),
+     r"count.arpa: the header promises 9 2-grams"),
+    ("unknown.arpa", PRUNED.replace("-0.4\tc d", "-0.4\tc e"),
+     r"unknown.arpa: the word 'e' of the 2-gram 'c e'"),
+    ("model.bin", b"mmap lm http://kheafield.com/code format version 5\x00\xff\xfe",
+     r"model.bin"),
+]
+
+
+@pytest.mark.parametrize("name, text, says", BROKEN, ids=[b[0] for b in BROKEN])
+def test_errors_name_the_file_and_line(tmp_path, name, text, says):
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    with pytest.raises(ValueError, match=says):
+        NgramLM(path)
+
+
+def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.arpa"):
         NgramLM(tmp_path / "nowhere.arpa")
-    text = tmp_path / "words.txt"
-    text.write_text("just some words\n")
-    with pytest.raises(ValueError, match=r"words.txt, line 1: not an ARPA file"):
-        NgramLM(text)
-    bad = tmp_path / "bad.arpa"
-    bad.write_text(PRUNED.replace("-0.52288\tb", "minus\tb"))
-    with pytest.raises(ValueError, match=r"bad.arpa, line 10: the probability"):
-        NgramLM(bad)
-    short = tmp_path / "short.arpa"
-    short.write_text(PRUNED.split("\\3-grams:")[0])
-    with pytest.raises(ValueError, match=r"short.arpa: the file ends before"):
-        NgramLM(short)
-    wrong_count = tmp_path / "count.arpa"
-    wrong_count.write_text(PRUNED.replace("ngram 2=8", "ngram 2=9"))
-    with pytest.raises(ValueError, match=r"count.arpa: the header promises 9 2-grams"):
-        NgramLM(wrong_count)
-    unknown = tmp_path / "unknown.arpa"
-    unknown.write_text(PRUNED.replace("-0.4\tc d", "-0.4\tc e"))
-    with pytest.raises(ValueError, match=r"unknown.arpa: the word 'e' of the 2-gram 'c e'"):
-        NgramLM(unknown)
-    binary = tmp_path / "model.bin"
-    binary.write_bytes(b"mmap lm http://kheafield.com/code format version 5\x00\xff\xfe")
-    with pytest.raises(ValueError, match="model.bin"):
-        NgramLM(binary)

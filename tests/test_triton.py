@@ -20,20 +20,14 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import seq_loss_util as S
-from optional_deps import require, use_backend
+from optional_deps import require, triton_module_marks, use_backend
 from parity_tests import tolerances as tol
 from parity_tests.cases import min_frames, random_case
 
 require({"triton": "3.0"}, "test")
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-pytestmark = [
-    pytest.mark.skipif(DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
-                       reason="no GPU, and TRITON_INTERPRET=1 was not set before triton loaded"),
-    # The interpreter evaluates log(0) in NumPy, which warns; -inf is the intended value.
-    pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning"),
-    pytest.mark.filterwarnings("ignore:.*cannot be aligned:UserWarning"),
-]
+pytestmark = triton_module_marks(DEVICE, "ignore:.*cannot be aligned:UserWarning")
 
 
 @contextlib.contextmanager

@@ -3,24 +3,16 @@ label preparation and checks, the log-softmax, the loss epilogue and the backwar
 set-up, against the general path's ATen ops (the PyTorch backend), under Triton's
 interpreter on CPU (or on a GPU)."""
 import math
-import os
 
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
 import seq_loss_util as S
-from optional_deps import need_triton, use_backend
+from optional_deps import need_triton, triton_module_marks, use_backend
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-pytestmark = [
-    pytest.mark.skipif(DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
-                       reason="no GPU, and TRITON_INTERPRET=1 was not set before triton loaded"),
-    # The interpreter evaluates log(0) and inf - inf in NumPy, which warns; -inf and NaN
-    # are the intended values.
-    pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning"),
-    pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),
-]
+pytestmark = triton_module_marks(DEVICE)
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +45,13 @@ def run(backend, module, logits, *args, weights=None):
         return loss.detach(), x.grad
 
 
-def test_verdict_bits_agree(glue):
-    assert S._FUSED_FAULTS == glue.GAP | glue.LABELS_LEN | glue.LOGITS_LEN | glue.BAD_ID
-    assert S._FUSED_NOT_PROBABILITIES == glue.NOT_PROBABILITIES
-    assert S._FUSED_INFEASIBLE == glue.INFEASIBLE
+def test_verdict_passes_only_clean_inputs(glue):
+    ok = glue.NOT_PROBABILITIES
+    assert glue.verdict_passes(ok, True) and glue.verdict_passes(ok | glue.INFEASIBLE, False)
+    assert not glue.verdict_passes(ok | glue.INFEASIBLE, True)  # the loss warns of these
+    assert not glue.verdict_passes(0, False)  # the probabilities test needs every frame
+    for fault in (glue.GAP, glue.LABELS_LEN, glue.LOGITS_LEN, glue.BAD_ID):
+        assert not glue.verdict_passes(ok | fault, False)
 
 
 @settings(max_examples=12, deadline=None)
