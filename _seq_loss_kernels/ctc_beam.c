@@ -114,7 +114,7 @@ static double beam_lm_score(const struct ctc_words *w, const int64_t *context,
 
 /* One beam slot. ctx and recent point into per-slot rows of two arrays. */
 typedef struct {
-    REAL pb, pnb, lm, hot, delta, lm_word, bonus;
+    REAL pb, pnb, tot, lm, hot, delta, lm_word, bonus;  /* tot: lse2(pb, pnb), kept */
     int64_t len, last, hash, parent, phash, plen, words;
     int known_prefix;  /* the unfinished word begins a word the model knows (or none) */
     int ready;         /* delta, lm_word, bonus and the context after are computed */
@@ -161,9 +161,15 @@ static void FN(heap_push)(FN(beam_cand) *heap, int64_t *n, int64_t cap, REAL ran
     heap[i] = c;
 }
 
+/* log(e^a + e^b). Where the smaller term is below a quarter of the larger's last
+ * place (|m| >= 1 and d < -18 in float, -38 in double: e^d < 2^-25 resp. 2^-54), the
+ * sum rounds to m, so m is returned without computing it: the same bits, and in a
+ * peaky output most sums are of this kind (a blank run leaves pnb far below pb). */
 static inline REAL FN(lse2)(REAL a, REAL b) {
     REAL m = a > b ? a : b, d = a > b ? b - a : a - b;
     if (m == BEAM_NEG_INF) return BEAM_NEG_INF;
+    if (d < (sizeof(REAL) == sizeof(float) ? (REAL)-18 : (REAL)-38) && (m <= -1 || m >= 1))
+        return m;
     if (d == BEAM_NEG_INF) return m;
     return m + BEAM_LOG1P(EXP(d));
 }
@@ -362,7 +368,8 @@ static void FN(beam_try)(FN(beam_frame) *f, int64_t k, int kind, int64_t i) {
     FN(heap_push)(f->heap, &f->n_heap, K, cand.rank, cand.index, cand.known);
 }
 
-/* The frontier: a max-heap by bound (rank field), ties by lower beam index. */
+/* The successors' heap of the frontier: a max-heap by bound (rank field), ties by lower
+ * beam index. */
 static void FN(front_push)(FN(beam_cand) *h, int64_t *n, REAL bound, int64_t index) {
     FN(beam_cand) c;
     c.rank = bound;
@@ -420,10 +427,11 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
     int64_t *lists = malloc(sizeof(int64_t) * 2 * C);
     REAL *up = malloc(sizeof(REAL) * 2 * K);
     FN(beam_cand) *front = malloc(sizeof(FN(beam_cand)) * 2 * K);
+    FN(beam_cand) *succ = malloc(sizeof(FN(beam_cand)) * 2 * K);
     int64_t *hist_src = malloc(sizeof(int64_t) * (T ? T : 1) * K);
     int64_t *hist_tok = malloc(sizeof(int64_t) * (T ? T : 1) * K);
     REAL *stay_b = malloc(sizeof(REAL) * K), *stay_nb = malloc(sizeof(REAL) * K);
-    REAL *total = malloc(sizeof(REAL) * K);
+    REAL *total = malloc(sizeof(REAL) * K), *stay_tot = malloc(sizeof(REAL) * K);
     int *wins = malloc(sizeof(int) * K), *alive = malloc(sizeof(int) * K);
     FN(beam_cand) *heap = malloc(sizeof(FN(beam_cand)) * K);
     FN(beam_cand) *stays = malloc(sizeof(FN(beam_cand)) * K);
@@ -438,20 +446,21 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
     int set_failed = w && w->n_prefixes && FN(set_build)(&prefix_set, w->prefixes,
                                                          w->n_prefixes);
     int failed = set_failed || !cur || !next || !rows || !next_rows || !map || !pidx || !order
-                 || !next_i || !lists || !up || !front || !stays || !merged || !hist_src
-                 || !hist_tok || !stay_b || !stay_nb || !total || !wins || !alive || !heap;
+                 || !next_i || !lists || !up || !front || !succ || !stays || !merged
+                 || !hist_src || !hist_tok || !stay_b || !stay_nb || !total || !stay_tot
+                 || !wins || !alive || !heap;
     for (int64_t b = b0; b < b1 && !failed; ++b) {
         const int64_t Tb = logit_len[b];
         const REAL *lpb = lp + b * T * C;
         /* The empty prefix, before the first frame. */
         for (int64_t k = 0; k < K; ++k) {
             memset(&cur[k], 0, sizeof(cur[k]));
-            cur[k].pb = cur[k].pnb = BEAM_NEG_INF;
+            cur[k].pb = cur[k].pnb = cur[k].tot = BEAM_NEG_INF;
             cur[k].last = -1;
             cur[k].known_prefix = 1;
         }
         memset(rows, 0, sizeof(int64_t) * K * (row ? row : 1));
-        cur[0].pb = 0;
+        cur[0].pb = cur[0].tot = 0;
         int64_t live = 1;  /* slots 0..live-1 hold beams, best first (after frame 0) */
         for (int64_t k = 0; k < K; ++k)
             for (int64_t i = 0; i < depth; ++i) rows[k * row + i] = -1;
@@ -469,7 +478,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
             }
             for (int64_t k = 0; k < live; ++k) {
                 FN(beam_slot) *s = &cur[k];
-                total[k] = FN(lse2)(s->pb, s->pnb);
+                total[k] = s->tot;
                 stay_b[k] = total[k] + e[blank];
                 stay_nb[k] = s->last >= 0 ? s->pnb + e[s->last] : BEAM_NEG_INF;
             }
@@ -506,7 +515,10 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
             FN(beam_frame) f = {w, cur, rows, row, depth, H, total, e, {lists, lists + C},
                                 {0, 0}, {0, 0}, K, V, C, map, map_size, heap, 0, NULL,
                                 delta_bound, (REAL)token_min_logp, BEAM_NEG_INF, &prefix_set};
+            /* A token below token_min_logp extends no beam: it leaves the lists here,
+             * which keeps them to the frame's one or two likely tokens when pruning. */
             for (int64_t v = 0; v < width; ++v) {
+                if (e[order[v]] < (REAL)token_min_logp) continue;
                 int kind = w && w->boundary[order[v]] ? 1 : 0;
                 f.list[kind][f.count[kind]++] = order[v];
             }
@@ -516,7 +528,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
             int64_t n_stay = 0;
             for (int64_t k = 0; k < live; ++k) {
                 if (!alive[k]) continue;
-                REAL stay = FN(lse2)(stay_b[k], stay_nb[k]);
+                REAL stay = stay_tot[k] = FN(lse2)(stay_b[k], stay_nb[k]);
                 if (stay == BEAM_NEG_INF) continue;
                 FN(beam_cand) c;
                 c.rank = stay + FN(beam_rank_extra)(w, &cur[k]);
@@ -538,8 +550,16 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
              * spread the beams' ranks are. A word's end adds at most the word score
              * and the hotword bonus (its log-probability is <= 0); any other token
              * leaves an unfinished word that begins no known word if its beam's did
-             * (the known prefixes are closed under shortening): a certain penalty. */
-            int64_t n_front = 0;
+             * (the known prefixes are closed under shortening): a certain penalty.
+             * The frontier is each kind's first-token bounds, sorted once (the slots
+             * come in last frame's rank order, so the insertion sort moves little),
+             * merged with a heap of the successors of those popped: a frame pops about
+             * ten, and a heap of every beam's entry cost more than the search (the
+             * order popped is the same: every entry's index is distinct). */
+            FN(beam_cand) *init[2] = {front, front + K};
+            int64_t n_init[2] = {0, 0}, at[2] = {0, 0}, n_front = 0;
+            for (int kind = 0; kind < 2; ++kind)
+                if (f.count[kind]) FN(rank_upto)(&f, kind, 0);
             for (int64_t k = 0; k < live; ++k) {
                 next_i[2 * k] = next_i[2 * k + 1] = 0;
                 if (!alive[k]) continue;
@@ -549,18 +569,36 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 up[2 * k + 1] = extra + (w && s->plen > 0 ? delta_bound : 0);
                 for (int kind = 0; kind < 2; ++kind) {
                     if (!f.count[kind]) continue;
-                    FN(rank_upto)(&f, kind, 0);
-                    FN(front_push)(front, &n_front, up[2 * k + kind] + e[f.list[kind][0]],
-                                   2 * k + kind);
+                    FN(beam_cand) c;
+                    c.rank = up[2 * k + kind] + e[f.list[kind][0]];
+                    c.index = 2 * k + kind;
+                    c.known = 0;
+                    int64_t j = n_init[kind]++;
+                    while (j > 0 && FN(beam_before)(&c, &init[kind][j - 1])) {
+                        init[kind][j] = init[kind][j - 1];
+                        --j;
+                    }
+                    init[kind][j] = c;
                 }
             }
             /* With beam_threshold, nothing below the best rank so far by more than it
              * can stay (the best only rises); with token_min_logp, a list ends at its
              * first token below it. */
             REAL best = n_stay ? stays[0].rank : BEAM_NEG_INF;
-            while (n_front > 0) {
+            for (;;) {
+                int from = -1;
+                const FN(beam_cand) *head = NULL;
+                for (int kind = 0; kind < 2; ++kind)
+                    if (at[kind] < n_init[kind]
+                        && (!head || FN(beam_before)(&init[kind][at[kind]], head))) {
+                        head = &init[kind][at[kind]];
+                        from = kind;
+                    }
+                if (n_front && (!head || FN(beam_before)(&succ[0], head))) from = 2;
+                if (from < 0) break;
                 FN(beam_cand) top;
-                FN(front_pop)(front, &n_front, &top);
+                if (from == 2) FN(front_pop)(succ, &n_front, &top);
+                else top = init[from][at[from]++];
                 const FN(beam_cand) *floor = FN(frame_floor)(&f);
                 if (floor && top.rank < floor->rank) break;
                 if (top.rank < best - (REAL)beam_threshold) break;
@@ -571,7 +609,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 if (f.last_rank > best) best = f.last_rank;
                 if (++next_i[top.index] < f.count[kind]) {
                     FN(rank_upto)(&f, (int)kind, i + 1);
-                    FN(front_push)(front, &n_front, up[top.index] + e[f.list[kind][i + 1]],
+                    FN(front_push)(succ, &n_front, up[top.index] + e[f.list[kind][i + 1]],
                                    top.index);
                 }
             }
@@ -613,6 +651,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                     *d = cur[index];
                     d->pb = stay_b[index];
                     d->pnb = stay_nb[index];
+                    d->tot = stay_tot[index];
                     if (row) memcpy(drow, rows + index * row, sizeof(int64_t) * row);
                     src_row[n] = wins[index] ? pidx[index] : index;
                     tok_row[n] = wins[index] ? cur[index].last : -1;
@@ -626,7 +665,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 *d = *s;
                 if (row) memcpy(drow, rows + k * row, sizeof(int64_t) * row);
                 d->pb = BEAM_NEG_INF;
-                d->pnb = (c == s->last ? s->pb : total[k]) + e[c];
+                d->pnb = d->tot = (c == s->last ? s->pb : total[k]) + e[c];
                 d->len = s->len + 1;
                 d->last = c;
                 d->parent = s->hash;
@@ -722,8 +761,10 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
         }
     }
     free(cur); free(next); free(rows); free(next_rows); free(map); free(pidx); free(order);
-    free(next_i); free(lists); free(up); free(front); free(stays); free(merged); free(prefix_set.slots); free(prefix_set.used);
-    free(hist_src); free(hist_tok); free(stay_b); free(stay_nb); free(total); free(wins);
+    free(next_i); free(lists); free(up); free(front); free(succ); free(stays); free(merged);
+    free(prefix_set.slots); free(prefix_set.used);
+    free(hist_src); free(hist_tok); free(stay_b); free(stay_nb); free(total); free(stay_tot);
+    free(wins);
     free(alive); free(heap);
     return failed ? -1 : 0;
 }
