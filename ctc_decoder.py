@@ -354,13 +354,18 @@ def _kernel():
     return cpu if cpu.backend() is not None else None
 
 
+def _kernel_for(device):
+    """The C kernel where it runs tensors on ``device`` (CPU), else None."""
+    return _kernel() if torch.device(device).type == "cpu" else None
+
+
 def _search(log_probs, logits_len, blank: int, beam: int, nbest: int, words: _Words | None,
             token_min_logp: float | None, beam_threshold: float | None):
     """The batched prefix beam search: the C kernel on CPU tensors where it is built,
     else tensor operations (CUDA, or no compiler). Returns, on the host, per example
     the ``nbest`` (or fewer) hypotheses as ``(tokens, timesteps, score, acoustic, lm)``
     tuples, best first."""
-    kernel = _kernel() if log_probs.device.type == "cpu" else None
+    kernel = _kernel_for(log_probs.device)
     if kernel is None:
         return _search_tensors(log_probs, logits_len, blank, beam, nbest, words,
                                token_min_logp, beam_threshold)
@@ -547,13 +552,17 @@ def _check_options(beam_size, nbest, token_min_logp=None, beam_threshold=None):
 
 
 def _log_probs(logits, logits_len):
-    """log_softmax in float32 (float64 for float64), padded frames set to 0 so that
-    whatever they hold (NaN) is never read into a score."""
+    """log_softmax in float32 (float64 for float64). The tensor search reads every
+    frame, so for it padded frames are set to 0: whatever they hold (NaN) never
+    reaches a score. The C kernel never reads past an example's length, and a row's
+    log_softmax reads that row alone: it takes them as they are (a 2 MB pass saved
+    per batch of 32 x 500 x 32)."""
     compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    frames = torch.arange(logits.shape[1], device=logits.device)
-    valid = (frames[None, :] < logits_len[:, None])[:, :, None]
-    clean = torch.where(valid, logits.detach().to(compute), 0.0)
-    return torch.log_softmax(clean, dim=2)
+    log_probs = torch.log_softmax(logits.detach().to(compute), dim=2)
+    if _kernel_for(logits.device) is None:
+        frames = torch.arange(logits.shape[1], device=logits.device)
+        log_probs.masked_fill_((frames[None, :] >= logits_len[:, None])[:, :, None], 0.0)
+    return log_probs
 
 
 def ctc_beam_search(logits: torch.Tensor, logits_len: torch.Tensor | None = None, *,
@@ -656,6 +665,13 @@ class CtcBeamSearchDecoder:
         self.token_min_logp, self.beam_threshold = token_min_logp, beam_threshold
         self.partial_oov = float(partial_oov)
         self._words: dict = {}
+        # Per token: does it start a word, and the text it adds (split_words' table).
+        if word_delimiter == "\u2581":
+            self._pieces = [(t.startswith("\u2581"), t[1:] if t.startswith("\u2581") else t)
+                            for t in tokens]
+        else:
+            self._pieces = [(t == word_delimiter, "" if t == word_delimiter else t)
+                            for t in tokens]
 
     @classmethod
     def from_hf(cls, processor_or_tokenizer, **options) -> CtcBeamSearchDecoder:
@@ -701,14 +717,9 @@ class CtcBeamSearchDecoder:
         words: list[str] = []
         spans: list[tuple[int, int]] = []
         current, first = "", 0
+        pieces = self._pieces
         for i, token in enumerate(tokens):
-            text = self.tokens[token]
-            if self.word_delimiter == "\u2581":
-                starts = text.startswith("\u2581")
-                text = text[1:] if starts else text
-            else:
-                starts = text == self.word_delimiter
-                text = "" if starts else text
+            starts, text = pieces[token]
             if starts and current:
                 words.append(current)
                 spans.append((first, i - 1))
