@@ -12,8 +12,8 @@ the sentences' "training transcripts" (the sentences themselves and as many othe
 with ``ngram_lm.write_arpa``, and both decoders read the same file: ours through
 ``ngram_lm``, pyctcdecode through kenlm.
 
-For each beam width: time (median of the repeats: this shared machine varies by up to 30% from run to run), pyctcdecode's time over ours (the
-speed-up), how often the top hypothesis spells the same text as pyctcdecode's, and
+For each beam width: time (median of the repeats; a shared machine varies from run to
+run), pyctcdecode's time over ours (the speed-up), how often the top hypothesis spells the same text as pyctcdecode's, and
 each one's word error rate against the sentences spoken. pyctcdecode runs with its
 defaults (it does not append tokens below log-probability -5 and drops beams 10
 below the best), one utterance after the other, as its ``decode`` does. Ours runs the
