@@ -15,10 +15,10 @@ with ``ngram_lm.write_arpa``, and both decoders read the same file: ours through
 For each beam width: time (median of the repeats; a shared machine varies from run to
 run), pyctcdecode's time over ours (the speed-up), how often the top hypothesis spells
 the same text as pyctcdecode's, and each one's word error rate against the sentences
-spoken. pyctcdecode runs with its defaults (it does not append tokens below log-
-probability -5 and drops beams 10 below the best), one utterance after the other, as its
-``decode`` does. Ours runs the batch at once, twice: with its defaults (no pruning but
-the beam) and with pyctcdecode's two settings (``token_min_logp=-5,
+spoken. pyctcdecode runs with its defaults (it does not append tokens below
+log-probability -5 and drops beams 10 below the best), one utterance after the other, as
+its ``decode`` does. Ours runs the batch at once, twice: with its defaults (no pruning
+but the beam) and with pyctcdecode's two settings (``token_min_logp=-5,
 beam_threshold=10``), which is the row the goal is read on: at least 10x without the LM
 and 5x with it, on this 2-core CPU. On CUDA the goal is ours within 3x of greedy
 decoding's time.
