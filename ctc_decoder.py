@@ -18,11 +18,15 @@ probable label sequences, and each ``acoustic_score`` is minus the exact CTC los
 its tokens (the tests check both against brute force and against
 ``torch.nn.functional.ctc_loss``).
 
-It runs one loop over frames, and each frame is a few tensor operations over the batch,
-the beam and the candidate tokens ``(B, K, V)``: prefixes are identified by 64-bit
-hashes, so merging is a comparison of hashes, not Python. The token history is kept as
-back-pointers per frame and read once at the end; nothing is read back to the host
-before then. A hypothesis is a token sequence: two tokenisations of one text are two
+Where the package's C kernel is built (``_seq_loss_kernels/ctc_beam.c``) it runs the
+search, on the host, for CPU and CUDA tensors alike: a CUDA batch's log-probabilities
+are copied over once. Elsewhere (no compiler, or ``SEQ_LOSS_UTIL_KERNEL=0``) the same
+search runs as tensor operations on the tensors' device, one loop over frames over the
+batch, the beam and the candidate tokens ``(B, K, V)``: prefixes are identified by
+64-bit hashes, so merging is a comparison of hashes, not Python, and the token history
+is kept as back-pointers per frame, read once at the end. On a GPU that loop is bound
+by its launches (about 108 a frame), so the host kernel is the faster of the two there
+too. A hypothesis is a token sequence: two tokenisations of one text are two
 hypotheses.
 """
 from __future__ import annotations
@@ -354,24 +358,31 @@ def _kernel():
     return cpu if cpu.backend() is not None else None
 
 
-def _kernel_for(device):
-    """The C kernel where it runs tensors on ``device`` (CPU), else None."""
-    return _kernel() if torch.device(device).type == "cpu" else None
+def _search_device(device) -> torch.device:
+    """Where the search runs for tensors on ``device``: the host wherever the C kernel
+    is built, CUDA tensors included (their log-probabilities are copied over once),
+    else ``device`` (tensor operations). On a GPU the tensor search is bound by
+    launches: counted with torch.profiler, it issues 108 ATen ops a frame (176 with a
+    vocabulary), some hundreds of milliseconds for 500 frames, where the kernel takes
+    about 15 ms on two CPU cores for the same batch of 32."""
+    return torch.device("cpu") if _kernel() is not None else torch.device(device)
 
 
 def _search(log_probs, logits_len, blank: int, beam: int, nbest: int, words: _Words | None,
             token_min_logp: float | None, beam_threshold: float | None):
-    """The batched prefix beam search: the C kernel on CPU tensors where it is built,
-    else tensor operations (CUDA, or no compiler). Returns, on the host, per example
-    the ``nbest`` (or fewer) hypotheses as ``(tokens, timesteps, score, acoustic, lm)``
-    tuples, best first."""
-    kernel = _kernel_for(log_probs.device)
+    """The batched prefix beam search: the C kernel where it is built (on the host,
+    see _search_device), else tensor operations on the tensors' device. ``words``
+    must be on the search's device. Returns, on the host, per example the ``nbest``
+    (or fewer) hypotheses as ``(tokens, timesteps, score, acoustic, lm)`` tuples,
+    best first."""
+    kernel = _kernel()
     if kernel is None:
         return _search_tensors(log_probs, logits_len, blank, beam, nbest, words,
                                token_min_logp, beam_threshold)
     width = min(beam + 1, log_probs.shape[2] - 1)
     count, tokens, times, lengths, score, acoustic, lm = kernel.beam_search(
-        log_probs.contiguous(), logits_len.contiguous(), blank, beam, width, nbest,
+        log_probs.cpu().contiguous(), logits_len.cpu().contiguous(), blank, beam, width,
+        nbest,
         -math.inf if token_min_logp is None else token_min_logp,
         math.inf if beam_threshold is None else beam_threshold,
         words.arrays() if words is not None else None)
@@ -383,8 +394,9 @@ def _search(log_probs, logits_len, blank: int, beam: int, nbest: int, words: _Wo
 def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
                     words: _Words | None, token_min_logp: float | None,
                     beam_threshold: float | None):
-    """The search as tensor operations over ``(B, K, V)``, one loop over frames (what
-    runs on CUDA); the C kernel computes the same."""
+    """The search as tensor operations over ``(B, K, V)``, one loop over frames, on the
+    tensors' device (where the C kernel is not built); the C kernel computes the
+    same."""
     batch, frames, classes = log_probs.shape
     device, dtype = log_probs.device, log_probs.dtype
     # Candidate tokens per frame: the K + 1 most probable non-blank ones. A token
@@ -559,7 +571,7 @@ def _log_probs(logits, logits_len):
     per batch of 32 x 500 x 32)."""
     compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
     log_probs = torch.log_softmax(logits.detach().to(compute), dim=2)
-    if _kernel_for(logits.device) is None:
+    if _kernel() is None:
         frames = torch.arange(logits.shape[1], device=logits.device)
         log_probs.masked_fill_((frames[None, :] >= logits_len[:, None])[:, :, None], 0.0)
     return log_probs
@@ -740,7 +752,7 @@ class CtcBeamSearchDecoder:
                              f"has {len(self.tokens)} tokens: they must be the same")
         if logits.shape[2] < 2:
             raise ValueError("logits need a class besides the blank (C >= 2)")
-        words = self._words_on(logits.device)
+        words = self._words_on(_search_device(logits.device))
         with torch.no_grad():
             found = _search(_log_probs(logits, logits_len), logits_len, self.blank,
                             self.beam_size, self.nbest, words, self.token_min_logp,

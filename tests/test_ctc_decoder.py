@@ -5,6 +5,7 @@ hotwords, timestamps, Hugging Face vocabularies and the errors."""
 import itertools
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -317,3 +318,28 @@ def test_c_kernel_equals_the_tensor_search(world_lm, seed, beam, nbest, lm_weigh
     for got, want in zip(compiled, tensors, strict=True):
         np.testing.assert_allclose([h[2:] for h in got], [h[2:] for h in want], rtol=1e-5,
                                    atol=1e-4)
+
+
+def test_the_c_kernel_searches_for_cuda_tensors_too(monkeypatch):
+    """Where the C kernel is built it runs every search on the host (a CUDA batch is
+    copied over once); switched off, the search stays on the tensors' device."""
+    cuda = torch.device("cuda")  # a device name only: nothing here needs a GPU
+    kernel_on = os.environ.get("SEQ_LOSS_UTIL_KERNEL") != "0"
+    if kernel_on:
+        need_c_kernel()
+        assert D._search_device(cuda) == torch.device("cpu")
+        assert D._search_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("SEQ_LOSS_UTIL_KERNEL", "0")
+    assert D._search_device(cuda) == cuda
+    assert D._search_device("cpu") == torch.device("cpu")
+    # Without the kernel, padded frames are zeroed for the tensor search, which reads
+    # them; with it they are left as they are (it never reads them).
+    logits = peaky(4, batch=2, frames=6)
+    logits[1, 3:] = math.nan
+    lengths = torch.tensor([6, 3])
+    masked = D._log_probs(logits, lengths)
+    assert torch.equal(masked[1, 3:], torch.zeros_like(masked[1, 3:]))
+    assert torch.isfinite(masked).all()
+    if kernel_on:
+        monkeypatch.delenv("SEQ_LOSS_UTIL_KERNEL")
+        assert D._log_probs(logits, lengths)[1, 3:].isnan().all()
