@@ -380,9 +380,9 @@ def _search(log_probs, logits_len, blank: int, beam: int, nbest: int, words: _Wo
         return _search_tensors(log_probs, logits_len, blank, beam, nbest, words,
                                token_min_logp, beam_threshold)
     width = min(beam + 1, log_probs.shape[2] - 1)
+    log_probs, logits_len = log_probs.cpu().contiguous(), logits_len.cpu().contiguous()
     count, tokens, times, lengths, score, acoustic, lm = kernel.beam_search(
-        log_probs.cpu().contiguous(), logits_len.cpu().contiguous(), blank, beam, width,
-        nbest,
+        log_probs, logits_len, blank, beam, width, nbest,
         -math.inf if token_min_logp is None else token_min_logp,
         math.inf if beam_threshold is None else beam_threshold,
         words.arrays() if words is not None else None)
