@@ -152,7 +152,8 @@ class _CtcWords(ctypes.Structure):
                 ("unk_prob", _F64), ("keys", _P), ("prob", _P), ("backoff", _P), ("real", _P),
                 ("counts", _P), ("hash_keys", _P), ("hash_ids", _P), ("n_hash", _I64),
                 ("prefixes", _P), ("n_prefixes", _I64), ("phrases", _P), ("n_phrases", _I64),
-                ("phrase_len", _I64)]
+                ("phrase_len", _I64), ("child_keys", _P), ("child_start", _P),
+                ("child_tokens", _P), ("n_child_keys", _I64)]
 
 
 def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest: int,
@@ -197,7 +198,9 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
             hash_ids=ptr(lm_tables["hash_ids"]), n_hash=lm_tables["hash_keys"].numel(),
             prefixes=ptr(words["prefixes"]), n_prefixes=words["prefixes"].numel(),
             phrases=ptr(words["phrases"]), n_phrases=words["phrases"].numel(),
-            phrase_len=int(words["phrase_len"]))
+            phrase_len=int(words["phrase_len"]), child_keys=ptr(words["children"][0]),
+            child_start=ptr(words["children"][1]), child_tokens=ptr(words["children"][2]),
+            n_child_keys=words["children"][0].numel())
     run = getattr(_kernel_lib, f"ctc_beam_search_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
     failed = []
 

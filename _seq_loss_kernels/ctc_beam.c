@@ -53,6 +53,11 @@ struct ctc_words {
     int64_t n_prefixes;
     const int64_t *phrases;           /* sorted hotword phrase hashes */
     int64_t n_phrases, phrase_len;
+    /* Known continuations: for each sorted key (a known prefix's hash, or 0 for the
+     * empty one), child_tokens[child_start[j] .. child_start[j + 1]) are the tokens
+     * that grow it into a known prefix (ctc_decoder._Words._children). */
+    const int64_t *child_keys, *child_start, *child_tokens;
+    int64_t n_child_keys;
 };
 
 #ifndef CTC_BEAM_SHARED
@@ -116,6 +121,8 @@ static double beam_lm_score(const struct ctc_words *w, const int64_t *context,
 typedef struct {
     REAL pb, pnb, tot, lm, hot, delta, lm_word, bonus;  /* tot: lse2(pb, pnb), kept */
     int64_t len, last, hash, parent, phash, plen, words;
+    int64_t ch_lo, ch_n;  /* its known continuations in child_tokens; ch_n < 0: not found
+                             yet, or (ch_lo < 0) its prefix has no entry */
     int known_prefix;  /* the unfinished word begins a word the model knows (or none) */
     int ready;         /* delta, lm_word, bonus and the context after are computed */
 } FN(beam_slot);
@@ -277,6 +284,7 @@ typedef struct {
     const FN(beam_cand) *kth_stay;  /* the K-th best stay, or NULL (fewer than K) */
     REAL delta_bound, token_min_logp, last_rank;  /* last_rank: the last one pushed */
     const FN(beam_set) *prefixes;
+    const uint8_t *in_list;  /* the tokens of list 0 (where known continuations are used) */
 } FN(beam_frame);
 
 /* Orders candidate tokens: lifted first, then higher log-probability, then lower id. */
@@ -329,17 +337,19 @@ static inline const FN(beam_cand) *FN(frame_floor)(const FN(beam_frame) *f) {
     return floor;
 }
 
-/* Beam k extended by the i-th token of list kind: kept if it may rank among the K. */
-static void FN(beam_try)(FN(beam_frame) *f, int64_t k, int kind, int64_t i) {
+/* Beam k extended by token c (ends: a word boundary): kept if it may rank among the K.
+ * skip_known: a token that leaves a known prefix is not this call's (it came from the
+ * penalised list, and the beam's known continuations are tried on their own). */
+static void FN(beam_try)(FN(beam_frame) *f, int64_t k, int ends, int64_t c, int skip_known) {
     const struct ctc_words *w = f->w;
     FN(beam_slot) *s = &f->cur[k];
-    int64_t c = f->list[kind][i], K = f->K;
+    int64_t K = f->K;
     REAL lpc = f->e[c];
     if (lpc < f->token_min_logp) return;
     REAL score = (c == s->last ? s->pb : f->total[k]) + lpc;
     if (score == BEAM_NEG_INF) return;
     REAL rank = score + FN(beam_extra)(w, s);
-    if (kind == 1 && s->plen > 0) {  /* it ends the unfinished word */
+    if (ends && s->plen > 0) {  /* it ends the unfinished word */
         const FN(beam_cand) *floor = FN(frame_floor)(f);
         if (floor && rank + f->delta_bound < floor->rank) return;
         int64_t *r = f->rows + k * f->row;
@@ -351,10 +361,10 @@ static void FN(beam_try)(FN(beam_frame) *f, int64_t k, int kind, int64_t i) {
     cand.index = K + k * f->C + c;
     cand.known = 1;
     if (w) {  /* the unfinished word it leaves: one probe of a hash set */
-        int ends = kind == 1;
         int64_t h = (int64_t)((uint64_t)(ends ? 0 : s->phash) * (uint64_t)w->char_power[c]
                               + (uint64_t)w->char_hash[c]);
         cand.known = FN(beam_known)(w, f->prefixes, h, (ends ? 0 : s->plen) + w->char_len[c]);
+        if (skip_known && cand.known) return;
         if (!cand.known) cand.rank += (REAL)w->partial_oov;
     }
     const FN(beam_cand) *floor = FN(frame_floor)(f);
@@ -383,6 +393,36 @@ static void FN(front_push)(FN(beam_cand) *h, int64_t *n, REAL bound, int64_t ind
         i = up;
     }
     h[i] = c;
+}
+
+/* Whether slot s's word-continuing extensions split into its known continuations and
+ * the rest (then bounded with the unknown-prefix penalty): where the table exists and
+ * its prefix, known, has an entry. Looks the entry up once per slot. */
+static inline int FN(beam_splits)(const struct ctc_words *w, FN(beam_slot) *s) {
+    if (!w || !w->n_child_keys || !s->known_prefix) return 0;
+    if (s->ch_n < 0) {
+        int64_t j = beam_find(w->child_keys, w->n_child_keys, s->plen > 0 ? s->phash : 0);
+        s->ch_lo = j < 0 ? -1 : w->child_start[j];
+        s->ch_n = j < 0 ? 0 : w->child_start[j + 1] - w->child_start[j];
+    }
+    return s->ch_lo >= 0;
+}
+
+/* Slot s's best known continuation among the frame's tokens that comes after token
+ * prev in the lists' order (prev < 0: the best), or -1. */
+static int64_t FN(child_next)(const FN(beam_frame) *f, const FN(beam_slot) *s, int64_t prev) {
+    /* token_before for list 0, whose tokens are never lifted: higher e, then lower id. */
+    const int64_t *tokens = f->w->child_tokens + s->ch_lo;
+    const REAL *e = f->e;
+    REAL e_prev = prev >= 0 ? e[prev] : (REAL)INFINITY, e_best = BEAM_NEG_INF;
+    int64_t best = -1;
+    for (int64_t j = 0; j < s->ch_n; ++j) {
+        int64_t c = tokens[j];
+        REAL ec = e[c];
+        if (!f->in_list[c] || ec > e_prev || (ec == e_prev && c <= prev)) continue;
+        if (best < 0 || ec > e_best || (ec == e_best && c < best)) best = c, e_best = ec;
+    }
+    return best;
 }
 
 /* Removes the frontier's best into *top. */
@@ -423,11 +463,13 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
     int64_t *next_rows = calloc(K * (row ? row : 1), sizeof(int64_t));
     int64_t *map = malloc(sizeof(int64_t) * map_size);
     int64_t *pidx = malloc(sizeof(int64_t) * K), *order = malloc(sizeof(int64_t) * C);
-    int64_t *next_i = malloc(sizeof(int64_t) * 2 * K);
+    int64_t *next_i = malloc(sizeof(int64_t) * 3 * K);
     int64_t *lists = malloc(sizeof(int64_t) * 2 * C);
-    REAL *up = malloc(sizeof(REAL) * 2 * K);
+    REAL *up = malloc(sizeof(REAL) * 3 * K);
     FN(beam_cand) *front = malloc(sizeof(FN(beam_cand)) * 2 * K);
-    FN(beam_cand) *succ = malloc(sizeof(FN(beam_cand)) * 2 * K);
+    FN(beam_cand) *succ = malloc(sizeof(FN(beam_cand)) * 3 * K);
+    uint8_t *in_list = calloc(C ? C : 1, 1);
+    int *splits = malloc(sizeof(int) * K);
     int64_t *hist_src = malloc(sizeof(int64_t) * (T ? T : 1) * K);
     int64_t *hist_tok = malloc(sizeof(int64_t) * (T ? T : 1) * K);
     REAL *stay_b = malloc(sizeof(REAL) * K), *stay_nb = malloc(sizeof(REAL) * K);
@@ -446,7 +488,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
     int set_failed = w && w->n_prefixes && FN(set_build)(&prefix_set, w->prefixes,
                                                          w->n_prefixes);
     int failed = set_failed || !cur || !next || !rows || !next_rows || !map || !pidx || !order
-                 || !next_i || !lists || !up || !front || !succ || !stays || !merged
+                 || !next_i || !lists || !up || !front || !succ || !in_list || !splits || !stays || !merged
                  || !hist_src || !hist_tok || !stay_b || !stay_nb || !total || !stay_tot
                  || !wins || !alive || !heap;
     for (int64_t b = b0; b < b1 && !failed; ++b) {
@@ -456,6 +498,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
         for (int64_t k = 0; k < K; ++k) {
             memset(&cur[k], 0, sizeof(cur[k]));
             cur[k].pb = cur[k].pnb = cur[k].tot = BEAM_NEG_INF;
+            cur[k].ch_n = -1;
             cur[k].last = -1;
             cur[k].known_prefix = 1;
         }
@@ -514,7 +557,8 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
             }
             FN(beam_frame) f = {w, cur, rows, row, depth, H, total, e, {lists, lists + C},
                                 {0, 0}, {0, 0}, K, V, C, map, map_size, heap, 0, NULL,
-                                delta_bound, (REAL)token_min_logp, BEAM_NEG_INF, &prefix_set};
+                                delta_bound, (REAL)token_min_logp, BEAM_NEG_INF, &prefix_set,
+                                in_list};
             /* A token below token_min_logp extends no beam: it leaves the lists here,
              * which keeps them to the frame's one or two likely tokens when pruning. */
             for (int64_t v = 0; v < width; ++v) {
@@ -523,6 +567,8 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 f.list[kind][f.count[kind]++] = order[v];
             }
             if (V < C - 1) f.ranked[0] = f.count[0], f.ranked[1] = f.count[1];  /* sorted */
+            int children = w && w->n_child_keys > 0;
+            if (children) for (int64_t v = 0; v < f.count[0]; ++v) in_list[f.list[0][v]] = 1;
             /* The stays, best first: the slots are in last frame's order, so the
              * insertion sort has little to move. */
             int64_t n_stay = 0;
@@ -555,23 +601,40 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
              * come in last frame's rank order, so the insertion sort moves little),
              * merged with a heap of the successors of those popped: a frame pops about
              * ten, and a heap of every beam's entry cost more than the search (the
-             * order popped is the same: every entry's index is distinct). */
+             * order popped is the same: every entry's index is distinct).
+             * With the table of known continuations, a beam whose unfinished word is
+             * known has a third list (kind 2): the tokens that keep it known, bounded
+             * without the penalty; the shared list (kind 0) is then bounded with it,
+             * as every other token there leaves a prefix no word begins with. Without
+             * it, at beam 100 with an LM, most extensions tried were such prefixes,
+             * each popped and rejected. Entry index: 3 k + kind. */
             FN(beam_cand) *init[2] = {front, front + K};
             int64_t n_init[2] = {0, 0}, at[2] = {0, 0}, n_front = 0;
             for (int kind = 0; kind < 2; ++kind)
                 if (f.count[kind]) FN(rank_upto)(&f, kind, 0);
             for (int64_t k = 0; k < live; ++k) {
-                next_i[2 * k] = next_i[2 * k + 1] = 0;
+                next_i[3 * k] = next_i[3 * k + 1] = next_i[3 * k + 2] = 0;
+                splits[k] = 0;
                 if (!alive[k]) continue;
                 FN(beam_slot) *s = &cur[k];
                 REAL extra = total[k] + FN(beam_extra)(w, s);
-                up[2 * k] = extra + ((w && !s->known_prefix) ? (REAL)w->partial_oov : 0);
-                up[2 * k + 1] = extra + (w && s->plen > 0 ? delta_bound : 0);
+                splits[k] = children && FN(beam_splits)(w, s);
+                up[3 * k] = extra + ((w && (!s->known_prefix || splits[k]))
+                                     ? (REAL)w->partial_oov : 0);
+                up[3 * k + 1] = extra + (w && s->plen > 0 ? delta_bound : 0);
+                up[3 * k + 2] = extra;
+                if (splits[k]) {
+                    int64_t first = FN(child_next)(&f, s, -1);
+                    if (first >= 0) {
+                        next_i[3 * k + 2] = first;
+                        FN(front_push)(succ, &n_front, extra + e[first], 3 * k + 2);
+                    }
+                }
                 for (int kind = 0; kind < 2; ++kind) {
                     if (!f.count[kind]) continue;
                     FN(beam_cand) c;
-                    c.rank = up[2 * k + kind] + e[f.list[kind][0]];
-                    c.index = 2 * k + kind;
+                    c.rank = up[3 * k + kind] + e[f.list[kind][0]];
+                    c.index = 3 * k + kind;
                     c.known = 0;
                     int64_t j = n_init[kind]++;
                     while (j > 0 && FN(beam_before)(&c, &init[kind][j - 1])) {
@@ -602,17 +665,25 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 const FN(beam_cand) *floor = FN(frame_floor)(&f);
                 if (floor && top.rank < floor->rank) break;
                 if (top.rank < best - (REAL)beam_threshold) break;
-                int64_t k = top.index / 2, kind = top.index % 2, i = next_i[top.index];
-                if (e[f.list[kind][i]] < (REAL)token_min_logp) continue;
+                int64_t k = top.index / 3, kind = top.index % 3, i = next_i[top.index];
+                int64_t c = kind == 2 ? i : f.list[kind][i];
+                if (e[c] < (REAL)token_min_logp) continue;
                 f.last_rank = BEAM_NEG_INF;
-                FN(beam_try)(&f, k, (int)kind, i);
+                FN(beam_try)(&f, k, kind == 1, c, kind == 0 && splits[k]);
                 if (f.last_rank > best) best = f.last_rank;
-                if (++next_i[top.index] < f.count[kind]) {
+                if (kind == 2) {
+                    int64_t after = FN(child_next)(&f, &cur[k], c);
+                    if (after >= 0) {
+                        next_i[top.index] = after;
+                        FN(front_push)(succ, &n_front, up[top.index] + e[after], top.index);
+                    }
+                } else if (++next_i[top.index] < f.count[kind]) {
                     FN(rank_upto)(&f, (int)kind, i + 1);
                     FN(front_push)(succ, &n_front, up[top.index] + e[f.list[kind][i + 1]],
                                    top.index);
                 }
             }
+            if (children) for (int64_t v = 0; v < f.count[0]; ++v) in_list[f.list[0][v]] = 0;
             /* The extensions kept, best first (pop the worst to the back, one by one),
              * then merged with the stays: the K best of both. */
             int64_t n_ext = f.n_heap;
@@ -670,6 +741,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 d->last = c;
                 d->parent = s->hash;
                 d->hash = beam_mix(s->hash, c);
+                d->ch_n = -1;  /* a new unfinished word: its continuations looked up anew */
                 src_row[n] = k;
                 tok_row[n] = c;
                 if (w) {
@@ -761,7 +833,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
         }
     }
     free(cur); free(next); free(rows); free(next_rows); free(map); free(pidx); free(order);
-    free(next_i); free(lists); free(up); free(front); free(succ); free(stays); free(merged);
+    free(next_i); free(lists); free(up); free(front); free(succ); free(in_list); free(splits); free(stays); free(merged);
     free(prefix_set.slots); free(prefix_set.used);
     free(hist_src); free(hist_tok); free(stay_b); free(stay_nb); free(total); free(stay_tot);
     free(wins);

@@ -343,3 +343,59 @@ def test_the_c_kernel_searches_for_cuda_tensors_too(monkeypatch):
     if kernel_on:
         monkeypatch.delenv("SEQ_LOSS_UTIL_KERNEL")
         assert D._log_probs(logits, lengths)[1, 3:].isnan().all()
+
+
+def test_known_continuations_table_follows_the_kernels_rule(world_lm):
+    """Each listed token grows its key into a known prefix (or adds no characters), and
+    no unlisted one does: checked for every key and token, in both word modes."""
+    tokens = LETTERS + [""]  # a token with no characters continues any known prefix
+    for delimiter, vocab in (("|", tokens), ("\u2581", ["-", "\u2581HE", "LLO", "\u2581WOR",
+                                                       "LD", "L", "O", "\u2581", "X"])):
+        decoder = D.CtcBeamSearchDecoder(vocab, word_delimiter=delimiter, lm=world_lm,
+                                         hotwords=["WURLD"])
+        words = decoder._words_on(torch.device("cpu"))
+        keys, start, listed = words._children()
+        known = set(words.prefixes.tolist())
+        assert keys.tolist() == sorted(known | {0})
+        for j, key in enumerate(keys.tolist()):
+            got = sorted(listed[start[j]:start[j + 1]].tolist())
+            want = []
+            for c in range(len(vocab)):
+                if bool(words.boundary[c]):
+                    continue
+                grown = (torch.tensor(key) * words.char_power[c] + words.char_hash[c]).item()
+                if grown in known or int(words.char_len[c]) == 0:
+                    want.append(c)
+            assert got == want, (key, got, want)
+    # Spot checks by spelling: after "WOR" only "L" keeps a known word going.
+    from ngram_lm import string_hash
+    words = D.CtcBeamSearchDecoder(LETTERS, lm=world_lm)._words_on(torch.device("cpu"))
+    keys, start, listed = words._children()
+    j = keys.tolist().index(string_hash("WOR"))
+    assert [LETTERS[c] for c in listed[start[j]:start[j + 1]].tolist()] == ["L"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), beam=st.sampled_from([1, 3, 8, 24]),
+       nbest=st.integers(1, 3), hot=st.booleans(), prune=st.booleans(),
+       double=st.booleans())
+def test_known_continuations_change_nothing_but_speed(world_lm, seed, beam, nbest, hot,
+                                                      prune, double):
+    """The kernel with the table of known continuations and without it (a budget of
+    0) finds the same hypotheses with the same scores, to the bit."""
+    need_c_kernel()
+    logits = peaky(seed % 1000, batch=3, frames=40, classes=len(LETTERS), sharp=4.0)
+    if double:
+        logits = logits.double()
+    lengths = torch.tensor([40, 23, 0])
+    options = dict(lm=world_lm, lm_weight=1.0, hotwords=["WURLD"] if hot else None,
+                   beam_size=beam, nbest=min(nbest, beam),
+                   token_min_logp=-6.0 if prune else None,
+                   beam_threshold=8.0 if prune else None)
+    with_table = D.CtcBeamSearchDecoder(LETTERS, **options)
+    assert with_table._words_on(torch.device("cpu"))._children()[0].numel() > 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(D._Words, "CHILD_TABLE_BUDGET", 0)
+        without = D.CtcBeamSearchDecoder(LETTERS, **options)
+        assert without._words_on(torch.device("cpu"))._children()[0].numel() == 0
+        assert with_table(logits, lengths) == without(logits, lengths)
