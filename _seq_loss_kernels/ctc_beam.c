@@ -488,7 +488,8 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
     int set_failed = w && w->n_prefixes && FN(set_build)(&prefix_set, w->prefixes,
                                                          w->n_prefixes);
     int failed = set_failed || !cur || !next || !rows || !next_rows || !map || !pidx || !order
-                 || !next_i || !lists || !up || !front || !succ || !in_list || !splits || !stays || !merged
+                 || !next_i || !lists || !up || !front || !succ || !in_list || !splits
+                 || !stays || !merged
                  || !hist_src || !hist_tok || !stay_b || !stay_nb || !total || !stay_tot
                  || !wins || !alive || !heap;
     for (int64_t b = b0; b < b1 && !failed; ++b) {
@@ -833,7 +834,8 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
         }
     }
     free(cur); free(next); free(rows); free(next_rows); free(map); free(pidx); free(order);
-    free(next_i); free(lists); free(up); free(front); free(succ); free(in_list); free(splits); free(stays); free(merged);
+    free(next_i); free(lists); free(up); free(front); free(succ); free(in_list); free(splits);
+    free(stays); free(merged);
     free(prefix_set.slots); free(prefix_set.used);
     free(hist_src); free(hist_tok); free(stay_b); free(stay_nb); free(total); free(stay_tot);
     free(wins);
