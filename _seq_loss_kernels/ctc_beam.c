@@ -18,7 +18,10 @@
  * Words (optional): each token's characters as polynomial-hash parts, the word
  * boundary tokens, a word n-gram model as sorted tables (ngram_lm.NgramLM), hotword
  * phrases as sorted hashes. A word is scored when it ends; its score is cached in its
- * beam, so the model is asked once per new word, not once per frame.
+ * beam, so the model is asked once per new word, not once per frame. With a model, a
+ * table of known continuations (for each known prefix, the tokens that keep it one)
+ * lets the search bound every other word-continuing token with the penalty for a
+ * prefix no word begins with.
  */
 #include <math.h>
 #include <stdint.h>
