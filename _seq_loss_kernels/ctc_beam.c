@@ -469,7 +469,8 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
     int64_t *next_i = malloc(sizeof(int64_t) * 3 * K);
     int64_t *lists = malloc(sizeof(int64_t) * 2 * C);
     REAL *up = malloc(sizeof(REAL) * 3 * K);
-    FN(beam_cand) *front = malloc(sizeof(FN(beam_cand)) * 2 * K);
+    FN(beam_cand) *front = malloc(sizeof(FN(beam_cand)) * 3 * K);
+    FN(beam_cand) *runs = malloc(sizeof(FN(beam_cand)) * 2 * K);
     FN(beam_cand) *succ = malloc(sizeof(FN(beam_cand)) * 3 * K);
     uint8_t *in_list = calloc(C ? C : 1, 1);
     int *splits = malloc(sizeof(int) * K);
@@ -491,7 +492,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
     int set_failed = w && w->n_prefixes && FN(set_build)(&prefix_set, w->prefixes,
                                                          w->n_prefixes);
     int failed = set_failed || !cur || !next || !rows || !next_rows || !map || !pidx || !order
-                 || !next_i || !lists || !up || !front || !succ || !in_list || !splits
+                 || !next_i || !lists || !up || !front || !runs || !succ || !in_list || !splits
                  || !stays || !merged
                  || !hist_src || !hist_tok || !stay_b || !stay_nb || !total || !stay_tot
                  || !wins || !alive || !heap;
@@ -612,8 +613,9 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
              * as every other token there leaves a prefix no word begins with. Without
              * it, at beam 100 with an LM, most extensions tried were such prefixes,
              * each popped and rejected. Entry index: 3 k + kind. */
-            FN(beam_cand) *init[2] = {front, front + K};
-            int64_t n_init[2] = {0, 0}, at[2] = {0, 0}, n_front = 0;
+            FN(beam_cand) *init[3] = {front, front + K, front + 2 * K};
+            int64_t n_init[3] = {0, 0, 0}, at[3] = {0, 0, 0}, n_other[2] = {0, 0};
+            int64_t n_front = 0;
             for (int kind = 0; kind < 2; ++kind)
                 if (f.count[kind]) FN(rank_upto)(&f, kind, 0);
             for (int64_t k = 0; k < live; ++k) {
@@ -627,26 +629,35 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                                      ? (REAL)w->partial_oov : 0);
                 up[3 * k + 1] = extra + (w && s->plen > 0 ? delta_bound : 0);
                 up[3 * k + 2] = extra;
-                if (splits[k]) {
-                    int64_t first = FN(child_next)(&f, s, -1);
-                    if (first >= 0) {
-                        next_i[3 * k + 2] = first;
-                        FN(front_push)(succ, &n_front, extra + e[first], 3 * k + 2);
-                    }
-                }
-                for (int kind = 0; kind < 2; ++kind) {
-                    if (!f.count[kind]) continue;
+                /* A known word's continuations enter bounded by the frame's best word-
+                 * continuing token (next_i -1: not looked at yet); the first pop finds
+                 * the beam's own best, most are never popped. */
+                next_i[3 * k + 2] = -1;
+                for (int kind = 0; kind < 3; ++kind) {
+                    if (!f.count[kind == 2 ? 0 : kind] || (kind == 2 && !splits[k])) continue;
                     FN(beam_cand) c;
-                    c.rank = up[3 * k + kind] + e[f.list[kind][0]];
+                    c.rank = up[3 * k + kind] + e[f.list[kind == 2 ? 0 : kind][0]];
                     c.index = 3 * k + kind;
                     c.known = 0;
-                    int64_t j = n_init[kind]++;
-                    while (j > 0 && FN(beam_before)(&c, &init[kind][j - 1])) {
-                        init[kind][j] = init[kind][j - 1];
+                    /* The slots' order is last frame's rank, which has the unknown-prefix
+                     * penalty where these bounds may not: the beams with an unknown
+                     * word go to a second run, each run nearly sorted, merged below. */
+                    int other = kind < 2 && w && !s->known_prefix;
+                    FN(beam_cand) *run = other ? runs + kind * K : init[kind];
+                    int64_t j = other ? n_other[kind]++ : n_init[kind]++;
+                    while (j > 0 && FN(beam_before)(&c, &run[j - 1])) {
+                        run[j] = run[j - 1];
                         --j;
                     }
-                    init[kind][j] = c;
+                    run[j] = c;
                 }
+            }
+            for (int kind = 0; kind < 2; ++kind) {  /* merged from the back, in place */
+                FN(beam_cand) *a = init[kind], *b = runs + kind * K;
+                int64_t i = n_init[kind] - 1, j = n_other[kind] - 1;
+                n_init[kind] += n_other[kind];
+                for (int64_t out = n_init[kind] - 1; j >= 0; --out)
+                    a[out] = (i >= 0 && FN(beam_before)(&b[j], &a[i])) ? a[i--] : b[j--];
             }
             /* With beam_threshold, nothing below the best rank so far by more than it
              * can stay (the best only rises); with token_min_logp, a list ends at its
@@ -655,21 +666,29 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
             for (;;) {
                 int from = -1;
                 const FN(beam_cand) *head = NULL;
-                for (int kind = 0; kind < 2; ++kind)
+                for (int kind = 0; kind < 3; ++kind)
                     if (at[kind] < n_init[kind]
                         && (!head || FN(beam_before)(&init[kind][at[kind]], head))) {
                         head = &init[kind][at[kind]];
                         from = kind;
                     }
-                if (n_front && (!head || FN(beam_before)(&succ[0], head))) from = 2;
+                if (n_front && (!head || FN(beam_before)(&succ[0], head))) from = 3;
                 if (from < 0) break;
                 FN(beam_cand) top;
-                if (from == 2) FN(front_pop)(succ, &n_front, &top);
+                if (from == 3) FN(front_pop)(succ, &n_front, &top);
                 else top = init[from][at[from]++];
                 const FN(beam_cand) *floor = FN(frame_floor)(&f);
                 if (floor && top.rank < floor->rank) break;
                 if (top.rank < best - (REAL)beam_threshold) break;
                 int64_t k = top.index / 3, kind = top.index % 3, i = next_i[top.index];
+                if (kind == 2 && i < 0) {  /* its first pop: the beam's own best */
+                    i = next_i[top.index] = FN(child_next)(&f, &cur[k], -1);
+                    if (i < 0) continue;
+                    if (up[top.index] + e[i] < top.rank) {  /* a lower bound: back in line */
+                        FN(front_push)(succ, &n_front, up[top.index] + e[i], top.index);
+                        continue;
+                    }
+                }
                 int64_t c = kind == 2 ? i : f.list[kind][i];
                 if (e[c] < (REAL)token_min_logp) continue;
                 f.last_rank = BEAM_NEG_INF;
@@ -837,7 +856,8 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
         }
     }
     free(cur); free(next); free(rows); free(next_rows); free(map); free(pidx); free(order);
-    free(next_i); free(lists); free(up); free(front); free(succ); free(in_list); free(splits);
+    free(next_i); free(lists); free(up); free(front); free(runs); free(succ); free(in_list);
+    free(splits);
     free(stays); free(merged);
     free(prefix_set.slots); free(prefix_set.used);
     free(hist_src); free(hist_tok); free(stay_b); free(stay_nb); free(total); free(stay_tot);
