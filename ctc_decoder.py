@@ -249,10 +249,11 @@ class _Words:
         if self.lm is not None:
             shape = has_word.shape
             ids = self.lm.lookup(state["partial_hash"].reshape(-1))
-            lm_word, context = self.lm.score(state["context"].reshape(-1, self.lm.order - 1),
+            depth = self.lm.order - 1  # 0 for a unigram model: no -1 in these shapes
+            lm_word, context = self.lm.score(state["context"].reshape(shape.numel(), depth),
                                              ids)
             lm_word = lm_word.reshape(shape).to(state["lm"].dtype)
-            context = torch.where(has_word[..., None], context.reshape(*shape, -1),
+            context = torch.where(has_word[..., None], context.reshape(*shape, depth),
                                   state["context"])
         bonus = torch.zeros_like(state["lm"])
         if self.phrases.numel():
@@ -351,7 +352,8 @@ class _Words:
                      partial_hash=torch.zeros(batch, beam, dtype=torch.long, device=device),
                      partial_len=torch.zeros(batch, beam, dtype=torch.long, device=device))
         if self.lm is not None:
-            state["context"] = self.lm.start(batch * beam).reshape(batch, beam, -1)
+            state["context"] = self.lm.start(batch * beam).reshape(batch, beam,
+                                                                   self.lm.order - 1)
         if self.context:
             state["recent"] = torch.zeros(batch, beam, self.context, dtype=torch.long,
                                           device=device)
@@ -366,7 +368,7 @@ class _Words:
             shape = delta.shape
             eos = torch.full((delta.numel(),), self.lm.eos, dtype=torch.long,
                              device=delta.device)
-            lm_end, _ = self.lm.score(context.reshape(-1, self.lm.order - 1), eos)
+            lm_end, _ = self.lm.score(context.reshape(delta.numel(), self.lm.order - 1), eos)
             lm_end = lm_end.reshape(shape).to(delta.dtype)
         return delta + self.lm_weight * lm_end, lm_word + lm_end
 

@@ -34,6 +34,8 @@
 #define FN(name) CAT(name, SFX)
 #endif
 #define BEAM_NEG_INF (-(REAL)INFINITY)
+#undef BEAM_EPS
+#define BEAM_EPS ((REAL)(sizeof(REAL) == sizeof(float) ? 1.1920929e-07 : 2.220446049250313e-16))
 #undef BEAM_LOG1P
 #define BEAM_LOG1P(x) ((REAL)(sizeof(REAL) == sizeof(float) ? log1pf((float)(x)) : log1p((double)(x))))
 
@@ -175,6 +177,10 @@ static void FN(heap_push)(FN(beam_cand) *heap, int64_t *n, int64_t cap, REAL ran
  * place (|m| >= 1 and d < -18 in float, -38 in double: e^d < 2^-25 resp. 2^-54), the
  * sum rounds to m, so m is returned without computing it: the same bits, and in a
  * peaky output most sums are of this kind (a blank run leaves pnb far below pb). */
+static inline REAL FN(beam_abs)(REAL x) {
+    return x < 0 ? -x : x;  /* NaN stays NaN; -inf becomes inf */
+}
+
 static inline REAL FN(lse2)(REAL a, REAL b) {
     REAL m = a > b ? a : b, d = a > b ? b - a : a - b;
     if (m == BEAM_NEG_INF) return BEAM_NEG_INF;
@@ -414,14 +420,17 @@ static inline int FN(beam_splits)(const struct ctc_words *w, FN(beam_slot) *s) {
 /* Slot s's best known continuation among the frame's tokens that comes after token
  * prev in the lists' order (prev < 0: the best), or -1. */
 static int64_t FN(child_next)(const FN(beam_frame) *f, const FN(beam_slot) *s, int64_t prev) {
-    /* token_before for list 0, whose tokens are never lifted: higher e, then lower id. */
+    /* Higher e, then lower id (token_before for list 0, whose tokens are never
+     * lifted), with NaN taken as -inf: a strict total order, so each call moves on and
+     * a beam's continuations end (a NaN once made it return prev again, forever). */
     const int64_t *tokens = f->w->child_tokens + s->ch_lo;
     const REAL *e = f->e;
-    REAL e_prev = prev >= 0 ? e[prev] : (REAL)INFINITY, e_best = BEAM_NEG_INF;
+    REAL e_prev = prev < 0 ? (REAL)INFINITY : (e[prev] == e[prev] ? e[prev] : BEAM_NEG_INF);
+    REAL e_best = BEAM_NEG_INF;
     int64_t best = -1;
     for (int64_t j = 0; j < s->ch_n; ++j) {
         int64_t c = tokens[j];
-        REAL ec = e[c];
+        REAL ec = e[c] == e[c] ? e[c] : BEAM_NEG_INF;
         if (!f->in_list[c] || ec > e_prev || (ec == e_prev && c <= prev)) continue;
         if (best < 0 || ec > e_best || (ec == e_best && c < best)) best = c, e_best = ec;
     }
@@ -566,10 +575,13 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                                 in_list};
             /* A token below token_min_logp extends no beam: it leaves the lists here,
              * which keeps them to the frame's one or two likely tokens when pruning. */
+            REAL e_mag = 0;  /* the largest finite |log-probability| in the lists */
             for (int64_t v = 0; v < width; ++v) {
                 if (e[order[v]] < (REAL)token_min_logp) continue;
                 int kind = w && w->boundary[order[v]] ? 1 : 0;
                 f.list[kind][f.count[kind]++] = order[v];
+                REAL mag = e[order[v]] < 0 ? -e[order[v]] : e[order[v]];
+                if (mag > e_mag && mag < (REAL)INFINITY) e_mag = mag;
             }
             if (V < C - 1) f.ranked[0] = f.count[0], f.ranked[1] = f.count[1];  /* sorted */
             int children = w && w->n_child_keys > 0;
@@ -623,7 +635,17 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 splits[k] = 0;
                 if (!alive[k]) continue;
                 FN(beam_slot) *s = &cur[k];
-                REAL extra = total[k] + FN(beam_extra)(w, s);
+                REAL beam_x = FN(beam_extra)(w, s);
+                /* A bound sums its terms in another order than the rank it bounds, so
+                 * it may round below it by a few units in the last place: each bound
+                 * is raised by 4 epsilon times the terms' magnitudes, without which a
+                 * candidate whose rank met the floor exactly was cut (same terms for
+                 * the beam's every token, so each list stays in order). */
+                REAL slack = (REAL)4 * BEAM_EPS
+                             * (FN(beam_abs)(total[k]) + FN(beam_abs)(beam_x) + e_mag
+                                + (w ? FN(beam_abs)((REAL)w->partial_oov) : 0)
+                                + (delta_bound < (REAL)INFINITY ? delta_bound : 0));
+                REAL extra = total[k] + beam_x + slack;
                 splits[k] = children && FN(beam_splits)(w, s);
                 up[3 * k] = extra + ((w && (!s->known_prefix || splits[k]))
                                      ? (REAL)w->partial_oov : 0);

@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -399,3 +400,76 @@ def test_known_continuations_change_nothing_but_speed(world_lm, seed, beam, nbes
         without = D.CtcBeamSearchDecoder(LETTERS, **options)
         assert without._words_on(torch.device("cpu"))._children()[0].numel() == 0
         assert with_table(logits, lengths) == without(logits, lengths)
+
+
+ONE_WORD_ARPA = ("\\data\\\nngram 1=4\nngram 2=1\n\n\\1-grams:\n-1.0\t<s>\t-0.3\n-1.0\t</s>\n"
+                 "-2.0\t<unk>\n-0.5\td\t-0.2\n\n\\2-grams:\n-0.1\td d\n\n\\end\\\n")
+
+
+def test_a_rank_on_the_threshold_is_not_cut_by_rounding(tmp_path):
+    """A bound summed in another order than the rank it bounds once rounded one unit
+    below it, and the search stopped before a hypothesis that met the threshold
+    exactly: the best one here. Both searches now keep it."""
+    need_c_kernel()
+    arpa = tmp_path / "d.arpa"
+    arpa.write_text(ONE_WORD_ARPA)
+    decoder = D.CtcBeamSearchDecoder(["<b>", "|", "a", "d"], lm=str(arpa), beam_size=4,
+                                     nbest=4, beam_threshold=6.0, partial_oov=-10.0)
+    logits = torch.tensor([[[6., -6, -2, 1], [-4, -6, 0, -5], [-2, 6, -2, 0]]],
+                          dtype=torch.float64)
+    words = decoder._words_on(torch.device("cpu"))
+    log_probs = D._log_probs(logits, torch.tensor([3]))
+    args = (log_probs, torch.tensor([3]), 0, 4, 4, words, None, 6.0)
+    compiled, tensors = D._search(*args), D._search_tensors(*args)
+    assert [h[0] for h in compiled[0]] == [h[0] for h in tensors[0]] == [[2, 1], [1], [3, 1]]
+    np.testing.assert_allclose([h[2] for h in compiled[0]], [h[2] for h in tensors[0]],
+                               rtol=1e-12)
+    assert compiled[0][0][2] == pytest.approx(-3.8366248819409394, abs=1e-12)
+
+
+def test_nan_in_a_valid_frame_ends_with_an_lm(tmp_path):
+    """A NaN log-probability once made the kernel's walk over a word's known
+    continuations return the same token again, forever. It ends now, and the NaN
+    shows in the score (never a silent number). Run in a child process: a regression
+    would hang."""
+    import subprocess
+    import sys
+
+    need_c_kernel()
+    arpa = tmp_path / "d.arpa"
+    arpa.write_text(ONE_WORD_ARPA)
+    script = (
+        "import math, sys, torch\n"
+        "import ctc_decoder as D\n"
+        f"dec = D.CtcBeamSearchDecoder(['_', '|', 'a', 'd', 'x'], lm={str(arpa)!r}, "
+        "beam_size=4)\n"
+        "x = torch.randn(1, 6, 5, generator=torch.Generator().manual_seed(0))\n"
+        "x[0, 2, 3] = float('nan')\n"
+        "best = dec(x)[0][0]\n"
+        "sys.exit(0 if math.isnan(best.score) and math.isnan(best.acoustic_score) else 1)\n")
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, timeout=120,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_unigram_lm_decodes_on_both_searches(tmp_path):
+    """A unigram model has no context: the tensor search once failed on shapes
+    (-1, 0); both searches now give the same hypotheses and scores."""
+    need_c_kernel()
+    arpa = tmp_path / "uni.arpa"
+    arpa.write_text("\\data\\\nngram 1=5\n\n\\1-grams:\n-1.0\t<s>\n-1.0\t</s>\n-2.0\t<unk>\n"
+                    "-0.5\tab\n-0.7\tb\n\n\\end\\\n")
+    decoder = D.CtcBeamSearchDecoder(["-", "|", "a", "b"], lm=str(arpa), beam_size=4, nbest=2)
+    logits = torch.randn(2, 8, 4, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([8, 5])
+    words = decoder._words_on(torch.device("cpu"))
+    args = (D._log_probs(logits, lengths), lengths, 0, 4, 2, words, None, None)
+    compiled, tensors = D._search(*args), D._search_tensors(*args)
+    assert [[h[0] for h in hyps] for hyps in compiled] == [[h[0] for h in hyps]
+                                                            for hyps in tensors]
+    for got, want in zip(compiled, tensors, strict=True):
+        np.testing.assert_allclose([h[2:] for h in got], [h[2:] for h in want], rtol=1e-5)
+    best = decoder(logits, lengths)[0][0]
+    assert best.lm_score == pytest.approx(NgramLM(str(arpa)).score_sentence(best.words),
+                                          abs=1e-5)
