@@ -52,13 +52,23 @@ def worker(rank, world, port, out, reduction):
         S.CtcLossModule(reduction=reduction)(single(features.double()), labels,
                                              lengths).backward()
         torch.save({"ddp": grads(net.module), "single": grads(single)}, out)
-    # An orderly exit: rank 1 used to leave while rank 0 still worked, with DDP still
-    # holding the process group, and gloo's threads aborted it at interpreter exit
-    # ("terminate called without an active exception", about 1 run in 15). Both ranks
-    # wait for each other, and the group is destroyed with nothing left holding it.
+    # Both ranks finish communicating before either leaves.
     dist.barrier()
     del net
     dist.destroy_process_group()
+    # Then leave without interpreter finalization. Gloo's worker threads outlive
+    # destroy_process_group (torch 2.13), and the one that ran DDP's all-reduce can drop
+    # its last reference to that finished work a moment after the main thread has moved
+    # on. The work holds Python objects (in a core dump of one abort, through the
+    # thread-local state it captured in backward), so dropping it takes the GIL. If the
+    # thread waits for the GIL before finalization starts and gets it after, CPython ends
+    # it with a forced unwind through a noexcept destructor, and std::terminate aborts
+    # the rank: "terminate called without an active exception". A barrier cannot rule
+    # this out (gloo runs two worker threads; the other may run the barrier). Exiting
+    # here, with the results saved, does: finalization never starts.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
