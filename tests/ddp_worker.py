@@ -54,7 +54,6 @@ def worker(rank, world, port, out, reduction):
         torch.save({"ddp": grads(net.module), "single": grads(single)}, out)
     # Both ranks finish communicating before either leaves.
     dist.barrier()
-    del net
     dist.destroy_process_group()
     # Then leave without interpreter finalization. Gloo's worker threads outlive
     # destroy_process_group (torch 2.13), and the one that ran DDP's all-reduce can drop
