@@ -318,7 +318,7 @@ class _Words:
                     word_score=self.word_score, hotword_weight=self.hotword_weight,
                     partial_oov=self.partial_oov, lm=tables, prefixes=self.prefixes,
                     phrases=self.phrases, phrase_len=self.phrase_len,
-                    children=self._children())
+                    children=self._children(), lm_max=_lm_max(lm))
 
     def advance(self, state, src, token, appended, completion):
         """The word state of the selected candidates: gathered from their beams, then,
@@ -373,6 +373,19 @@ class _Words:
         return delta + self.lm_weight * lm_end, lm_word + lm_end
 
 
+def _lm_max(lm: NgramLM | None) -> float:
+    """An upper bound of any word's ln p under ``lm`` (0 without one): the largest
+    probability of any order plus every context order's largest positive backoff. A
+    normalised model scores no word above 0, but ARPA files may hold positive backoffs,
+    and the C kernel's early stop must never cut a word such a model would lift."""
+    if lm is None:
+        return 0.0
+    probs = [float(p.max()) for p in lm._prob if p.numel()]
+    top = max(probs + [float(lm._unk_prob())])
+    lift = sum(max(float(b.max()), 0.0) for b in lm._backoff[:-1] if b.numel())
+    return top + lift
+
+
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[b, index[b, k], ...]``: the rows of beam tensors ``(B, K, ...)`` picked by
     ``index`` ``(B, K')``."""
@@ -411,6 +424,8 @@ def _search(log_probs, logits_len, blank: int, beam: int, nbest: int, words: _Wo
     must be on the search's device. Returns, on the host, per example the ``nbest``
     (or fewer) hypotheses as ``(tokens, timesteps, score, acoustic, lm)`` tuples,
     best first."""
+    if not log_probs.shape[0]:  # an empty batch: no reshape can infer a size from it
+        return []
     kernel = _kernel()
     if kernel is None:
         return _search_tensors(log_probs, logits_len, blank, beam, nbest, words,
@@ -587,16 +602,47 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
     return results
 
 
+# The widest beam either search takes. The C kernel sizes its buffers as frames x beam
+# in int64 and its indices as int: a beam of 2**64 once wrapped to 0 in ctypes and hung,
+# and 2**64 + 3 ran silently with a beam of 3. A million prefixes is far past any use.
+MAX_BEAM = 1 << 20
+
+
 def _check_options(beam_size, nbest, token_min_logp=None, beam_threshold=None):
     for name, value in (("beam_size", beam_size), ("nbest", nbest)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
+                1 <= value <= MAX_BEAM):
+            raise ValueError(f"{name} must be an integer in [1, {MAX_BEAM}], got {value!r}")
     if nbest > beam_size:
         raise ValueError(f"nbest ({nbest}) cannot exceed beam_size ({beam_size})")
     for name, value in (("token_min_logp", token_min_logp),
                         ("beam_threshold", beam_threshold)):
-        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+        if value is not None and (isinstance(value, bool) or not (
+                isinstance(value, (int, float, np.integer, np.floating))
+                and math.isfinite(value))):
             raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+    # Either of these out of range keeps no prefix at all: an empty result, not a search.
+    if token_min_logp is not None and token_min_logp > 0:
+        raise ValueError(f"token_min_logp is a log-probability: it must be <= 0 (no token "
+                         f"is more probable than 1), got {token_min_logp!r}")
+    if beam_threshold is not None and beam_threshold < 0:
+        raise ValueError(f"beam_threshold is how far below the best a prefix may score: it "
+                         f"must be >= 0 (0 keeps only the best), got {beam_threshold!r}")
+
+
+def _check_finite_frames(log_probs: torch.Tensor, logits_len: torch.Tensor) -> None:
+    """Raises when a valid frame's log-probabilities hold NaN: logits with NaN or +inf,
+    or a frame whose logits are all -inf. Such a model has diverged; a search over it
+    would return NaN scores and hypotheses cut short there. One host read."""
+    if not log_probs.numel():
+        return
+    frames = torch.arange(log_probs.shape[1], device=log_probs.device)
+    bad = torch.isnan(log_probs).any(dim=2) & (frames[None, :] < logits_len[:, None])
+    if bool(bad.any()):
+        b, t = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"logits of example {b} at frame {t} hold NaN or +inf, or only -inf "
+                         "(no class possible): the model has diverged, and no hypothesis "
+                         "over such a frame means anything")
 
 
 def _log_probs(logits, logits_len):
@@ -607,6 +653,7 @@ def _log_probs(logits, logits_len):
     per batch of 32 x 500 x 32)."""
     compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
     log_probs = torch.log_softmax(logits.detach().to(compute), dim=2)
+    _check_finite_frames(log_probs, logits_len)
     if _kernel() is None:
         frames = torch.arange(logits.shape[1], device=logits.device)
         log_probs.masked_fill_((frames[None, :] >= logits_len[:, None])[:, :, None], 0.0)
@@ -624,12 +671,15 @@ def ctc_beam_search(logits: torch.Tensor, logits_len: torch.Tensor | None = None
         float64 decodes in float64, the rest in float32.
       logits_len: ``(B,)`` valid frames (None: all); padded frames are never read.
       blank: the blank's class id (any).
-      beam_size: prefixes kept per frame.
+      beam_size: prefixes kept per frame, at most ``MAX_BEAM`` (2**20).
       nbest: hypotheses returned per example (at most ``beam_size``).
       token_min_logp: optional, for speed: tokens below this log-probability at a frame
-        are not appended there.
+        are not appended there (<= 0).
       beam_threshold: optional, for speed: prefixes scoring more than this below the
-        best are dropped.
+        best are dropped (>= 0).
+
+    Raises ``ValueError`` where a valid frame's logits hold NaN or +inf, or only -inf:
+    the model has diverged, and a hypothesis over that frame would mean nothing.
 
     Returns:
       ``hyps[b]``: a best-first list of :class:`Hypothesis` (``words`` empty, ``text``

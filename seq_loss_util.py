@@ -675,6 +675,62 @@ def _loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha, 
         return run.backward((alpha,), log_probs, labels, labels_len, logits_len, scale)
 
 
+def _check_operator_inputs(log_probs, labels, labels_len, logits_len):
+    """The checks of the operators that take log-probabilities and blank-augmented
+    labels (``ctc_viterbi``, ``ctc_loss_backward``), run before any backend reads memory
+    through them. This module's own calls pass inputs it has checked; a direct call, or
+    one from a compiled graph whose Python checks were traced away, must never reach C
+    (or Triton) with an id past C or a length past its axis. ``ctc_loss``'s checks, with
+    its messages, plus the compute dtypes the kernels are built for. Returns the tensors
+    as the backends take them: contiguous, int64, label padding replaced by 0."""
+    if not torch.is_tensor(log_probs):
+        raise TypeError(f"log_probs must be a tensor (B, T, C), got {type(log_probs).__name__}")
+    if log_probs.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"log_probs must be float32 or float64 (B, T, C), the dtypes the "
+                        f"kernels compute in, got {log_probs.dtype}")
+    labels, labels_len, log_probs, logits_len = _check_ctc_inputs(labels, labels_len,
+                                                                  log_probs, logits_len)
+    return (log_probs.contiguous(), _clean_labels(labels, labels_len),
+            labels_len.long().contiguous(), logits_len.long().contiguous())
+
+
+def _checked_viterbi(log_probs, labels, labels_len, logits_len):
+    """The ``ctc_viterbi`` operator: ``(path (B, T), score (B,))`` after its checks."""
+    log_probs, labels, labels_len, logits_len = _check_operator_inputs(
+        log_probs, labels, labels_len, logits_len)
+    run = _select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
+    return run.viterbi(log_probs, labels, labels_len, logits_len)
+
+
+def _checked_loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha,
+                           counted, poisoned) -> torch.Tensor:
+    """The ``ctc_loss_backward`` operator: :func:`_loss_backward` after checking every
+    input against the others (the state must be the forward's for these shapes)."""
+    log_probs, labels, labels_len, logits_len = _check_operator_inputs(
+        log_probs, labels, labels_len, logits_len)
+    batch, frames, _ = log_probs.shape
+    state = (batch, frames, labels.shape[1])
+    for name, x in (("grad_loss", grad_loss), ("alpha", alpha), ("counted", counted),
+                    ("poisoned", poisoned)):
+        if not torch.is_tensor(x):
+            raise TypeError(f"{name} must be a tensor, got {type(x).__name__}")
+        if x.device != log_probs.device:
+            raise ValueError(f"{name} is on {x.device}, log_probs on {log_probs.device}: "
+                             "every input must be on one device")
+    if tuple(alpha.shape) not in (state, (2, *state)) or alpha.dtype != log_probs.dtype:
+        raise ValueError(f"alpha must be the forward's state, {log_probs.dtype} of shape "
+                         f"{state} or {(2, *state)} for these inputs, got {alpha.dtype} of "
+                         f"shape {tuple(alpha.shape)}")
+    _check_float(grad_loss, "grad_loss", 1, "(B,)")
+    for name, x in (("grad_loss", grad_loss), ("counted", counted), ("poisoned", poisoned)):
+        if tuple(x.shape) != (batch,):
+            raise ValueError(f"{name} must have shape ({batch},), got {tuple(x.shape)}")
+        if name != "grad_loss" and x.dtype != torch.bool:
+            raise TypeError(f"{name} must be a bool tensor (B,), got dtype {x.dtype}")
+    return _loss_backward(grad_loss.contiguous(), labels, labels_len, logits_len, log_probs,
+                          alpha.contiguous(), counted, poisoned)
+
+
 _NO_SECOND_DERIVATIVE = (
     "ctc_loss's default mode (the TF original's) has no second derivative: its gradient "
     "is the exact CTC gradient, of the log-sum-exp of the two final states, not the "
@@ -1358,7 +1414,9 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
     check fails, and a function that raises the check's error. The loss reads them
     with its own (:func:`_deferring`), so a training step reads the device once.
     """
-    checking = not _compiling()
+    # forced_align and alignment_targets check even while compiling (a graph break, and
+    # the eager messages): only the training module defers to the loss operator.
+    checking = deferred is None or not _compiling()
 
     def check(verdict, fail):
         if deferred is not None:
@@ -1589,8 +1647,9 @@ _OPS = None
 if _seq_loss_kernels is not None:
     from _seq_loss_kernels import ops as _ops_module
 
-    _OPS = _ops_module.register(loss_forward=_loss_forward, loss_backward=_loss_backward,
+    _OPS = _ops_module.register(loss_forward=_loss_forward, loss_backward=_checked_loss_backward,
+                                viterbi=_checked_viterbi,
                                 second_order_gradient=_second_order_gradient,
-                                select_backend=_select_backend, compute_dtype=_compute_dtype,
+                                compute_dtype=_compute_dtype,
                                 state_shape=_state_shape)
 

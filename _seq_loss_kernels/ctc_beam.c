@@ -63,6 +63,9 @@ struct ctc_words {
      * that grow it into a known prefix (ctc_decoder._Words._children). */
     const int64_t *child_keys, *child_start, *child_tokens;
     int64_t n_child_keys;
+    /* An upper bound of any word's ln p under the LM (0 without one): above 0 only
+     * where positive backoffs could lift a word's score, which the bound below needs. */
+    double lm_max;
 };
 
 #ifndef CTC_BEAM_SHARED
@@ -493,7 +496,11 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
     FN(beam_cand) *merged = malloc(sizeof(FN(beam_cand)) * K);
     REAL delta_bound = 0;
     if (w) {
-        double bound = w->word_score + w->hotword_weight * (double)w->phrase_len;
+        /* Each term at its largest: a negative hotword weight adds at most 0 (no
+         * phrase completed), and the LM at most lm_max (0 for a normalised model). */
+        double hot = w->hotword_weight > 0 ? w->hotword_weight : 0;
+        double lm = w->lm_max > 0 ? w->lm_weight * w->lm_max : 0;
+        double bound = w->word_score + hot * (double)w->phrase_len + lm;
         delta_bound = (REAL)(bound > 0 ? bound : 0);
         if (w->lm_weight < 0) delta_bound = (REAL)INFINITY;  /* no bound: always look up */
     }
@@ -610,8 +617,8 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
              * beam's for that kind plus the token's log-probability, and each list is
              * in descending log-probability): the search stops when the best bound
              * left cannot beat the K-th best rank, so about K are looked at however
-             * spread the beams' ranks are. A word's end adds at most the word score
-             * and the hotword bonus (its log-probability is <= 0); any other token
+             * spread the beams' ranks are. A word's end adds at most delta_bound
+             * (word score, positive hotword bonus, LM bound); any other token
              * leaves an unfinished word that begins no known word if its beam's did
              * (the known prefixes are closed under shortening): a certain penalty.
              * The frontier is each kind's first-token bounds, sorted once (the slots

@@ -15,8 +15,10 @@ Each has a fake implementation that gives the output shapes from the input shape
 alone (the computation runs on the padded axes). The real implementations run
 seq_loss_util's own functions (passed to :func:`register`, so this package never
 imports the module), which pick the backend per device: the C kernel or
-the PyTorch loop on CPU, Triton on CUDA. The input checks and warnings run inside
-the loss operator, so a compiled graph keeps them. Needs ``torch.library.custom_op``
+the PyTorch loop on CPU, Triton on CUDA. Every operator checks its inputs (ids,
+lengths, shapes, dtypes) before a backend reads memory through them, with
+``ctc_loss``'s messages, so neither a compiled graph nor a direct call reaches a kernel
+unchecked; the loss operator also keeps the warnings. Needs ``torch.library.custom_op``
 (torch 2.4 and later); ``AVAILABLE`` says whether the operators exist.
 """
 from __future__ import annotations
@@ -30,8 +32,8 @@ AVAILABLE = hasattr(torch.library, "custom_op") and hasattr(torch.library, "regi
 _registered = None
 
 
-def register(*, loss_forward, loss_backward, second_order_gradient, select_backend,
-             compute_dtype, state_shape):
+def register(*, loss_forward, loss_backward, viterbi, second_order_gradient, compute_dtype,
+             state_shape):
     """Registers the three operators over seq_loss_util's functions, passed in (this
     package never imports the module: no import circle), and returns them as a
     namespace with ``ctc_loss``, ``ctc_loss_backward`` and ``ctc_viterbi``; None when
@@ -95,8 +97,7 @@ def register(*, loss_forward, loss_backward, second_order_gradient, select_backe
     @torch.library.custom_op("seq_loss_util::ctc_viterbi", mutates_args=())
     def ctc_viterbi(log_probs: Tensor, labels: Tensor, labels_len: Tensor,
                     logits_len: Tensor) -> tuple[Tensor, Tensor]:
-        run = select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
-        path, score = run.viterbi(log_probs, labels, labels_len, logits_len)
+        path, score = viterbi(log_probs, labels, labels_len, logits_len)
         return path, score
 
     @ctc_viterbi.register_fake
