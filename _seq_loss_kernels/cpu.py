@@ -5,6 +5,11 @@ system C compiler (``cc``, or ``$CC``) into a cache folder, then loaded with cty
 :func:`backend` returns :class:`KernelBackend`, whose ``forward``, ``backward`` and
 ``viterbi`` take the same arguments as seq_loss_util's PyTorch backend, or None when
 no kernel can be had (seq_loss_util then runs its PyTorch backend).
+
+``$SEQ_LOSS_UTIL_CFLAGS`` adds compiler flags (split as a shell would), after the
+defaults so that they win: ``make sanitize`` builds the kernel with
+``-fsanitize=address,undefined`` this way. They are part of the cache key, so such a
+build never shares a cached library with a plain one.
 """
 from __future__ import annotations
 
@@ -153,7 +158,7 @@ class _CtcWords(ctypes.Structure):
                 ("counts", _P), ("hash_keys", _P), ("hash_ids", _P), ("n_hash", _I64),
                 ("prefixes", _P), ("n_prefixes", _I64), ("phrases", _P), ("n_phrases", _I64),
                 ("phrase_len", _I64), ("child_keys", _P), ("child_start", _P),
-                ("child_tokens", _P), ("n_child_keys", _I64)]
+                ("child_tokens", _P), ("n_child_keys", _I64), ("lm_max", _F64)]
 
 
 def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest: int,
@@ -200,7 +205,7 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
             phrases=ptr(words["phrases"]), n_phrases=words["phrases"].numel(),
             phrase_len=int(words["phrase_len"]), child_keys=ptr(words["children"][0]),
             child_start=ptr(words["children"][1]), child_tokens=ptr(words["children"][2]),
-            n_child_keys=words["children"][0].numel())
+            n_child_keys=words["children"][0].numel(), lm_max=float(words["lm_max"]))
     run = getattr(_kernel_lib, f"ctc_beam_search_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
     failed = []
 
@@ -320,7 +325,7 @@ def _publish(folder: int, name: str, data: bytes, mode: int) -> None:
 
 
 def _build_kernel():
-    """Compiles the kernel (once per source, compiler and machine) into a cache and
+    """Compiles the kernel (once per source, compiler, flags and machine) into a cache and
     loads it with ctypes. A cached library that fails verification (truncated,
     foreign, missing a symbol, or another user's) is rebuilt once into a fresh file.
     A cache folder that another user could write is not used at all: a warning names
@@ -337,7 +342,8 @@ def _build_kernel():
 
     # CC may carry arguments ("ccache gcc", "cc -O2"): split it as a shell would.
     compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc")]
-    flags = ["-O3", "-std=c11", "-shared", "-fPIC"]
+    flags = ["-O3", "-std=c11", "-shared", "-fPIC",
+             *shlex.split(os.environ.get("SEQ_LOSS_UTIL_CFLAGS", ""))]
     source = _source()
     key = hashlib.sha256("\0".join([source, str(compiler), platform.machine(),
                                     *flags]).encode()).hexdigest()[:16]
