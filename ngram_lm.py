@@ -1,19 +1,21 @@
 """Word n-gram language models read from ARPA files, held as tensors so that a beam
 search can score thousands of words in one batched lookup, on CPU or CUDA.
 
-:class:`NgramLM` reads an ARPA file (plain or gzipped; the format KenLM's ``lmplz``
-writes) once. Its scores are KenLM's: natural-log probabilities with backoff, ``<s>``
-as the start context, ``</s>`` at the end, and out-of-vocabulary words read as ``<unk>``
-(log10 probability -100 where the file has no ``<unk>``, as KenLM). The tests compare it
-with ``kenlm.Model.score`` on random sentences.
+:class:`NgramLM` reads an ARPA file (plain or gzipped, told by its first bytes; the
+format KenLM's ``lmplz`` writes) once, and refuses, naming the file and the line, the
+malformed files that KenLM refuses (see :func:`_read_arpa`). Its scores are KenLM's:
+natural-log probabilities with backoff, ``<s>`` as the start context, ``</s>`` at the
+end, and out-of-vocabulary words read as ``<unk>`` (log10 probability -100 where the
+file has no ``<unk>``, as KenLM). The tests compare it with ``kenlm.Model.score`` on
+random sentences.
 
 Layout. The n-grams of each order form one level of a trie: an n-gram's key is
 ``id(its first n - 1 words) * V + id(its last word)``, and each level is sorted by key,
 so looking up ``N`` n-grams is one ``torch.searchsorted``. A word is found by a 64-bit
 hash of its characters (:func:`string_hash`), which a decoder can build token by token
 (:func:`hash_parts`) without ever making the string. Where the file holds an n-gram
-but not its context (pruned files do), the context is added as a placeholder that
-only passes its words on, as KenLM does.
+but not its context, the context is added as a placeholder that only passes its words
+on (KenLM's default probing model refuses such files).
 
 :func:`write_arpa` estimates a small backoff model from sentences (interpolated
 absolute discounting), for tests and examples; use KenLM's ``lmplz`` for real corpora.
@@ -23,8 +25,11 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 import torch
 
@@ -62,85 +67,176 @@ class ArpaError(ValueError):
     """A file that is not a well-formed ARPA language model."""
 
 
-def _open_text(path: str):
+# What the reader takes as a number: plain ASCII decimals, as KenLM's parser (Python's
+# float() would also take "nan", "infinity", "1_0" and non-ASCII digits). "inf" passes
+# here to be refused as positive; "-inf" is a legal probability (never a legal backoff).
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?inf")
+_COUNT = re.compile(r"ngram [ \t]*\+?([0-9]+)=[ \t]*\+?([0-9]+)")
+_SECTION = re.compile(r"\\([1-9][0-9]*)-grams:")
+# KenLM keeps log10 values as float32: from this magnitude on they round to infinity
+# (a probability becomes -inf, a backoff is refused).
+_FLOAT32_OVERFLOW = 2.0 ** 128 - 2.0 ** 103
+_UNK = ("<unk>",)
+
+
+def _open_arpa(path: str):
+    """The file as binary lines: gunzipped where its first bytes are gzip's magic,
+    whatever its name (KenLM also looks at the content)."""
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
-    if gzipped:
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
 
 
 def _read_arpa(path: str):
-    """``(counts, grams)``: the header's counts and, per order, ``{words: (log10 prob,
-    log10 backoff)}``. Errors name the file and the line."""
+    """``(counts, grams)``: the header's counts ``{order: count}`` and, per order,
+    ``{words: (log10 prob, log10 backoff)}``.
+
+    The file is held to what KenLM loads, so that a model that loads here scores as
+    it does there: the header's orders run 1, 2, 3, ... once each, every one of them
+    has its section, in order, with as many lines as the header gives; the 1-grams
+    hold ``<s>`` and ``</s>``; probabilities are ASCII decimals at most 0 (or
+    ``-inf``); backoffs are finite, and 0 on the highest order; nothing but blank
+    lines follows ``\\end\\``. Where KenLM takes a file, so does this reader:
+    comment lines (``#``) before ``\\data\\``, positive backoffs, a repeated n-gram
+    (the first one counts, but the last ``<unk>``, as KenLM), ``<UNK>`` for
+    ``<unk>``, an empty order. Every error names the file and the line."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"language model file not found: {path}")
-    counts: dict[int, int] = {}
+
+    def fail(at: int, why: str, text: str | None = None) -> NoReturn:
+        shown = "" if text is None else f": {text[:80]!r}"
+        raise ArpaError(f"{path}, line {at}: {why}{shown}")
+
+    counts: list[int] = []  # the header's, by order - 1
+    count_lines: list[int] = []  # where the header gives each
     grams: list[dict] = []
-    section: str | int | None = None  # "data", an order (int), or "end"
+    stage = "start"  # then "data" (the header), "grams" (the sections), "end"
+    order = held = expected = 0  # the section being read: its order, lines so far, due
+    table: dict = {}
+    vocab: set[str] = set()  # the 1-grams' words, which every longer n-gram must use
+
+    def close(at: int, order: int, held: int, table: dict):
+        """The checks at the end (line ``at``) of the section of ``order``, which held
+        ``held`` lines, read into ``table``."""
+        if held < counts[order - 1]:
+            fail(at, f"the {order}-grams end after {held} of the {counts[order - 1]} that "
+                     f"line {count_lines[order - 1]} gives")
+        if order == 1:
+            for marker in ("<s>", "</s>"):
+                if (marker,) not in table:
+                    fail(at, f"the 1-grams lack {marker} (KenLM requires both sentence "
+                             "markers)")
+
+    number = 0
     try:
-        handle = _open_text(path)
-        with handle:
+        with _open_arpa(path) as handle:
             for number, raw in enumerate(handle, 1):
-                line = raw.strip()
-
-                def fail(why, number=number, raw=raw):
-                    raise ArpaError(f"{path}, line {number}: {why}: {raw.rstrip()[:80]!r}")
-
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    fail(number, f"not UTF-8 text ({e.reason})")
+                # Blank as KenLM sees it (C's isspace); inside a line, only spaces and
+                # tabs separate fields (below).
+                line = text.strip(" \t\r\n\v\f")
                 if not line:
                     continue
-                if section is None:
-                    if line == "\\data\\":
-                        section = "data"
-                        continue
-                    fail("not an ARPA file (expected the \\data\\ header first)")
-                if line == "\\end\\":
-                    section = "end"
-                    break
-                if line.startswith("\\") and line.endswith("-grams:"):
-                    try:
-                        order = int(line[1:-len("-grams:")])
-                    except ValueError:
-                        fail("a section header with no order")
-                    if order != len(grams) + 1 or order not in counts:
-                        fail(f"the {order}-grams section is out of order or not in the header")
-                    grams.append({})
-                    section = order
-                    continue
-                if section == "data":
-                    if not line.startswith("ngram "):
-                        fail("expected 'ngram N=count' in the \\data\\ header")
-                    try:
-                        order_text, count_text = line[len("ngram "):].split("=")
-                        counts[int(order_text)] = int(count_text)
-                    except ValueError:
-                        fail("expected 'ngram N=count' in the \\data\\ header")
-                    continue
-                fields = line.split()
-                assert isinstance(section, int)  # the header and \end\ were handled above
-                order = section
-                if len(fields) not in (order + 1, order + 2):
-                    fail(f"a {order}-gram line needs a probability, {order} word(s) and "
-                         "an optional backoff")
-                try:
+                if order and line[0] != "\\":  # an n-gram: most lines, kept quick
+                    if held == expected:
+                        fail(number, f"more {order}-grams than the {expected} that line "
+                                     f"{count_lines[order - 1]} gives", line)
+                    held += 1
+                    # KenLM splits at spaces and tabs only: other white space (a
+                    # no-break space, a vertical tab) is part of a word there.
+                    fields = line.replace("\t", " ").split(" ")
+                    if "" in fields:
+                        fields = [f for f in fields if f]
+                    width = len(fields)
+                    if width == order + 1:
+                        backoff = 0.0
+                    elif width == order + 2:
+                        if _NUMBER.fullmatch(fields[-1]) is None:
+                            fail(number, "the backoff is not a number", line)
+                        backoff = float(fields[-1])
+                        if not -_FLOAT32_OVERFLOW < backoff < _FLOAT32_OVERFLOW:
+                            fail(number, "the backoff is not finite", line)
+                        if backoff and order == len(counts):
+                            fail(number, f"a backoff on the highest order ({order}), where "
+                                         "nothing backs off", line)
+                    else:
+                        fail(number, f"a {order}-gram line needs a probability, {order} "
+                                     "word(s) and an optional backoff", line)
+                    if _NUMBER.fullmatch(fields[0]) is None:
+                        fail(number, "the probability is not a number", line)
                     prob = float(fields[0])
-                    backoff = float(fields[order + 1]) if len(fields) == order + 2 else 0.0
-                except ValueError:
-                    fail("the probability or backoff is not a number")
-                grams[-1][tuple(fields[1:order + 1])] = (prob, backoff)
-    except UnicodeDecodeError as e:
-        raise ArpaError(f"{path}: not a text ARPA file ({e.reason})") from e
-    except (OSError, EOFError) as e:
-        raise ArpaError(f"{path}: cannot be read as an ARPA file ({e})") from e
-    if section != "end":
-        raise ArpaError(f"{path}: the file ends before \\end\\ (truncated or not ARPA)")
-    if not grams:
-        raise ArpaError(f"{path}: no n-gram sections")
-    for order, table in enumerate(grams, 1):
-        if len(table) != counts.get(order):
-            raise ArpaError(f"{path}: the header promises {counts.get(order)} {order}-grams, "
-                            f"the file holds {len(table)}")
-    return counts, grams
+                    if prob > 0.0:
+                        fail(number, "a positive log10 probability", line)
+                    if prob < -_FLOAT32_OVERFLOW:
+                        prob = -math.inf
+                    words = tuple(fields[1:order + 1])
+                    if "<UNK>" in words:  # KenLM reads either spelling as <unk>
+                        words = tuple("<unk>" if w == "<UNK>" else w for w in words)
+                    if order > 1 and not vocab.issuperset(words):
+                        missing = next(w for w in words if w not in vocab)
+                        fail(number, f"the word {missing!r} is not among the 1-grams", line)
+                    value = (prob, backoff)
+                    # A repeated n-gram: KenLM keeps the first, but the last <unk>.
+                    if table.setdefault(words, value) is not value and words == _UNK:
+                        table[words] = value
+                    continue
+                if stage == "start":
+                    if text.startswith("#"):  # KenLM's comments, before \data\ only
+                        continue
+                    if line != "\\data\\":
+                        fail(number, "not an ARPA file (expected the \\data\\ header first)",
+                             line)
+                    stage = "data"
+                    continue
+                if stage == "end":
+                    fail(number, "text after \\end\\", line)
+                section = _SECTION.fullmatch(line)
+                if section is not None or line == "\\end\\":
+                    if not counts:
+                        fail(number, "the \\data\\ header gives no 'ngram N=count' line",
+                             line)
+                    if order:
+                        close(number, order, held, table)
+                        if order == 1:
+                            vocab = {w for (w,) in table}
+                    following = len(grams) + 1  # the section due next
+                    if section is None:  # \end\
+                        if following <= len(counts):
+                            fail(number, f"no \\{following}-grams: section, though line "
+                                         f"{count_lines[following - 1]} counts "
+                                         f"{following}-grams", line)
+                        stage, order = "end", 0
+                        continue
+                    if following > len(counts):
+                        fail(number, f"expected \\end\\ after the {len(counts)}-grams, the "
+                                     "header's highest order", line)
+                    if int(section[1]) != following:
+                        fail(number, f"expected the \\{following}-grams: section", line)
+                    stage, order, held = "grams", following, 0
+                    expected = counts[order - 1]
+                    table = {}
+                    grams.append(table)
+                    continue
+                if stage == "data":
+                    count = _COUNT.fullmatch(line)
+                    if count is None:
+                        fail(number, "expected 'ngram N=count' in the \\data\\ header", line)
+                    if int(count[1]) != len(counts) + 1:
+                        fail(number, f"expected 'ngram {len(counts) + 1}=count': the "
+                                     "header's orders run 1, 2, 3, ... once each", line)
+                    counts.append(int(count[2]))
+                    count_lines.append(number)
+                    continue
+                fail(number, f"not a {order}-gram line", line)
+    except (OSError, EOFError, zlib.error) as e:  # a damaged gzip stream, or a read error
+        raise ArpaError(f"{path}, line {number + 1}: cannot be read ({e})") from e
+    if stage != "end":
+        raise ArpaError(f"{path}, line {number + 1}: the file ends before \\end\\ "
+                        "(truncated?)")
+    return dict(enumerate(counts, 1)), grams
 
 
 class NgramLM:
@@ -162,15 +258,12 @@ class NgramLM:
         _, grams = _read_arpa(self.path)
         self.order = len(grams)
         self.device = torch.device(device)
+        # The order is the header's, empty orders included (``ngram 3=0``): KenLM
+        # keeps them too, and still charges the backoffs of the order below them.
         # Contexts that the file lacks become placeholders (not scored, backoff 0), so
-        # every n-gram is reachable from its first word, level by level.
+        # every n-gram is reachable from its first word, level by level (the reader has
+        # checked that each of its words is a 1-gram).
         real = [set(level) for level in grams]
-        for order in range(2, self.order + 1):
-            for words in grams[order - 1]:
-                for word in words:
-                    if (word,) not in grams[0]:
-                        raise ArpaError(f"{self.path}: the word {word!r} of the {order}-gram "
-                                        f"{' '.join(words)!r} is not among the 1-grams")
         for order in range(self.order, 1, -1):
             for words in list(grams[order - 1]):
                 for cut in range(order - 1, 0, -1):
@@ -185,8 +278,8 @@ class NgramLM:
             words = sorted(words + ["<unk>"])
         self.vocab = {w: i for i, w in enumerate(words)}
         self.unk = self.vocab["<unk>"]
-        self.bos = self.vocab.get("<s>", self.unk)
-        self.eos = self.vocab.get("</s>", self.unk)
+        self.bos = self.vocab["<s>"]  # the reader requires both
+        self.eos = self.vocab["</s>"]
         size = len(words)
         self._size = size
 
@@ -265,6 +358,8 @@ class NgramLM:
         done = torch.zeros(n, dtype=torch.bool, device=words.device)
         # From the longest context down: back off until an n-gram is found.
         for length in range(depth, -1, -1):
+            if length and not self._keys[length - 1].numel():
+                continue  # an empty order: no context this long, nor n-gram, exists
             # The context of this length, looked up word by word from its first word.
             ok = torch.ones(n, dtype=torch.bool, device=words.device)
             node = torch.zeros(n, dtype=torch.long, device=words.device)
@@ -273,10 +368,13 @@ class NgramLM:
                 ok = ok & (word >= 0)
                 key = word if step == 0 else node * self._size + word
                 node, ok = self._find(step, key.clamp(min=0), ok)
-            key = words if length == 0 else node * self._size + words
-            at, hit = self._find(length, key, ok)
-            hit = hit & self._real[length][at]
-            total = torch.where(~done & hit, total + self._prob[length][at], total)
+            if self._keys[length].numel():
+                key = words if length == 0 else node * self._size + words
+                at, hit = self._find(length, key, ok)
+                hit = hit & self._real[length][at]
+                total = torch.where(~done & hit, total + self._prob[length][at], total)
+            else:  # the highest non-empty order is below: only the context's backoff
+                hit = torch.zeros(n, dtype=torch.bool, device=words.device)
             if length > 0:  # not found: this context's backoff (0 if it is absent)
                 backoff = torch.where(ok, self._backoff[length - 1][node], 0.0)
                 total = torch.where(~done & ~hit, total + backoff, total)
