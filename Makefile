@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-pytorch lint mutants compare bench bench-decode figures clean
+.PHONY: test test-pytorch test-triton lint mutants compare bench bench-decode figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ test: $(STAMP)
 # copied alone); tests that compare backends still build and use the kernels.
 test-pytorch: $(STAMP)
 	SEQ_LOSS_UTIL_KERNEL=0 $(PY) -m pytest
+
+# The module, misuse and course tests again with the Triton backend forced: on CPU
+# tensors under Triton's interpreter (the root conftest sets it), on a GPU where there is
+# one. Not the 6000-frame float16 tests: the interpreter steps through their frames in
+# Python for many minutes each (the C and PyTorch runs keep them).
+test-triton: $(STAMP)
+	SEQ_LOSS_UTIL_BACKEND=triton $(PY) -m pytest tests/test_module.py tests/test_misuse.py \
+		seq_loss_util_test.py -k "not long_utterance"
 
 # ruff (pyflakes, bugbear, pyupgrade) over every Python file, and mypy over the public
 # modules; both configured in pyproject.toml.

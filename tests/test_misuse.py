@@ -49,6 +49,19 @@ def test_padded_frames_do_not_hide_probabilities():
         S.CtcLossModule()(probs, labels, torch.full((4,), 20))
 
 
+def test_an_example_of_zero_frames_does_not_hide_probabilities():
+    """An example with no frames has no first frame to read: it must not vouch for the
+    batch (the Triton glue reads its first frame as padding)."""
+    logits, labels = batch()
+    probs = logits.softmax(-1)
+    frames = torch.tensor([30, 0, 30, 30])
+    with pytest.warns(UserWarning, match="look like probabilities"):
+        S.CtcLossModule(zero_infinity=True)(probs, labels, frames)
+    probs[1, 0] = -1.0  # a negative score where no frame is valid
+    with pytest.warns(UserWarning, match="look like probabilities"):
+        S.CtcLossModule(zero_infinity=True)(probs, labels, frames)
+
+
 def test_no_valid_frames_is_not_called_probabilities():
     labels = torch.tensor([[0, 1, 0]])
     with warnings.catch_warnings():

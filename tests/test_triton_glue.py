@@ -97,6 +97,34 @@ def test_module_equals_the_general_path(glue, seed, batch, classes, width, blank
                                atol=1e-5 if dtype == torch.float32 else 1e-2, equal_nan=True)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("exact,zero_infinity", [(True, True), (True, False), (False, True)])
+def test_infeasible_examples_on_the_fused_path(glue, reduction, exact, zero_infinity):
+    """The combination the random test above draws only now and then (a fault in the
+    epilogue's zero_infinity branch was caught only when it did): exact, zero_infinity
+    and examples with too few frames, written out. Infeasible ones count 0 with
+    zero_infinity (inf without it, in exact mode) and get no gradient."""
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(3, 10, 6, generator=g) * 2
+    labels = torch.tensor([[1, 2, 3], [4, 4, -100], [2, 5, 1]])
+    logits_len = torch.tensor([10, 2, 2])  # 4 4 needs 3 frames, 2 5 1 needs 3
+    module = S.CtcLossModule(reduction=reduction, exact=exact, zero_infinity=zero_infinity)
+    weights = torch.tensor([1.0, 0.5, 2.0])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S, "_warn", lambda message: None)  # infeasible ones warn on both paths
+        want = run("pytorch", module, logits, labels, logits_len, None, weights=weights)
+        glue.prepared.clear()
+        got = run("triton", module, logits, labels, logits_len, None, weights=weights)
+    assert glue.prepared == [1]
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5, equal_nan=True)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert not got[1][1:].any()  # no gradient for the infeasible examples
+    if reduction == "none":
+        infeasible = 0.0 if zero_infinity or not exact else math.inf
+        assert got[0][1:].tolist() == [infeasible, infeasible]
+        assert math.isfinite(got[0][0]) and got[0][0] > 0
+
+
 def faulty(kind):
     """Inputs with one fault each, and what the general path says about them."""
     g = torch.Generator().manual_seed(1)
