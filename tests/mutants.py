@@ -42,6 +42,8 @@ PYTORCH = {"SEQ_LOSS_UTIL_BACKEND": "pytorch"}
 TRITON = {"SEQ_LOSS_UTIL_BACKEND": "triton"}  # on CPU tensors: the root conftest interprets
 FUZZ = "tests/test_fuzz_faults.py"
 ARPA = "tests/test_ngram_lm.py"
+RULES = "tests/test_decoder_rules.py"
+KERNEL_OFF = {"SEQ_LOSS_UTIL_KERNEL": "0"}  # the tensor search
 TIES = [KNOWN, "-k", "tie or uniform or repeated or one_hot or advance_beats"]
 
 MUTANTS = [
@@ -90,17 +92,15 @@ MUTANTS = [
            [KNOWN, "-k", "empty_targets"]),
     # Label padding in the backward.
     Mutant("backward keeps the label padding (-100)", "seq_loss_util.py",
-           "    labels = _clean_labels(labels, labels_len)\n"
-           "    labels_len, logits_len = labels_len.long().contiguous(), logits_len.long()"
-           ".contiguous()\n    grad_loss",
-           "    labels = labels.long()\n"
-           "    labels_len, logits_len = labels_len.long().contiguous(), logits_len.long()"
-           ".contiguous()\n    grad_loss",
+           "        labels = _clean_labels(labels, labels_len)\n"
+           "        grad_loss = grad_loss.to(log_probs.dtype)",
+           "        labels = labels.long()\n"
+           "        grad_loss = grad_loss.to(log_probs.dtype)",
            [KNOWN, "-k", "label_padding"]),
     # The PyTorch backend's normaliser: order-dependent again.
     Mutant("pytorch gradient normalised by logsumexp (depends on the padded width)",
            "seq_loss_util.py",
-           "total = (log_gamma - m).exp().cumsum(dim=2)[:, :, -1:] if width else m * 0",
+           "total = (log_gamma - m).exp().cumsum(dim=2)[:, :, -1:]  # (B, T', 1)",
            "total = (log_gamma - m).exp().sum(dim=2, keepdim=True)",
            ["seq_loss_util_test.py", "-k", "padding_wider"], PYTORCH),
     # Triton's state blocks.
@@ -192,6 +192,28 @@ MUTANTS = [
     Mutant("triton module: a blank past C reaches the fused path", "seq_loss_util.py",
            "if not batch or self.blank >= classes:", "if not batch:",
            ["tests/test_module.py", "-k", "errors"], TRITON),
+    # Decoder and alignment rules that random data reached rarely (issue 25).
+    Mutant("from_hf: blank is class 0, not the pad token", "ctc_decoder.py", 'options.setdefault("blank", tokenizer.pad_token_id if', 'options.setdefault("blank", 0 if', [RULES, "-k", "from_hf"]),
+    Mutant("from_hf: a processor is taken as the tokenizer", "ctc_decoder.py", 'tokenizer = getattr(processor_or_tokenizer, "tokenizer", processor_or_tokenizer)', 'tokenizer = processor_or_tokenizer', [RULES, "-k", "from_hf"]),
+    Mutant("hotwords: a string is one hotword per letter", "ctc_decoder.py", "if isinstance(hotwords, str):", "if isinstance(hotwords, bytes):", [RULES, "-k", "string"]),
+    Mutant("c hotwords: earlier words read from the row's start", "_seq_loss_kernels/ctc_beam.c", "int64_t earlier = recent[H - (length - 1) + j];", "int64_t earlier = recent[j];", [RULES, "-k", "phrases_of_three"]),
+    Mutant("c hotwords: recent words shifted the wrong way", "_seq_loss_kernels/ctc_beam.c", "memmove(drow + depth, drow + depth + 1, sizeof(int64_t) * (H - 1));", "memmove(drow + depth + 1, drow + depth, sizeof(int64_t) * (H - 1));", [RULES, "-k", "phrases_of_three"]),
+    Mutant("c hotwords: one bonus per word end however many phrases end there", "_seq_loss_kernels/ctc_beam.c", "if (ok && beam_find(w->phrases, w->n_phrases, h) >= 0) bonus += 1;", "if (ok && beam_find(w->phrases, w->n_phrases, h) >= 0) bonus = 1;", [RULES, "-k", "phrases_of_three"]),
+    Mutant("tensor hotwords: earlier words read from the row's start", "ctc_decoder.py", "earlier = recent[..., self.context - (length - 1) + j]", "earlier = recent[..., j]", [RULES, "-k", "phrases_of_three"], KERNEL_OFF),
+    Mutant("tensor hotwords: the oldest recent word kept instead of dropped", "ctc_decoder.py", 'shifted = torch.cat([new["recent"][..., 1:], new["partial_hash"][..., None]], -1)', 'shifted = torch.cat([new["recent"][..., :-1], new["partial_hash"][..., None]], -1)', [RULES, "-k", "phrases_of_three"], KERNEL_OFF),
+    Mutant("tensor hotwords: one bonus per word end however many phrases end there", "ctc_decoder.py", "bonus = bonus + (ok & (self.phrases[at] == h)).to(bonus.dtype)", "bonus = torch.maximum(bonus, (ok & (self.phrases[at] == h)).to(bonus.dtype))", [RULES, "-k", "phrases_of_three"], KERNEL_OFF),
+    Mutant("c lse2: float's shortcut threshold in float64", "_seq_loss_kernels/ctc_beam.c", "(REAL)-18 : (REAL)-38)", "(REAL)-18 : (REAL)-18)", [RULES, "-k", "float64"]),
+    Mutant("c lse2: log1p in float for float64", "_seq_loss_kernels/ctc_beam.c", "log1pf((float)(x)) : log1p((double)(x))", "log1pf((float)(x)) : log1pf((float)(x))", [RULES, "-k", "float64"]),
+    Mutant("tensor search: prefix totals rounded to float32", "ctc_decoder.py", "total = torch.logaddexp(pb, pnb)\n", "total = torch.logaddexp(pb, pnb).float()\n", [RULES, "-k", "float64"], KERNEL_OFF),
+    Mutant("c bound: one hotword per word end", "_seq_loss_kernels/ctc_beam.c", "double bound = w->word_score + hot * (double)w->phrase_len + lm;", "double bound = w->word_score + hot + lm;", [RULES, "-k", "overlapping"]),
+    Mutant("c candidates: SentencePiece word starts lifted", "_seq_loss_kernels/ctc_beam.c", "return w && !w->prefix_mode && V < C - 1 && w->boundary[c];", "return w && V < C - 1 && w->boundary[c];", [RULES, "-k", "sentencepiece"]),
+    Mutant("tensor candidates: SentencePiece word starts lifted", "ctc_decoder.py", "if words is not None and not words.prefix_mode and width < classes - 1:", "if words is not None and width < classes - 1:", [RULES, "-k", "sentencepiece"], KERNEL_OFF),
+    Mutant("c candidates: K tokens per frame, not K + 1", "ctc_decoder.py", "width = min(beam + 1, log_probs.shape[2] - 1)", "width = min(beam, log_probs.shape[2] - 1)", [RULES, "-k", "sentencepiece"]),
+    # Caught only by the comparison with the kernel, so with it on.
+    Mutant("tensor candidates: K tokens per frame, not K + 1", "ctc_decoder.py", "width = min(beam + 1, classes - 1)", "width = min(beam, classes - 1)", [RULES, "-k", "sentencepiece"]),
+    Mutant("segments: example 0's states for every example", "seq_loss_util.py", "states = alignment.states[example].tolist()", "states = alignment.states[0].tolist()", ["tests/test_alignment.py", "-k", "every_example"]),
+    Mutant("segments: example 0's labels for every example", "seq_loss_util.py", "labels = alignment.labels[example].tolist()", "labels = alignment.labels[0].tolist()", ["tests/test_alignment.py", "-k", "every_example"]),
+    Mutant("segments: padded frames (state -1) read as a label's", "seq_loss_util.py", "if state < 0 or state % 2 == 0:", "if state % 2 == 0:", ["tests/test_alignment.py", "-k", "every_example"]),
     # The ARPA reader refuses what KenLM refuses and reads the rest as KenLM does.
     Mutant("arpa: an order the header counts needs no section", "ngram_lm.py",
            "if following <= len(counts):", "if following < len(counts):",

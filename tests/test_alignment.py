@@ -152,6 +152,29 @@ def test_segments():
                                          S.Segment(2, 9, 10)]
 
 
+def test_segments_of_every_example_in_a_batch(backend):
+    """alignment_segments(alignment, example) reads that example's row: three examples
+    with different paths, lengths and padding, each forced onto a known path."""
+    paths = [[0, 1, 1, 1, 0, 2, 2, 0, 0, 2],  # a, b, b
+             [0, 3, 3, 0, 3, 1, 1, 0],  # c, c (a blank between), a; 2 padded frames
+             [2, 2, 2, 3, 0, 0]]  # b, c straight after it; 4 padded frames
+    logits = torch.randn(3, 10, 4, generator=torch.Generator().manual_seed(4))
+    for b, path in enumerate(paths):
+        logits[b, :len(path)] = torch.nn.functional.one_hot(torch.tensor(path), 4) * 20.0
+    labels = torch.tensor([[1, 2, 2], [3, 3, 1], [2, 3, -1]])
+    got = S.forced_align(logits, labels, torch.tensor([10, 8, 6]))
+    assert got.labels[1].tolist() == paths[1] + [-1, -1]
+    assert got.labels[2].tolist() == paths[2] + [-1] * 4
+    assert S.alignment_segments(got, 0) == S.alignment_segments(got) == [
+        S.Segment(1, 1, 4), S.Segment(2, 5, 7), S.Segment(2, 9, 10)]
+    # Frames 1-2 say c, 3 a blank, 4 c again (a new segment), 5-6 a; 8-9 are padding.
+    assert S.alignment_segments(got, 1) == [S.Segment(3, 1, 3), S.Segment(3, 4, 5),
+                                            S.Segment(1, 5, 7)]
+    # b over frames 0-2, c at 3 with no blank between (states 1 then 3).
+    assert S.alignment_segments(got, 2) == [S.Segment(2, 0, 3), S.Segment(3, 3, 4)]
+    assert S.alignment_segments(got, -1) == S.alignment_segments(got, 2)
+
+
 def test_long_input_runs(monkeypatch):
     use_backend(monkeypatch, "c-kernel")  # 20000 frames: the PyTorch backend's loop is slow
     logits = torch.randn(1, 20000, 32)
