@@ -17,6 +17,12 @@
 #define FN(name) CAT(name, SFX)
 #define NEG_INF (-(REAL)INFINITY)
 
+/* Zeroes n values at p. An empty tensor's data pointer is NULL (a batch of 0 frames),
+ * and memset(NULL, 0, 0) is undefined behaviour, so n == 0 touches nothing. */
+static inline void FN(zero)(REAL *p, int64_t n) {
+    if (n > 0) memset(p, 0, sizeof(REAL) * n);
+}
+
 /* log(exp(a) + exp(b) + exp(c)); -inf when all three are -inf. */
 static inline REAL FN(lse3)(REAL a, REAL b, REAL c) {
     REAL m = a > b ? a : b;
@@ -91,10 +97,10 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
         const REAL sc = scale[b];
         REAL *gb = grad + b * T * C;
         if (sc == 0 || Tb == 0 || Lb == 0) {
-            memset(gb, 0, sizeof(REAL) * T * C);
+            FN(zero)(gb, T * C);
             continue;
         }
-        memset(gb + Tb * C, 0, sizeof(REAL) * (T - Tb) * C);
+        FN(zero)(gb + Tb * C, (T - Tb) * C);
         for (int64_t s = 0; s < Lb; ++s) beta[s] = NEG_INF;
         beta[Lb - 1] = 0;
         if (Lb >= 2) beta[Lb - 2] = 0;

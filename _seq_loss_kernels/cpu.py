@@ -24,7 +24,13 @@ def _source() -> str:
     """The library's C text: the loss kernels (cpu.c) and ctc_decoder's beam search
     (ctc_beam.c), one translation unit per floating type."""
     here = Path(__file__).parent
-    return (here / "cpu.c").read_text() + "\n" + (here / "ctc_beam.c").read_text()
+    # #line: the compiler's and the sanitizers' reports name the file and line to edit,
+    # not the concatenation built in a temporary folder.
+    parts = []
+    for path in (here / "cpu.c", here / "ctc_beam.c"):
+        quoted = str(path).replace("\\", "\\\\").replace('"', '\\"')
+        parts.append(f'#line 1 "{quoted}"\n{path.read_text()}\n')
+    return "".join(parts)
 
 
 _KERNEL_VARIANTS = {torch.float32: ("f32", "float", "expf", "logf"),
