@@ -45,6 +45,18 @@ def run(backend, module, logits, *args, weights=None):
         return loss.detach(), x.grad
 
 
+def general_and_fused(glue, module, *args, weights):
+    """``(loss, grad)`` of ``module`` on the general path (PyTorch backend), then on the
+    fused Triton path, which must have prepared the batch once."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S, "_warn", lambda message: None)  # infeasible ones warn on both paths
+        want = run("pytorch", module, *args, weights=weights)
+        glue.prepared.clear()
+        got = run("triton", module, *args, weights=weights)
+    assert glue.prepared == [1]
+    return want, got
+
+
 def test_verdict_passes_only_clean_inputs(glue):
     ok = glue.NOT_PROBABILITIES
     assert glue.verdict_passes(ok, True) and glue.verdict_passes(ok | glue.INFEASIBLE, False)
@@ -86,12 +98,8 @@ def test_module_equals_the_general_path(glue, seed, batch, classes, width, blank
     module = S.CtcLossModule(blank=blank, shift_labels=shift, reduction=reduction,
                              exact=exact, zero_infinity=zero_infinity)
     weights = torch.rand(batch, generator=g)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(S, "_warn", lambda message: None)  # infeasible ones warn on both paths
-        want = run("pytorch", module, logits, labels, logits_len, labels_len, weights=weights)
-        glue.prepared.clear()
-        got = run("triton", module, logits, labels, logits_len, labels_len, weights=weights)
-    assert glue.prepared == [1]
+    want, got = general_and_fused(glue, module, logits, labels, logits_len, labels_len,
+                                  weights=weights)
     torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5, equal_nan=True)
     torch.testing.assert_close(got[1].float(), want[1].float(), rtol=1e-5,
                                atol=1e-5 if dtype == torch.float32 else 1e-2, equal_nan=True)
@@ -110,12 +118,8 @@ def test_infeasible_examples_on_the_fused_path(glue, reduction, exact, zero_infi
     logits_len = torch.tensor([10, 2, 2])  # 4 4 needs 3 frames, 2 5 1 needs 3
     module = S.CtcLossModule(reduction=reduction, exact=exact, zero_infinity=zero_infinity)
     weights = torch.tensor([1.0, 0.5, 2.0])
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(S, "_warn", lambda message: None)  # infeasible ones warn on both paths
-        want = run("pytorch", module, logits, labels, logits_len, None, weights=weights)
-        glue.prepared.clear()
-        got = run("triton", module, logits, labels, logits_len, None, weights=weights)
-    assert glue.prepared == [1]
+    want, got = general_and_fused(glue, module, logits, labels, logits_len, None,
+                                  weights=weights)
     torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5, equal_nan=True)
     torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-5, equal_nan=True)
     assert not got[1][1:].any()  # no gradient for the infeasible examples
