@@ -318,7 +318,8 @@ class _Words:
                     word_score=self.word_score, hotword_weight=self.hotword_weight,
                     partial_oov=self.partial_oov, lm=tables, prefixes=self.prefixes,
                     phrases=self.phrases, phrase_len=self.phrase_len,
-                    children=self._children(), lm_max=_lm_max(lm))
+                    children=self._children(),
+                    lm_max=lm.max_log_prob() if lm is not None else 0.0)
 
     def advance(self, state, src, token, appended, completion):
         """The word state of the selected candidates: gathered from their beams, then,
@@ -371,19 +372,6 @@ class _Words:
             lm_end, _ = self.lm.score(context.reshape(delta.numel(), self.lm.order - 1), eos)
             lm_end = lm_end.reshape(shape).to(delta.dtype)
         return delta + self.lm_weight * lm_end, lm_word + lm_end
-
-
-def _lm_max(lm: NgramLM | None) -> float:
-    """An upper bound of any word's ln p under ``lm`` (0 without one): the largest
-    probability of any order plus every context order's largest positive backoff. A
-    normalised model scores no word above 0, but ARPA files may hold positive backoffs,
-    and the C kernel's early stop must never cut a word such a model would lift."""
-    if lm is None:
-        return 0.0
-    probs = [float(p.max()) for p in lm._prob if p.numel()]
-    top = max(probs + [float(lm._unk_prob())])
-    lift = sum(max(float(b.max()), 0.0) for b in lm._backoff[:-1] if b.numel())
-    return top + lift
 
 
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

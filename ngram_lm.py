@@ -385,6 +385,16 @@ class NgramLM:
         following = torch.cat([context[:, 1:], words[:, None]], dim=1) if depth else context
         return total, following
 
+    def max_log_prob(self) -> float:
+        """An upper bound of ``ln p(word | context)`` over every word and context: the
+        largest probability of any order plus each context order's largest positive
+        backoff. A normalised model never scores a word above 0, but ARPA files may
+        hold positive backoffs (KenLM takes them), which can lift a backed-off word
+        above it; a search that stops early on a bound of a word's score needs this."""
+        top = max([float(p.max()) for p in self._prob if p.numel()]
+                  + [float(self._unk_prob())])
+        return top + sum(max(float(b.max()), 0.0) for b in self._backoff[:-1] if b.numel())
+
     def _unk_prob(self) -> torch.Tensor:
         return self._prob[0][self.unk]
 

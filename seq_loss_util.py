@@ -682,7 +682,8 @@ def _check_operator_inputs(log_probs, labels, labels_len, logits_len):
     one from a compiled graph whose Python checks were traced away, must never reach C
     (or Triton) with an id past C or a length past its axis. ``ctc_loss``'s checks, with
     its messages, plus the compute dtypes the kernels are built for. Returns the tensors
-    as the backends take them: contiguous, int64, label padding replaced by 0."""
+    contiguous, lengths int64 (the labels' padding is left to the caller, which cleans it
+    where its backend reads it)."""
     if not torch.is_tensor(log_probs):
         raise TypeError(f"log_probs must be a tensor (B, T, C), got {type(log_probs).__name__}")
     if log_probs.dtype not in (torch.float32, torch.float64):
@@ -690,8 +691,8 @@ def _check_operator_inputs(log_probs, labels, labels_len, logits_len):
                         f"kernels compute in, got {log_probs.dtype}")
     labels, labels_len, log_probs, logits_len = _check_ctc_inputs(labels, labels_len,
                                                                   log_probs, logits_len)
-    return (log_probs.contiguous(), _clean_labels(labels, labels_len),
-            labels_len.long().contiguous(), logits_len.long().contiguous())
+    return (log_probs.contiguous(), labels, labels_len.long().contiguous(),
+            logits_len.long().contiguous())
 
 
 def _checked_viterbi(log_probs, labels, labels_len, logits_len):
@@ -699,7 +700,7 @@ def _checked_viterbi(log_probs, labels, labels_len, logits_len):
     log_probs, labels, labels_len, logits_len = _check_operator_inputs(
         log_probs, labels, labels_len, logits_len)
     run = _select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
-    return run.viterbi(log_probs, labels, labels_len, logits_len)
+    return run.viterbi(log_probs, _clean_labels(labels, labels_len), labels_len, logits_len)
 
 
 def _checked_loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha,
@@ -725,7 +726,8 @@ def _checked_loss_backward(grad_loss, labels, labels_len, logits_len, log_probs,
     for name, x in (("grad_loss", grad_loss), ("counted", counted), ("poisoned", poisoned)):
         if tuple(x.shape) != (batch,):
             raise ValueError(f"{name} must have shape ({batch},), got {tuple(x.shape)}")
-        if name != "grad_loss" and x.dtype != torch.bool:
+    for name, x in (("counted", counted), ("poisoned", poisoned)):
+        if x.dtype != torch.bool:
             raise TypeError(f"{name} must be a bool tensor (B,), got dtype {x.dtype}")
     return _loss_backward(grad_loss.contiguous(), labels, labels_len, logits_len, log_probs,
                           alpha.contiguous(), counted, poisoned)

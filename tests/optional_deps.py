@@ -71,6 +71,21 @@ def need_c_kernel() -> None:
                      "the warning says why)")
 
 
+def both_searches(monkeypatch, run):
+    """``(run() with the C kernel's search, run() with the tensor search)``: ctc_decoder
+    reads SEQ_LOSS_UTIL_KERNEL at each call. Skips (fails under CI) without the kernel."""
+    import ctc_decoder as D
+
+    need_c_kernel()
+    assert D._kernel() is not None
+    compiled = run()
+    with monkeypatch.context() as patch:
+        patch.setenv("SEQ_LOSS_UTIL_KERNEL", "0")
+        assert D._kernel() is None
+        tensors = run()
+    return compiled, tensors
+
+
 def triton_module_marks(device: str, *warnings: str) -> list:
     """``pytestmark`` for a module of Triton kernel tests: skipped on CPU unless the
     interpreter is on, and the NumPy warnings the interpreter raises on purpose (log 0,

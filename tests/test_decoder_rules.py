@@ -14,7 +14,7 @@ import torch
 
 import ctc_decoder as D
 from ngram_lm import NgramLM, write_arpa
-from optional_deps import HF, need_c_kernel, require
+from optional_deps import HF, both_searches, need_c_kernel, require
 
 SEARCHES = ["c-kernel", "tensor"]
 
@@ -33,13 +33,7 @@ def search(request, monkeypatch):
 
 def on_both(monkeypatch, decoder, logits, lengths=None):
     """``(C kernel's hypotheses, tensor search's)`` for one batch."""
-    need_c_kernel()
-    compiled = decoder(logits, lengths)
-    with monkeypatch.context() as patch:
-        patch.setenv("SEQ_LOSS_UTIL_KERNEL", "0")
-        assert D._kernel() is None
-        tensors = decoder(logits, lengths)
-    return compiled, tensors
+    return both_searches(monkeypatch, lambda: decoder(logits, lengths))
 
 
 def say(frames, tokens, rivals=None, high=8.0, low=-8.0):

@@ -17,7 +17,7 @@ import torch
 import ctc_decoder as D
 import seq_loss_util as S
 from ngram_lm import NgramLM
-from optional_deps import need_c_kernel, use_backend
+from optional_deps import both_searches, need_c_kernel, use_backend
 
 OPS = pytest.mark.skipif(S._OPS is None, reason="torch.library.custom_op needs torch>=2.4")
 
@@ -251,17 +251,6 @@ def test_alignment_targets_on_float16_agree_with_float64(monkeypatch, scale):
 
 
 # ------------------------------------------------------------------ decoding
-def both_searches(monkeypatch, run):
-    """``run()`` with the C kernel, then with the tensor search."""
-    need_c_kernel()
-    monkeypatch.delenv("SEQ_LOSS_UTIL_KERNEL", raising=False)
-    compiled = run()
-    monkeypatch.setenv("SEQ_LOSS_UTIL_KERNEL", "0")
-    tensors = run()
-    monkeypatch.delenv("SEQ_LOSS_UTIL_KERNEL")
-    return compiled, tensors
-
-
 # The first beam past the bound first: where the bound were gone, it decodes (and fails
 # the test) in a moment, where 2**64 would hang the kernel.
 @pytest.mark.parametrize("value", [D.MAX_BEAM + 1, 0, -1, 2**31, 2**62, 2**64, 2**64 + 3])
@@ -384,14 +373,14 @@ ngram 2=3
 
 def test_positive_backoffs_do_not_cut_the_kernels_search(monkeypatch, tmp_path):
     """A word's LM score can exceed 0 where backoffs are positive: the C kernel's bound
-    on a word end's gain takes the model's largest possible score (``_lm_max``), so
+    on a word end's gain takes the model's largest possible score (``max_log_prob``), so
     both searches keep the same prefixes at small beams."""
     path = tmp_path / "lift.arpa"
     path.write_text(POSITIVE_BACKOFF_ARPA)
     lm = NgramLM(path)
     assert lm.score_sentence(["a", "b"]) > lm.score_sentence(["a"])  # b adds a gain
     # The largest probability (b </s>, -0.2) plus the largest backoff (a, 0.8).
-    assert D._lm_max(lm) == pytest.approx((-0.2 + 0.8) * math.log(10))
+    assert lm.max_log_prob() == pytest.approx((-0.2 + 0.8) * math.log(10))
     tokens = ["-", "|", "a", "b"]
     differ = 0
     for seed in range(40):
