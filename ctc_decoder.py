@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import NamedTuple
 from collections.abc import Sequence
 
@@ -50,13 +51,16 @@ class Hypothesis(NamedTuple):
 
     ``tokens``: class ids. ``words``: the words they spell (empty without a vocabulary).
     ``text``: the words joined by spaces. ``score``: what the search ranks by,
-    ``acoustic_score + lm_weight * lm_score + word_score * len(words)`` plus
-    ``hotword_weight`` per hotword (or phrase) matched. ``acoustic_score``: ln p(tokens |
+    ``acoustic_score + lm_weight * lm_score + word_score * len(words) + unk_score``
+    plus ``hotword_weight`` per hotword (or phrase) matched. ``acoustic_score``: ln p(tokens |
     x) summed over alignments. ``lm_score``: ln p(words) under the language model, with
     ``<s>`` and ``</s>`` (0 without one). ``timesteps``: per token, the first frame at
     which it is emitted on the hypothesis's most probable path (where paths to one
     prefix merged, the more probable one's). ``word_spans``: per word, ``(start, end)``
     frames, ``start`` its first token's timestep, ``end`` one past its last token's.
+    ``unk_score``: the part of ``score`` charged for unknown words: for each of ``words``
+    outside the LM's vocabulary and the hotwords, the decoder's ``unk_score`` plus its
+    ``partial_oov`` per 6 characters past the sixth (0 without an LM).
     """
     tokens: list
     words: list
@@ -66,6 +70,7 @@ class Hypothesis(NamedTuple):
     lm_score: float
     timesteps: list
     word_spans: list = []
+    unk_score: float = 0.0
 
 
 # ------------------------------------------------------------------ input checks
@@ -156,6 +161,37 @@ def _mix(h: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
     return z ^ ((z >> 29) & ((1 << 35) - 1))
 
 
+# An unfinished word that begins no known word is ranked partial_oov lower, times its
+# length in characters over this (pyctcdecode's AVG_TOKEN_LEN), and a completed unknown
+# word keeps the part past this many characters: with a flat penalty, ranking only, one
+# held-out utterance grew a 57-letter word, each letter as cheap as the first.
+PARTIAL_OOV_CHARS = 6
+# The defaults with a language model, chosen on bench_decode.py's held-out text (seeds
+# 0-2, checked on 3-5 and at lm_weight 0.3 and 1.0; docs/decoding.md has the numbers).
+# An unknown word costs unk_score (nats, whatever lm_weight), and partial_oov per 6
+# letters past its sixth. Tokens below -5 nats at a frame are not appended
+# (pyctcdecode's token_min_logp): it keeps the LM from inserting letters the acoustic
+# model rules out, and is most of the speed. Prefixes further below the best than
+# pyctcdecode's 10, plus what completing an unknown word costs (unk_score and the LM's
+# unigram <unk>), are dropped: at 10, the prefix that had just completed an unknown word
+# fell that far below those that had not yet paid for theirs, and the word was lost or
+# merged into the next one.
+DEFAULT_UNK_SCORE = -6.0
+DEFAULT_PARTIAL_OOV = -15.0
+LM_TOKEN_MIN_LOGP = -5.0
+LM_BEAM_THRESHOLD = 10.0
+
+
+def _known_words(lm: NgramLM | None, hotwords=()) -> list[str]:
+    """The words a decoder with ``lm`` and ``hotwords`` knows: the LM's vocabulary
+    (less ``<s>``, ``</s>`` and ``<unk>``) and the hotwords' words. Any other word a
+    hypothesis completes is unknown and costs ``unk_score`` (and more when long)."""
+    if lm is None:
+        return []
+    spelled = [w for w in lm.vocab if w not in ("<s>", "</s>", "<unk>")]
+    return spelled + [w for phrase in (hotwords or []) for w in phrase.split()]
+
+
 # ------------------------------------------------------------------ the search
 class _Words:
     """What the search needs to know about words, as tensors on one device: each
@@ -164,7 +200,7 @@ class _Words:
 
     def __init__(self, tokens: Sequence[str], delimiter: str | None, lm: NgramLM | None,
                  hotwords, lm_weight: float, word_score: float, hotword_weight: float,
-                 partial_oov: float, device):
+                 partial_oov: float, unk_score: float, device):
         self.prefix_mode = delimiter == "\u2581"
         chars = []
         for token in tokens:
@@ -197,13 +233,17 @@ class _Words:
         self.context = max(self.phrase_len - 1, 0)  # earlier words a phrase may span
         # With a model: every prefix of the words it knows (and of the hotwords), so the
         # search can tell an unfinished word that can still become one.
+        # The words themselves: a completed word outside them costs unk_score.
         known: set[int] = set()
+        words: set[int] = set()
         self.partial_oov = float(partial_oov) if lm is not None else 0.0
+        self.unk_score = float(unk_score) if lm is not None else 0.0
         if lm is not None:
-            spelled = [w for w in lm.vocab if w not in ("<s>", "</s>", "<unk>")]
-            for word in spelled + [w for p in phrases for w in p]:
+            for word in _known_words(lm, hotwords):
+                words.add(ngram_lm.string_hash(word))
                 known.update(ngram_lm.string_hash(word[:n]) for n in range(1, len(word) + 1))
         self.prefixes = torch.tensor(sorted(known), dtype=torch.long, device=device)
+        self.words = torch.tensor(sorted(words), dtype=torch.long, device=device)
         self._arrays: dict | None = None  # the C kernel's view, made on first use
 
     # Prefixes times non-boundary tokens that the table of known continuations may
@@ -241,8 +281,8 @@ class _Words:
 
     def completion(self, state):
         """Per beam ``(B, K)``: the score of completing its partial word now (LM, word
-        score, hotwords), the LM's ln p of that word, the hotword bonus, and the LM
-        context afterwards."""
+        score, hotwords, unk_score), the LM's ln p of that word, the hotword bonus, the
+        LM context afterwards, and whether the word is unknown."""
         has_word = state["partial_len"] > 0
         lm_word = torch.zeros_like(state["lm"])
         context = state.get("context")
@@ -271,24 +311,41 @@ class _Words:
                     max=self.phrases.numel() - 1).reshape(h.shape)
                 bonus = bonus + (ok & (self.phrases[at] == h)).to(bonus.dtype)
             bonus = bonus * self.hotword_weight
+        oov = has_word & (~_member(self.words, state["partial_hash"]) if self.lm is not None
+                          else torch.zeros_like(has_word))
         delta = self.lm_weight * lm_word + self.word_score + bonus
+        if self.unk_score or self.partial_oov:
+            delta = delta + torch.where(oov, self.unknown_cost(state["partial_len"]), 0.0
+                                        ).to(delta.dtype)
         zero = torch.zeros_like(delta)
         return (torch.where(has_word, delta, zero), torch.where(has_word, lm_word, zero),
-                torch.where(has_word, bonus, zero), context)
+                torch.where(has_word, bonus, zero), context, oov)
 
     def extra(self, state):
-        """The non-acoustic part of each beam's score so far."""
-        return (self.lm_weight * state["lm"] + self.word_score * state["words"]
-                + state["hot"])
+        """The non-acoustic part of each beam's score so far (in the scores' dtype: the
+        word count times a float was float32, off by 2e-8 in a float64 decode)."""
+        words = state["words"].to(state["lm"].dtype)
+        return self.lm_weight * state["lm"] + self.word_score * words + state["hot"] + state["unkc"]
 
-    def unknown(self, partial_hash, partial_len):
-        """Where an unfinished word begins no word the model knows: the search ranks
-        such a prefix ``partial_oov`` lower (its score is not changed)."""
+    def unknown_cost(self, length):
+        """What a completed unknown word of ``length`` characters costs (float64):
+        ``unk_score``, and ``partial_oov`` per ``PARTIAL_OOV_CHARS`` characters past
+        the first ``PARTIAL_OOV_CHARS``."""
+        excess = (length.double() / PARTIAL_OOV_CHARS - 1.0).clamp(min=0.0)
+        return self.unk_score + self.partial_oov * excess
+
+    def penalty(self, partial_hash, partial_len):
+        """The search's rank penalty of an unfinished word that begins no word the
+        model knows: ``partial_oov`` times ``max(1, n / PARTIAL_OOV_CHARS)`` for ``n``
+        characters, 0 elsewhere. It ranks: once the word is complete, ``unknown_cost``
+        replaces it (the same part past ``PARTIAL_OOV_CHARS``, ``unk_score`` for the
+        rest)."""
         if not self.prefixes.numel():
-            return torch.zeros_like(partial_len, dtype=torch.bool)
-        at = torch.searchsorted(self.prefixes, partial_hash.reshape(-1)).clamp(
-            max=self.prefixes.numel() - 1).reshape(partial_hash.shape)
-        return (partial_len > 0) & (self.prefixes[at] != partial_hash)
+            return torch.zeros(partial_len.shape, dtype=torch.float64,
+                               device=partial_len.device)
+        unknown = (partial_len > 0) & ~_member(self.prefixes, partial_hash)
+        scale = (partial_len.double() / PARTIAL_OOV_CHARS).clamp(min=1.0)
+        return torch.where(unknown, self.partial_oov * scale, 0.0)
 
     def arrays(self) -> dict:
         """These tables as the C kernel takes them (CPU tensors), made once."""
@@ -319,17 +376,22 @@ class _Words:
                     partial_oov=self.partial_oov, lm=tables, prefixes=self.prefixes,
                     phrases=self.phrases, phrase_len=self.phrase_len,
                     children=self._children(),
-                    lm_max=lm.max_log_prob() if lm is not None else 0.0)
+                    lm_max=lm.max_log_prob() if lm is not None else 0.0,
+                    unk_score=self.unk_score, partial_chars=float(PARTIAL_OOV_CHARS),
+                    words=self.words)
 
     def advance(self, state, src, token, appended, completion):
         """The word state of the selected candidates: gathered from their beams, then,
         for each appended token, the word it completes and the characters it adds."""
-        delta, lm_word, bonus, context = completion
+        delta, lm_word, bonus, context, oov = completion
         new = {k: _take(v, src) for k, v in state.items()}
         tok = token.clamp(min=0)
         ends = appended & self.boundary[tok] & (new["partial_len"] > 0)
         new["lm"] = torch.where(ends, new["lm"] + _take(lm_word, src), new["lm"])
         new["words"] = new["words"] + ends.long()
+        charged = torch.where(ends & _take(oov, src),
+                              self.unknown_cost(new["partial_len"]), 0.0).to(new["unkc"].dtype)
+        new["unkc"] = new["unkc"] + charged
         new["hot"] = torch.where(ends, new["hot"] + _take(bonus, src), new["hot"])
         if self.lm is not None:
             new["context"] = torch.where(ends[..., None], _take(context, src), new["context"])
@@ -349,6 +411,7 @@ class _Words:
     def start(self, batch, beam, device, dtype):
         state = dict(lm=torch.zeros(batch, beam, dtype=dtype, device=device),
                      words=torch.zeros(batch, beam, dtype=torch.long, device=device),
+                     unkc=torch.zeros(batch, beam, dtype=dtype, device=device),
                      hot=torch.zeros(batch, beam, dtype=dtype, device=device),
                      partial_hash=torch.zeros(batch, beam, dtype=torch.long, device=device),
                      partial_len=torch.zeros(batch, beam, dtype=torch.long, device=device))
@@ -363,7 +426,7 @@ class _Words:
     def finish(self, state):
         """Per beam: the score of ending here (its last word, then ``</s>``), and the
         LM's ln p of both."""
-        delta, lm_word, bonus, context = self.completion(state)
+        delta, lm_word, bonus, context, _ = self.completion(state)
         lm_end = torch.zeros_like(delta)
         if self.lm is not None:
             shape = delta.shape
@@ -372,6 +435,14 @@ class _Words:
             lm_end, _ = self.lm.score(context.reshape(delta.numel(), self.lm.order - 1), eos)
             lm_end = lm_end.reshape(shape).to(delta.dtype)
         return delta + self.lm_weight * lm_end, lm_word + lm_end
+
+
+def _member(table: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Whether each of ``keys`` is in the sorted 1-D ``table``."""
+    if not table.numel():
+        return torch.zeros_like(keys, dtype=torch.bool)
+    at = torch.searchsorted(table, keys.reshape(-1)).clamp(max=table.numel() - 1)
+    return (table[at] == keys.reshape(-1)).reshape(keys.shape)
 
 
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -504,9 +575,8 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
         if words is not None:
             completion = words.completion(state)
             extra = words.extra(state)
-            rank_stay = stay + extra + torch.where(
-                words.unknown(state["partial_hash"], state["partial_len"]),
-                words.partial_oov, 0.0)
+            rank_stay = stay + extra + words.penalty(state["partial_hash"],
+                                                     state["partial_len"]).to(dtype)
             ends = words.boundary[cand_tok][:, None, :]  # (B, 1, V): completes a word
             rank_ext = ext + extra[:, :, None] + torch.where(ends, completion[0][:, :, None],
                                                              0.0)
@@ -516,8 +586,7 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
             new_hash = (base_hash * words.char_power[cand_tok][:, None, :]
                         + words.char_hash[cand_tok][:, None, :])
             new_len = base_len + words.char_len[cand_tok][:, None, :]
-            rank_ext = rank_ext + torch.where(words.unknown(new_hash, new_len),
-                                              words.partial_oov, 0.0)
+            rank_ext = rank_ext + words.penalty(new_hash, new_len).to(dtype)
         ranks = torch.cat([rank_stay, rank_ext.reshape(batch, -1)], dim=1)  # (B, K + K V)
         order = torch.sort(ranks, dim=1, descending=True, stable=True)[1][:, :beam]
         chosen = ranks.gather(1, order)
@@ -700,12 +769,25 @@ class CtcBeamSearchDecoder:
       hotwords: words or phrases (space-separated) to favour, spelled as the tokens
         spell them (wav2vec2's vocabulary is upper case).
       hotword_weight: added each time a hotword or phrase is completed.
-      beam_size, nbest, token_min_logp, beam_threshold: as :func:`ctc_beam_search`.
+      beam_size, nbest: as :func:`ctc_beam_search`.
+      token_min_logp, beam_threshold: as :func:`ctc_beam_search`. ``"auto"`` (the
+        default): with a language model, -5 (pyctcdecode's ``token_min_logp``) and 10
+        (pyctcdecode's ``beam_prune_logp``) plus what completing an unknown word costs,
+        ``-(unk_score + lm_weight * ln p(<unk>))`` with the LM's unigram ``<unk>``, so
+        that the prefix that has just paid for one is not dropped for it; without a
+        language model, none (the exact search). None turns either off.
+      unk_score: with a language model, added to the score for every completed word
+        outside its vocabulary and the hotwords (nats, not scaled by ``lm_weight``; on
+        top of the LM's own ``<unk>`` probability), with ``partial_oov`` for every 6
+        characters past such a word's sixth. Default -6. Positive warns.
       partial_oov: with a language model, how much lower the search ranks a prefix
-        whose unfinished word begins no word the model (or a hotword) knows, so that
-        such spellings leave the beam early (pyctcdecode's ``unk_score_offset``). It
-        steers the search only: a hypothesis's ``score`` never includes it. 0 turns it
-        off.
+        whose unfinished word begins no word the model (or a hotword) knows, times
+        ``max(1, n / 6)`` for an unfinished word of ``n`` characters, so that such
+        spellings leave the beam early, the sooner the longer (pyctcdecode's rule for
+        a partial word). A completed unknown word keeps the part past 6 characters in
+        its score (with ``unk_score``), so that running words together into one long
+        unknown word never pays; the first 6 characters' part steers the search only.
+        Default -15; 0 turns it off.
 
     ``decoder(logits, logits_len=None)`` returns ``hyps[b]``, a best-first list of
     :class:`Hypothesis`. Words are scored when they end: at a delimiter, at the start
@@ -716,8 +798,9 @@ class CtcBeamSearchDecoder:
     def __init__(self, tokens: Sequence[str], *, blank: int = 0, word_delimiter: str = "|",
                  lm=None, lm_weight: float = 0.5, word_score: float = 0.0, hotwords=None,
                  hotword_weight: float = 10.0, beam_size: int = 32, nbest: int = 1,
-                 token_min_logp: float | None = None, beam_threshold: float | None = None,
-                 partial_oov: float = -10.0):
+                 token_min_logp: float | None | str = "auto",
+                 beam_threshold: float | None | str = "auto",
+                 partial_oov: float = DEFAULT_PARTIAL_OOV, unk_score: float = DEFAULT_UNK_SCORE):
         tokens = list(tokens)
         if not tokens or not all(isinstance(t, str) for t in tokens):
             raise TypeError("tokens must be a non-empty sequence of strings, one per class id")
@@ -725,7 +808,6 @@ class CtcBeamSearchDecoder:
                 0 <= blank < len(tokens)):
             raise ValueError(f"blank must be a class id in [0, {len(tokens) - 1}], got "
                              f"{blank!r}")
-        _check_options(beam_size, nbest, token_min_logp, beam_threshold)
         if not isinstance(word_delimiter, str) or not word_delimiter:
             raise ValueError(f"word_delimiter must be a token string, got {word_delimiter!r}")
         if word_delimiter != "\u2581" and word_delimiter not in tokens:
@@ -734,23 +816,44 @@ class CtcBeamSearchDecoder:
         if isinstance(hotwords, str):
             hotwords = [hotwords]
         for name, value in (("lm_weight", lm_weight), ("word_score", word_score),
-                            ("hotword_weight", hotword_weight), ("partial_oov", partial_oov)):
+                            ("hotword_weight", hotword_weight), ("partial_oov", partial_oov),
+                            ("unk_score", unk_score)):
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if partial_oov > 0:
             raise ValueError(f"partial_oov is a penalty: it must be <= 0, got {partial_oov!r}")
+        if unk_score > 0:
+            warnings.warn(f"unk_score={unk_score!r} is positive: every word the language model "
+                          "does not know scores higher than it would as a known one, so the "
+                          "search favours misspellings. It is a penalty, usually -5 to -25.",
+                          stacklevel=2)
+        for name, pruning in (("token_min_logp", token_min_logp),
+                              ("beam_threshold", beam_threshold)):
+            if isinstance(pruning, str) and pruning != "auto":
+                raise ValueError(f"{name} must be a finite number, None or 'auto', got "
+                                 f"{pruning!r}")
+        _check_options(beam_size, nbest, *[None if isinstance(v, str) else v
+                                           for v in (token_min_logp, beam_threshold)])
         if lm is not None and not isinstance(lm, NgramLM):
             if not isinstance(lm, (str, os.PathLike)):
                 raise TypeError(f"lm must be a path to an ARPA file or an NgramLM, got "
                                 f"{type(lm).__name__}")
             lm = NgramLM(lm)
+        # "auto": pruning where there is a language model; none (the exact search)
+        # where there is not.
+        if isinstance(token_min_logp, str):
+            token_min_logp = LM_TOKEN_MIN_LOGP if lm is not None else None
+        if isinstance(beam_threshold, str):
+            beam_threshold = None if lm is None else LM_BEAM_THRESHOLD + max(
+                0.0, -(unk_score + lm_weight * float(lm._unk_prob())))
         self.tokens, self.blank, self.word_delimiter = tokens, int(blank), word_delimiter
         self.lm, self.lm_weight, self.word_score = lm, lm_weight, word_score
         self.hotwords, self.hotword_weight = list(hotwords or []), hotword_weight
         self.beam_size, self.nbest = int(beam_size), int(nbest)
         self.token_min_logp, self.beam_threshold = token_min_logp, beam_threshold
-        self.partial_oov = float(partial_oov)
+        self.partial_oov, self.unk_score = float(partial_oov), float(unk_score)
         self._words: dict = {}
+        self._known = set(_known_words(lm, self.hotwords))
         # Per token: does it start a word, and the text it adds (split_words' table).
         if word_delimiter == "\u2581":
             self._pieces = [(t.startswith("\u2581"), t[1:] if t.startswith("\u2581") else t)
@@ -794,8 +897,17 @@ class CtcBeamSearchDecoder:
         if key not in self._words:
             self._words[key] = _Words(self.tokens, self.word_delimiter, self.lm, self.hotwords,
                                       self.lm_weight, self.word_score, self.hotword_weight,
-                                      self.partial_oov, device)
+                                      self.partial_oov, self.unk_score, device)
         return self._words[key]
+
+    def unknown_cost(self, words: Sequence[str]) -> float:
+        """What ``words`` pay for being unknown (a hypothesis's ``unk_score``): for each
+        one outside the LM's vocabulary and the hotwords, ``unk_score``, plus
+        ``partial_oov`` per 6 characters past its sixth. 0 without an LM."""
+        if self.lm is None:
+            return 0.0
+        return sum(self.unk_score + self.partial_oov * max(0.0, len(w) / PARTIAL_OOV_CHARS - 1)
+                   for w in words if w not in self._known)
 
     def split_words(self, tokens: Sequence[int]) -> tuple[list, list]:
         """The words that ``tokens`` spell, and each one's token positions
@@ -838,6 +950,6 @@ class CtcBeamSearchDecoder:
                 spelled, spans = self.split_words(tokens)
                 word_spans = [(times[a], times[z] + 1) for a, z in spans]
                 decoded.append(Hypothesis(tokens, spelled, " ".join(spelled), score, acoustic,
-                                          lm, times, word_spans))
+                                          lm, times, word_spans, self.unknown_cost(spelled)))
             out.append(decoded)
         return out

@@ -164,7 +164,9 @@ class _CtcWords(ctypes.Structure):
                 ("counts", _P), ("hash_keys", _P), ("hash_ids", _P), ("n_hash", _I64),
                 ("prefixes", _P), ("n_prefixes", _I64), ("phrases", _P), ("n_phrases", _I64),
                 ("phrase_len", _I64), ("child_keys", _P), ("child_start", _P),
-                ("child_tokens", _P), ("n_child_keys", _I64), ("lm_max", _F64)]
+                ("child_tokens", _P), ("n_child_keys", _I64), ("lm_max", _F64),
+                ("unk_score", _F64), ("partial_chars", _F64), ("words", _P),
+                ("n_words", _I64)]
 
 
 def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest: int,
@@ -211,7 +213,9 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
             phrases=ptr(words["phrases"]), n_phrases=words["phrases"].numel(),
             phrase_len=int(words["phrase_len"]), child_keys=ptr(words["children"][0]),
             child_start=ptr(words["children"][1]), child_tokens=ptr(words["children"][2]),
-            n_child_keys=words["children"][0].numel(), lm_max=float(words["lm_max"]))
+            n_child_keys=words["children"][0].numel(), lm_max=float(words["lm_max"]),
+            unk_score=float(words["unk_score"]), partial_chars=float(words["partial_chars"]),
+            words=ptr(words["words"]), n_words=words["words"].numel())
     run = getattr(_kernel_lib, f"ctc_beam_search_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
     failed = []
 

@@ -66,6 +66,13 @@ struct ctc_words {
     /* An upper bound of any word's ln p under the LM (0 without one): above 0 only
      * where positive backoffs could lift a word's score, which the bound below needs. */
     double lm_max;
+    /* A completed word whose hash is not in words (sorted; the LM's vocabulary and the
+     * hotwords) costs unk_score + partial_oov * max(0, len / partial_chars - 1); an
+     * unfinished word no known word begins with ranks partial_oov * max(1, len /
+     * partial_chars) lower (ctc_decoder._Words.unknown_cost and .penalty). */
+    double unk_score, partial_chars;
+    const int64_t *words;
+    int64_t n_words;
 };
 
 #ifndef CTC_BEAM_SHARED
@@ -128,11 +135,13 @@ static double beam_lm_score(const struct ctc_words *w, const int64_t *context,
 /* One beam slot. ctx and recent point into per-slot rows of two arrays. */
 typedef struct {
     REAL pb, pnb, tot, lm, hot, delta, lm_word, bonus;  /* tot: lse2(pb, pnb), kept */
+    REAL unkc, ucost;  /* unknown words' cost so far; the unfinished word's, completed */
     int64_t len, last, hash, parent, phash, plen, words;
     int64_t ch_lo, ch_n;  /* its known continuations in child_tokens; ch_n < 0: not found
                              yet, or (ch_lo < 0) its prefix has no entry */
     int known_prefix;  /* the unfinished word begins a word the model knows (or none) */
-    int ready;         /* delta, lm_word, bonus and the context after are computed */
+    int ready;         /* delta, lm_word, bonus, oov and the context after are computed */
+    int oov;           /* the unfinished word, completed, would be unknown */
 } FN(beam_slot);
 
 typedef struct { REAL rank; int64_t index; int known; } FN(beam_cand);
@@ -200,7 +209,8 @@ static void FN(beam_completion)(const struct ctc_words *w, FN(beam_slot) *s,
     int64_t depth = w->order > 0 ? w->order - 1 : 0;
     if (s->ready) return;
     s->ready = 1;
-    s->delta = s->lm_word = s->bonus = 0;
+    s->delta = s->lm_word = s->bonus = s->ucost = 0;
+    s->oov = 0;
     if (depth) memcpy(ctx_after, ctx, sizeof(int64_t) * depth);
     if (s->plen <= 0) return;
     double lm_word = 0, bonus = 0;
@@ -208,6 +218,7 @@ static void FN(beam_completion)(const struct ctc_words *w, FN(beam_slot) *s,
         int64_t at = beam_find(w->hash_keys, w->n_hash, s->phash);
         int64_t id = at >= 0 ? w->hash_ids[at] : w->unk;
         lm_word = beam_lm_score(w, ctx, id, ctx_after);
+        s->oov = beam_find(w->words, w->n_words, s->phash) < 0;
     }
     if (w->n_phrases) {
         int64_t H = w->phrase_len - 1;
@@ -226,7 +237,13 @@ static void FN(beam_completion)(const struct ctc_words *w, FN(beam_slot) *s,
     }
     s->lm_word = (REAL)lm_word;
     s->bonus = (REAL)bonus;
-    s->delta = (REAL)(w->lm_weight * s->lm_word + w->word_score + s->bonus);
+    double ucost = 0;
+    if (s->oov) {  /* unk_score, and partial_oov per partial_chars past the first ones */
+        double excess = (double)s->plen / w->partial_chars - 1.0;
+        ucost = w->unk_score + w->partial_oov * (excess > 0 ? excess : 0);
+    }
+    s->ucost = (REAL)ucost;
+    s->delta = (REAL)(w->lm_weight * s->lm_word + w->word_score + s->bonus + ucost);
 }
 
 /* A word boundary token that is always among the candidates: with a delimiter, when
@@ -269,14 +286,24 @@ static inline int FN(beam_known)(const struct ctc_words *w, const FN(beam_set) *
  * scores. */
 static inline REAL FN(beam_extra)(const struct ctc_words *w, const FN(beam_slot) *s) {
     if (!w) return 0;
-    return (REAL)(w->lm_weight * s->lm + w->word_score * (double)s->words) + s->hot;
+    return (REAL)(w->lm_weight * s->lm + w->word_score * (double)s->words) + s->hot
+           + s->unkc;
+}
+
+/* The search's rank penalty of an unfinished word of len characters that begins no
+ * word the model knows: it grows with the word past partial_chars. Never above
+ * partial_oov (<= 0), and lower for a longer word, so the penalty at a beam's own
+ * length bounds every word-continuing extension's. */
+static inline REAL FN(beam_penalty)(const struct ctc_words *w, int64_t len) {
+    double scale = (double)len / w->partial_chars;
+    return (REAL)(w->partial_oov * (scale > 1 ? scale : 1));
 }
 
 /* A slot's rank beyond its acoustic score: the above, and the search's penalty for an
  * unfinished word that begins no word the model knows. */
 static inline REAL FN(beam_rank_extra)(const struct ctc_words *w, const FN(beam_slot) *s) {
     if (!w) return 0;
-    return FN(beam_extra)(w, s) + (s->known_prefix ? 0 : (REAL)w->partial_oov);
+    return FN(beam_extra)(w, s) + (s->known_prefix ? 0 : FN(beam_penalty)(w, s->plen));
 }
 
 /* What one frame's candidate evaluation reads. The candidate tokens are split by
@@ -375,9 +402,10 @@ static void FN(beam_try)(FN(beam_frame) *f, int64_t k, int ends, int64_t c, int 
     if (w) {  /* the unfinished word it leaves: one probe of a hash set */
         int64_t h = (int64_t)((uint64_t)(ends ? 0 : s->phash) * (uint64_t)w->char_power[c]
                               + (uint64_t)w->char_hash[c]);
-        cand.known = FN(beam_known)(w, f->prefixes, h, (ends ? 0 : s->plen) + w->char_len[c]);
+        int64_t len = (ends ? 0 : s->plen) + w->char_len[c];
+        cand.known = FN(beam_known)(w, f->prefixes, h, len);
         if (skip_known && cand.known) return;
-        if (!cand.known) cand.rank += (REAL)w->partial_oov;
+        if (!cand.known) cand.rank += FN(beam_penalty)(w, len);
     }
     const FN(beam_cand) *floor = FN(frame_floor)(f);
     if (floor && !FN(beam_before)(&cand, floor)) return;
@@ -500,7 +528,8 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
          * phrase completed), and the LM at most lm_max (0 for a normalised model). */
         double hot = w->hotword_weight > 0 ? w->hotword_weight : 0;
         double lm = w->lm_max > 0 ? w->lm_weight * w->lm_max : 0;
-        double bound = w->word_score + hot * (double)w->phrase_len + lm;
+        double unk = w->unk_score > 0 ? w->unk_score : 0;
+        double bound = w->word_score + hot * (double)w->phrase_len + lm + unk;
         delta_bound = (REAL)(bound > 0 ? bound : 0);
         if (w->lm_weight < 0) delta_bound = (REAL)INFINITY;  /* no bound: always look up */
     }
@@ -643,6 +672,10 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 if (!alive[k]) continue;
                 FN(beam_slot) *s = &cur[k];
                 REAL beam_x = FN(beam_extra)(w, s);
+                /* Every word-continuing extension of a beam whose word is unknown (or,
+                 * where it splits, not among its known continuations) leaves an unknown
+                 * word at least as long: this penalty at least. */
+                REAL pen = w ? FN(beam_penalty)(w, s->plen) : 0;
                 /* A bound sums its terms in another order than the rank it bounds, so
                  * it may round below it by a few units in the last place: each bound
                  * is raised by 4 epsilon times the terms' magnitudes, without which a
@@ -650,12 +683,11 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                  * the beam's every token, so each list stays in order). */
                 REAL slack = (REAL)4 * BEAM_EPS
                              * (FN(beam_abs)(total[k]) + FN(beam_abs)(beam_x) + e_mag
-                                + (w ? FN(beam_abs)((REAL)w->partial_oov) : 0)
+                                + FN(beam_abs)(pen)
                                 + (delta_bound < (REAL)INFINITY ? delta_bound : 0));
                 REAL extra = total[k] + beam_x + slack;
                 splits[k] = children && FN(beam_splits)(w, s);
-                up[3 * k] = extra + ((w && (!s->known_prefix || splits[k]))
-                                     ? (REAL)w->partial_oov : 0);
+                up[3 * k] = extra + ((w && (!s->known_prefix || splits[k])) ? pen : 0);
                 up[3 * k + 1] = extra + (w && s->plen > 0 ? delta_bound : 0);
                 up[3 * k + 2] = extra;
                 /* A known word's continuations enter bounded by the frame's best word-
@@ -801,6 +833,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                     if (boundary && s->plen > 0) {  /* the unfinished word ends */
                         d->lm += s->lm_word;
                         d->words += 1;
+                        d->unkc += s->ucost;
                         d->hot += s->bonus;
                         if (depth) memcpy(drow, drow + depth + H, sizeof(int64_t) * depth);
                         if (H) {
@@ -835,8 +868,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
             if (w) {
                 FN(beam_completion)(w, s, rows + k * row, rows + k * row + depth,
                                     rows + k * row + depth + H);
-                REAL extra = (REAL)(w->lm_weight * s->lm + w->word_score * (double)s->words)
-                             + s->hot;
+                REAL extra = FN(beam_extra)(w, s);
                 REAL end = s->plen > 0 ? s->delta : 0;
                 REAL lm_end = 0;
                 if (w->order > 0) {

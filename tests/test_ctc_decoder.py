@@ -189,15 +189,24 @@ def test_scores_add_up_and_lm_scores_equal_kenlm(world_lm):
     decoder = D.CtcBeamSearchDecoder(LETTERS, lm=world_lm, lm_weight=0.7, word_score=-0.5,
                                      beam_size=12, nbest=5)
     hyps = decoder(logits, torch.tensor([40, 31, 17]))
+    unknown = longest = 0
     for b, found in enumerate(hyps):
         lp = logits[b, :[40, 31, 17][b]].double().log_softmax(-1)
         for h in found:
             assert h.lm_score == pytest.approx(
                 model.score(" ".join(h.words), bos=True, eos=True) * math.log(10), abs=1e-4)
+            # Each word KenLM does not know costs the default unk_score, -6, and -15
+            # (partial_oov) per 6 letters past its sixth.
+            oov = [w for w in h.words if w not in model]
+            unknown += len(oov)
+            longest = max([longest] + [len(w) for w in oov])
+            assert h.unk_score == pytest.approx(
+                sum(-6.0 - 15.0 * max(0.0, len(w) / 6 - 1) for w in oov), abs=1e-12)
             assert h.score == pytest.approx(h.acoustic_score + 0.7 * h.lm_score
-                                            - 0.5 * len(h.words), abs=1e-4)
+                                            - 0.5 * len(h.words) + h.unk_score, abs=1e-4)
             assert h.acoustic_score <= -nll(lp, h.tokens, 0) + 2e-4  # exact, or pruned
             assert h.words == "".join(LETTERS[t] for t in h.tokens).replace("|", " ").split()
+    assert unknown > 0 and longest > 6  # the random logits spell unknown words, long ones
 
 
 def test_word_spans():
@@ -288,11 +297,13 @@ def test_errors(tmp_path):
 @given(seed=st.integers(0, 2**32 - 1), beam=st.integers(1, 12), nbest=st.integers(1, 3),
        lm_weight=st.sampled_from([0.0, 0.5, 2.0]), word_score=st.sampled_from([-1.0, 0.0, 1.5]),
        hot=st.booleans(), prune=st.booleans(), blank=st.integers(0, len(LETTERS) - 1),
-       double=st.booleans())
+       double=st.booleans(), unk_score=st.sampled_from([0.0, -6.0, -20.0, 3.0]),
+       partial_oov=st.sampled_from([0.0, -4.0, -15.0, -40.0]))
 def test_c_kernel_equals_the_tensor_search(world_lm, seed, beam, nbest, lm_weight, word_score,
-                                           hot, prune, blank, double):
+                                           hot, prune, blank, double, unk_score, partial_oov):
     """The compiled search (CPU) and the tensor one (what CUDA runs) find the same
-    hypotheses with the same scores, words, LM, hotwords and pruning included."""
+    hypotheses with the same scores, words, LM, hotwords, unknown words (a positive
+    unk_score too) and pruning included."""
     need_c_kernel()
     nbest = min(nbest, beam)
     if LETTERS[blank] == "|":
@@ -305,7 +316,14 @@ def test_c_kernel_equals_the_tensor_search(world_lm, seed, beam, nbest, lm_weigh
     decoder = D.CtcBeamSearchDecoder(
         LETTERS, blank=blank, lm=world_lm, lm_weight=lm_weight, word_score=word_score,
         hotwords=["WURLD", "HELLO WORLD"] if hot else None, beam_size=beam, nbest=nbest,
-        token_min_logp=-6.0 if prune else None, beam_threshold=8.0 if prune else None)
+        token_min_logp=-6.0 if prune else None, beam_threshold=8.0 if prune else None,
+        unk_score=unk_score, partial_oov=partial_oov) if unk_score <= 0 else None
+    if decoder is None:
+        with pytest.warns(UserWarning, match="unk_score=3.0 is positive"):
+            decoder = D.CtcBeamSearchDecoder(
+                LETTERS, blank=blank, lm=world_lm, lm_weight=lm_weight, word_score=word_score,
+                beam_size=beam, nbest=nbest, unk_score=unk_score, partial_oov=partial_oov,
+                token_min_logp=-6.0 if prune else None, beam_threshold=8.0 if prune else None)
     words = decoder._words_on(torch.device("cpu"))
     log_probs = D._log_probs(logits, lengths)
     compiled = D._search(log_probs, lengths, blank, beam, nbest, words,
@@ -379,9 +397,9 @@ def test_known_continuations_table_follows_the_kernels_rule(world_lm):
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), beam=st.sampled_from([1, 3, 8, 24]),
        nbest=st.integers(1, 3), hot=st.booleans(), prune=st.booleans(),
-       double=st.booleans())
+       double=st.booleans(), partial_oov=st.sampled_from([-1.0, -15.0, -40.0]))
 def test_known_continuations_change_nothing_but_speed(world_lm, seed, beam, nbest, hot,
-                                                      prune, double):
+                                                      prune, double, partial_oov):
     """The kernel with the table of known continuations and without it (a budget of
     0) finds the same hypotheses with the same scores, to the bit."""
     need_c_kernel()
@@ -392,7 +410,7 @@ def test_known_continuations_change_nothing_but_speed(world_lm, seed, beam, nbes
     options = dict(lm=world_lm, lm_weight=1.0, hotwords=["WURLD"] if hot else None,
                    beam_size=beam, nbest=min(nbest, beam),
                    token_min_logp=-6.0 if prune else None,
-                   beam_threshold=8.0 if prune else None)
+                   beam_threshold=8.0 if prune else None, partial_oov=partial_oov)
     with_table = D.CtcBeamSearchDecoder(LETTERS, **options)
     assert with_table._words_on(torch.device("cpu"))._children()[0].numel() > 1
     with pytest.MonkeyPatch.context() as patch:
@@ -414,7 +432,8 @@ def test_a_rank_on_the_threshold_is_not_cut_by_rounding(tmp_path):
     arpa = tmp_path / "d.arpa"
     arpa.write_text(ONE_WORD_ARPA)
     decoder = D.CtcBeamSearchDecoder(["<b>", "|", "a", "d"], lm=str(arpa), beam_size=4,
-                                     nbest=4, beam_threshold=6.0, partial_oov=-10.0)
+                                     nbest=4, beam_threshold=6.0, partial_oov=-10.0,
+                                     unk_score=0.0)
     logits = torch.tensor([[[6., -6, -2, 1], [-4, -6, 0, -5], [-2, 6, -2, 0]]],
                           dtype=torch.float64)
     words = decoder._words_on(torch.device("cpu"))

@@ -1,0 +1,168 @@
+"""Unknown words: what a word outside the language model's vocabulary costs
+(``unk_score``, and ``partial_oov`` per 6 letters past the sixth), the search's rank
+penalty of an unfinished word no known word begins with, and the defaults that come
+with a language model. Both searches (C kernel and tensors) are held to each rule."""
+import math
+
+import pytest
+import torch
+
+import ctc_decoder as D
+from optional_deps import both_searches
+
+LETTERS = ["<b>", "|"] + [chr(c) for c in range(65, 91)]
+
+# Four words at log10 -0.7 and an <unk> at -8 (a costly one: completing an unknown word
+# costs 0.5 * 8 ln 10 = 9.2 at lm_weight 0.5, which is what made the runaway pay).
+COSTLY_UNK_ARPA = """\\data\\
+ngram 1=7
+ngram 2=1
+
+\\1-grams:
+-99\t<s>\t-0.3
+-1.0\t</s>
+-8.0\t<unk>
+-0.7\tHELLO\t-0.1
+-0.7\tWORLD\t-0.1
+-0.7\tTHERE\t-0.1
+-0.7\tTHE\t-0.1
+
+\\2-grams:
+-0.3\tHELLO WORLD
+
+\\end\\
+"""
+
+RUNAWAY = "QUAKING|HELLO|WORLD|THERE|HELLO|WORLD|THE|WORLD|HELLO|THERE|THE|HELLO|WORLD"
+
+
+@pytest.fixture(scope="module")
+def costly_unk(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lm") / "costly_unk.arpa"
+    path.write_text(COSTLY_UNK_ARPA)
+    return str(path)
+
+
+def blurred(text, near="ES", other=-6.0, blank=2.0, gap=0.05):
+    """Logits ``(1, 3 len(text), C)``: each character for 2 frames, then a blank frame;
+    the blank is likely throughout (logit ``blank``), and at every delimiter frame two
+    letters tie with it nearly (``gap`` and ``2 gap`` below): three near-tied tokens."""
+    frames = [c for ch in text for c in (ch, ch, "<b>")]
+    x = torch.full((len(frames), len(LETTERS)), other)
+    x[:, 0] = blank
+    for t, ch in enumerate(frames):
+        x[t, LETTERS.index(ch)] = 4.0
+        if ch == "|":
+            for j, letter in enumerate(near):
+                x[t, LETTERS.index(letter)] = 4.0 - gap * (j + 1)
+    return x[None]
+
+
+def test_the_57_letter_runaway_is_gone_at_default_settings(costly_unk, monkeypatch):
+    """An unknown word first, then known ones, each delimiter nearly tied with two
+    letters, and a costly <unk>. The old rule (a flat partial_oov of -10 that only
+    ranked, nothing for an unknown word) never completed the unknown word: replacing
+    each delimiter by a letter costs 0.05, completing the word 9.2, so it ran on
+    through every word to the end, a 75-letter word (57 in the utterance that showed
+    it). The defaults decode the text, on both searches, and so does the search
+    without pruning at beam 1000: the objective itself now charges the long word."""
+    logits = blurred(RUNAWAY)
+    want = RUNAWAY.replace("|", " ")
+
+    def decode(**options):
+        decoder = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, lm_weight=0.5, **options)
+        return both_searches(monkeypatch, lambda: decoder(logits)[0][0])
+
+    with monkeypatch.context() as patch:  # the old rule: flat, ranking only
+        patch.setattr(D, "PARTIAL_OOV_CHARS", 10 ** 9)
+        old = decode(unk_score=0.0, partial_oov=-10.0, token_min_logp=None,
+                     beam_threshold=None)
+    for hyp in old:
+        assert max(len(w) for w in hyp.words) == 75 and hyp.words[0].startswith("QUAKINGE")
+        assert hyp.unk_score == 0.0
+    for hyp in decode() + decode(beam_size=1000, token_min_logp=None, beam_threshold=None):
+        assert hyp.text == want
+        assert hyp.unk_score == pytest.approx(-6.0 - 15.0 * (7 / 6 - 1), abs=1e-12)
+    # The runaway scores lower than the text now (it scored higher before).
+    decoder = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, lm_weight=0.5)
+    assert decoder.unknown_cost([old[0].words[0]]) == pytest.approx(-6.0 - 15.0 * (75 / 6 - 1))
+
+
+def test_score_is_exactly_the_stated_sum(costly_unk, monkeypatch):
+    """float64, both searches: ``score`` is ``acoustic + lm_weight lm + word_score words
+    + unk_score`` to 1e-9, and ``unk_score`` is what the rule says for the words."""
+    torch.manual_seed(0)
+    logits = blurred("HELLO|ZYX|WORLD|BRISTLINGLY|THE", blank=-4.0).double()
+    logits = logits + 0.5 * torch.randn_like(logits)
+    decoder = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, lm_weight=0.7, word_score=0.4,
+                                     beam_size=24, nbest=8, unk_score=-4.5,
+                                     partial_oov=-20.0)
+    for found in both_searches(monkeypatch, lambda: decoder(logits)[0]):
+        assert len(found) == 8
+        lengths = set()
+        for h in found:
+            oov = [w for w in h.words if w not in ("HELLO", "WORLD", "THERE", "THE")]
+            lengths.update(len(w) for w in oov)
+            assert h.unk_score == pytest.approx(
+                sum(-4.5 - 20.0 * max(0.0, len(w) / 6 - 1) for w in oov), abs=1e-12)
+            stated = (h.acoustic_score + 0.7 * h.lm_score + 0.4 * len(h.words)
+                      + h.unk_score)
+            assert h.score == pytest.approx(stated, abs=1e-9)
+        assert min(lengths) <= 6 < max(lengths)  # both parts of the rule are exercised
+
+
+def test_a_short_unknown_word_keeps_unk_score_only(costly_unk, monkeypatch):
+    """The flat part of the rank penalty (-15 for a word of up to 6 letters) leaves the
+    score when the word completes: ZYX costs unk_score and the LM's <unk>, no more."""
+    logits = blurred("HELLO|ZYX", blank=-6.0)
+    decoder = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, lm_weight=0.5)
+    for h in both_searches(monkeypatch, lambda: decoder(logits)[0][0]):
+        assert h.text == "HELLO ZYX"
+        assert h.unk_score == -6.0
+        assert h.score == pytest.approx(h.acoustic_score + 0.5 * h.lm_score - 6.0, abs=1e-4)
+
+
+def test_hotwords_are_not_unknown(costly_unk, monkeypatch):
+    logits = blurred("HELLO|ZYX", blank=-6.0)
+    decoder = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, lm_weight=0.5, hotwords=["ZYX"],
+                                     hotword_weight=1.0)
+    for h in both_searches(monkeypatch, lambda: decoder(logits)[0][0]):
+        assert h.text == "HELLO ZYX" and h.unk_score == 0.0
+        assert h.score == pytest.approx(h.acoustic_score + 0.5 * h.lm_score + 1.0, abs=1e-4)
+
+
+def test_no_lm_no_unknown_words_and_the_exact_search(monkeypatch):
+    logits = blurred("QUAKING|HELLO", blank=0.0)
+    decoder = D.CtcBeamSearchDecoder(LETTERS, beam_size=8)
+    assert decoder.token_min_logp is None and decoder.beam_threshold is None
+    for h in both_searches(monkeypatch, lambda: decoder(logits)[0][0]):
+        assert h.unk_score == 0.0 and h.score == h.acoustic_score
+
+
+def test_auto_pruning_with_an_lm(costly_unk):
+    """-5, and 10 beyond what completing an unknown word costs: unk_score and the LM's
+    <unk> (log10 -8 here) at lm_weight."""
+    decoder = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk)
+    assert decoder.token_min_logp == -5.0
+    assert decoder.beam_threshold == pytest.approx(10 + 6 + 0.5 * 8 * math.log(10))
+    assert (decoder.unk_score, decoder.partial_oov) == (-6.0, -15.0)
+    wider = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, unk_score=-12.5, lm_weight=1.0)
+    assert wider.beam_threshold == pytest.approx(10 + 12.5 + 8 * math.log(10))
+    positive = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, unk_score=-1.0, lm_weight=-1.0)
+    assert positive.beam_threshold == 10.0  # a completion that gains: nothing to widen by
+    exact = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, token_min_logp=None,
+                                   beam_threshold=None)
+    assert exact.token_min_logp is None and exact.beam_threshold is None
+
+
+def test_unk_score_errors(costly_unk):
+    with pytest.warns(UserWarning, match=r"unk_score=2\.0 is positive"):
+        D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, unk_score=2.0)
+    for bad in (math.nan, math.inf, "-6", None):
+        with pytest.raises(ValueError, match="unk_score must be a finite number"):
+            D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, unk_score=bad)
+    with pytest.raises(ValueError, match="token_min_logp must be a finite number, None or "
+                                         "'auto', got 'automatic'"):
+        D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, token_min_logp="automatic")
+    with pytest.raises(ValueError, match="beam_threshold is how far below the best a prefix may score: it must be >= 0"):
+        D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, beam_threshold=-1.0)
