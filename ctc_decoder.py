@@ -27,7 +27,8 @@ batch, the beam and the candidate tokens ``(B, K, V)``: prefixes are identified 
 is kept as back-pointers per frame, read once at the end. On a GPU that loop is bound
 by its launches (about 108 a frame), so the host kernel is the faster of the two there
 too. A hypothesis is a token sequence: two tokenisations of one text are two
-hypotheses.
+hypotheses, except in ``CtcBeamSearchDecoder``'s n-best, which by default keeps each
+text once, as its best spelling.
 """
 from __future__ import annotations
 
@@ -788,6 +789,12 @@ class CtcBeamSearchDecoder:
         its score (with ``unk_score``), so that running words together into one long
         unknown word never pays; the first 6 characters' part steers the search only.
         Default -15; 0 turns it off.
+      distinct_texts: the n-best holds each text once (as pyctcdecode's does): of the
+        token sequences that spell one text (a leading or trailing delimiter, two
+        SentencePiece tokenisations), the best-scoring one stands for it, its scores
+        unchanged (the max, not a sum over spellings). The search then returns up to
+        ``beam_size`` hypotheses to fill ``nbest`` distinct texts. False: every token
+        sequence is its own hypothesis.
 
     ``decoder(logits, logits_len=None)`` returns ``hyps[b]``, a best-first list of
     :class:`Hypothesis`. Words are scored when they end: at a delimiter, at the start
@@ -800,7 +807,8 @@ class CtcBeamSearchDecoder:
                  hotword_weight: float = 10.0, beam_size: int = 32, nbest: int = 1,
                  token_min_logp: float | None | str = "auto",
                  beam_threshold: float | None | str = "auto",
-                 partial_oov: float = DEFAULT_PARTIAL_OOV, unk_score: float = DEFAULT_UNK_SCORE):
+                 partial_oov: float = DEFAULT_PARTIAL_OOV, unk_score: float = DEFAULT_UNK_SCORE,
+                 distinct_texts: bool = True):
         tokens = list(tokens)
         if not tokens or not all(isinstance(t, str) for t in tokens):
             raise TypeError("tokens must be a non-empty sequence of strings, one per class id")
@@ -851,7 +859,10 @@ class CtcBeamSearchDecoder:
         self.hotwords, self.hotword_weight = list(hotwords or []), hotword_weight
         self.beam_size, self.nbest = int(beam_size), int(nbest)
         self.token_min_logp, self.beam_threshold = token_min_logp, beam_threshold
+        if not isinstance(distinct_texts, bool):
+            raise TypeError(f"distinct_texts must be True or False, got {distinct_texts!r}")
         self.partial_oov, self.unk_score = float(partial_oov), float(unk_score)
+        self.distinct_texts = distinct_texts
         self._words: dict = {}
         self._known = set(_known_words(lm, self.hotwords))
         # Per token: does it start a word, and the text it adds (split_words' table).
@@ -939,15 +950,26 @@ class CtcBeamSearchDecoder:
         if logits.shape[2] < 2:
             raise ValueError("logits need a class besides the blank (C >= 2)")
         words = self._words_on(_search_device(logits.device))
+        # Distinct texts: every hypothesis the beam holds at the end, then the first
+        # (best) of each text.
+        wanted = self.beam_size if self.distinct_texts and self.nbest > 1 else self.nbest
         with torch.no_grad():
             found = _search(_log_probs(logits, logits_len), logits_len, self.blank,
-                            self.beam_size, self.nbest, words, self.token_min_logp,
+                            self.beam_size, wanted, words, self.token_min_logp,
                             self.beam_threshold)
         out = []
         for hyps in found:
-            decoded = []
+            decoded: list[Hypothesis] = []
+            texts: set[str] = set()
             for tokens, times, score, acoustic, lm in hyps:
+                if len(decoded) == self.nbest:
+                    break
                 spelled, spans = self.split_words(tokens)
+                if self.distinct_texts:
+                    text = " ".join(spelled)
+                    if text in texts:
+                        continue
+                    texts.add(text)
                 word_spans = [(times[a], times[z] + 1) for a, z in spans]
                 decoded.append(Hypothesis(tokens, spelled, " ".join(spelled), score, acoustic,
                                           lm, times, word_spans, self.unknown_cost(spelled)))

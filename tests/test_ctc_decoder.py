@@ -228,11 +228,15 @@ def test_sentencepiece_words_and_two_tokenisations_stay_apart(tmp_path):
     logits[0, 0, 3] = 3.95
     logits[0, 2, 4] = 3.9
     decoder = D.CtcBeamSearchDecoder(SENTENCEPIECE, word_delimiter="\u2581", beam_size=16,
-                                     nbest=4)
+                                     nbest=4, distinct_texts=False)
     hyps = decoder(logits)[0]
     assert [h.text for h in hyps] == ["hello world", "helllo world", "helo world",
                                       "hello world"]
     assert hyps[0].tokens == [1, 2, 5] and hyps[3].tokens == [3, 4, 5]
+    # By default the text appears once, as its best tokenisation.
+    texts = D.CtcBeamSearchDecoder(SENTENCEPIECE, word_delimiter="\u2581", beam_size=16,
+                                   nbest=4)(logits)[0]
+    assert texts[:3] == hyps[:3] and texts[3].text not in {h.text for h in hyps[:3]}
     assert hyps[0].words == ["hello", "world"] and hyps[0].word_spans == [(0, 3), (4, 5)]
     lm_path = write_arpa(["hello world"], tmp_path / "sp.arpa", order=2)
     with_lm = D.CtcBeamSearchDecoder(SENTENCEPIECE, word_delimiter="\u2581", lm=lm_path,

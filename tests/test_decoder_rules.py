@@ -348,3 +348,32 @@ def test_sentencepiece_larger_than_the_candidates_both_searches_agree(monkeypatc
         # The random inputs reach word starts and continuations alike.
         used = {SP[t] for hyps in compiled for h in hyps for t in h.tokens}
         assert len(used - {s for s in SP if s.startswith("\u2581")}) >= 5
+
+
+# ------------------------------------------------ 7. n-best lists of distinct texts
+def test_nbest_texts_are_distinct_and_the_best_spelling_stands_for_each(monkeypatch, tmp_path):
+    """"AB BA" with a delimiter that may also lead or trail (0.3 nats behind the blank):
+    the token sequences "AB|BA", "|AB|BA", "AB|BA|", "|AB|BA|" spell one text. By
+    default the n-best holds it once, as its best spelling with that spelling's scores,
+    and the next texts after it; ``distinct_texts=False`` returns the spellings, which
+    fill the top four. Both searches, with and without an LM."""
+    tokens = ["-", "|", "A", "B"]
+    frames = ["-", "A", "-", "B", "-", "|", "-", "B", "-", "A", "-"]
+    logits = say(frames, tokens, rivals={0: ("|", 0.3), 10: ("|", 0.3), 3: ("A", 2.0)})
+    arpa = write_arpa(["AB BA", "BA AB", "AB"], tmp_path / "ab.arpa", order=2)
+    for lm in (None, arpa):
+        options = dict(lm=lm, beam_size=16, nbest=4)
+        every = D.CtcBeamSearchDecoder(tokens, distinct_texts=False, **options)
+        distinct = D.CtcBeamSearchDecoder(tokens, **options)
+        for spellings, texts in zip(on_both(monkeypatch, every, logits),
+                                    on_both(monkeypatch, distinct, logits), strict=True):
+            spellings, texts = spellings[0], texts[0]
+            assert [h.text for h in spellings] == ["AB BA"] * 4
+            assert sorted("".join(tokens[t] for t in h.tokens) for h in spellings) == sorted(
+                ["AB|BA", "|AB|BA", "AB|BA|", "|AB|BA|"])
+            assert texts[0] == spellings[0]  # the best spelling, its scores unchanged
+            assert len(texts) == 4 and len({h.text for h in texts}) == 4
+            assert [h.score for h in texts] == sorted((h.score for h in texts), reverse=True)
+            assert texts[1].text == "AA BA"  # the next text: the rival A at frame 3
+    with pytest.raises(TypeError, match="distinct_texts must be True or False"):
+        D.CtcBeamSearchDecoder(tokens, distinct_texts=1)
