@@ -183,13 +183,81 @@ LM_TOKEN_MIN_LOGP = -5.0
 LM_BEAM_THRESHOLD = 10.0
 
 
-def _known_words(lm: NgramLM | None, hotwords=()) -> list[str]:
-    """The words a decoder with ``lm`` and ``hotwords`` knows: the LM's vocabulary
-    (less ``<s>``, ``</s>`` and ``<unk>``) and the hotwords' words. Any other word a
-    hypothesis completes is unknown and costs ``unk_score`` (and more when long)."""
-    if lm is None:
-        return []
-    spelled = [w for w in lm.vocab if w not in ("<s>", "</s>", "<unk>")]
+def _read_lexicon(lexicon, lm: NgramLM | None, tokens: Sequence[str],
+                  delimiter: str) -> list[str] | None:
+    """A decoder's ``lexicon`` option as a list of words (None: none): ``"lm"`` the LM's
+    vocabulary, a path to a file whose lines begin with a word (torchaudio's and
+    flashlight's lexicon files: the word, then its spelling), or words. Raises where a
+    word cannot be spelled with ``tokens`` (the decoder's, less the blank), naming it."""
+    if lexicon is None:
+        return None
+    if isinstance(lexicon, str) and lexicon == "lm":
+        if lm is None:
+            raise ValueError("lexicon='lm' takes the language model's words, but there is no "
+                             "language model")
+        return _lm_words(lm)
+    if isinstance(lexicon, (str, os.PathLike)):
+        path = os.fspath(lexicon)
+        if not os.path.isfile(path):
+            raise ValueError(f"lexicon must be 'lm', a list of words or a lexicon file; "
+                             f"{path!r} is not a file")
+        with open(path, encoding="utf-8") as f:
+            words = [line.split()[0] for line in f if line.strip()]
+    else:
+        words = list(lexicon)
+        bad = [w for w in words if not isinstance(w, str) or not w or w != w.strip()
+               or len(w.split()) != 1]
+        if bad:
+            raise ValueError(f"lexicon words must be non-empty strings without spaces, got "
+                             f"{bad[0]!r}")
+    if not words:
+        raise ValueError("the lexicon is empty: no word could be decoded")
+    spell = _speller(tokens, delimiter)
+    for word in words:
+        if not spell(word):
+            raise ValueError(f"lexicon word {word!r} cannot be spelled with the decoder's "
+                             "tokens")
+    return words
+
+
+def _speller(tokens: Sequence[str], delimiter: str):
+    """``spell(word)``: whether ``word`` is a concatenation of the tokens' texts as the
+    decoder reads them: with a delimiter, any tokens but it; in SentencePiece mode, one
+    token marked with the word start, then unmarked ones."""
+    if delimiter == "▁":
+        first = {t[1:] for t in tokens if t.startswith("▁")}
+        rest = {t for t in tokens if t and not t.startswith("▁")}
+    else:
+        first = rest = {t for t in tokens if t and t != delimiter}
+
+    def spell(word: str) -> bool:
+        reach = [False] * (len(word) + 1)
+        for piece in first:  # the first token, "" included (a bare word-start token)
+            if word.startswith(piece):
+                reach[len(piece)] = True
+        for i in range(len(word)):
+            if reach[i]:
+                for piece in rest:
+                    if piece and word.startswith(piece, i):
+                        reach[i + len(piece)] = True
+        return reach[len(word)] and (delimiter == "▁" or len(word) > 0)
+
+    return spell
+
+
+def _lm_words(lm: NgramLM) -> list[str]:
+    """The LM's vocabulary, less ``<s>``, ``</s>`` and ``<unk>``."""
+    return [w for w in lm.vocab if w not in ("<s>", "</s>", "<unk>")]
+
+
+def _known_words(lm: NgramLM | None, hotwords=(), lexicon=None) -> list[str] | None:
+    """The words a decoder knows: the lexicon's if it has one, else the LM's vocabulary,
+    and the hotwords' words; None where it has neither (no word is unknown then). Any
+    other word a hypothesis completes is unknown and costs ``unk_score`` (and more when
+    long)."""
+    if lexicon is None and lm is None:
+        return None
+    spelled = list(lexicon) if lexicon is not None else _lm_words(lm)  # type: ignore[arg-type]
     return spelled + [w for phrase in (hotwords or []) for w in phrase.split()]
 
 
@@ -201,7 +269,7 @@ class _Words:
 
     def __init__(self, tokens: Sequence[str], delimiter: str | None, lm: NgramLM | None,
                  hotwords, lm_weight: float, word_score: float, hotword_weight: float,
-                 partial_oov: float, unk_score: float, device):
+                 partial_oov: float, unk_score: float, device, lexicon=None):
         self.prefix_mode = delimiter == "\u2581"
         chars = []
         for token in tokens:
@@ -232,17 +300,20 @@ class _Words:
             keys.append(int(h))
         self.phrases = torch.tensor(sorted(set(keys)), dtype=torch.long, device=device)
         self.context = max(self.phrase_len - 1, 0)  # earlier words a phrase may span
-        # With a model: every prefix of the words it knows (and of the hotwords), so the
-        # search can tell an unfinished word that can still become one.
-        # The words themselves: a completed word outside them costs unk_score.
+        # With a model or a lexicon: every prefix of the words it knows (and of the
+        # hotwords), so the search can tell an unfinished word that can still become
+        # one, and the words themselves: a completed word outside them costs unk_score
+        # (-inf: it is forbidden, and so is every prefix that begins no known word).
         known: set[int] = set()
         words: set[int] = set()
-        self.partial_oov = float(partial_oov) if lm is not None else 0.0
-        self.unk_score = float(unk_score) if lm is not None else 0.0
-        if lm is not None:
-            for word in _known_words(lm, hotwords):
-                words.add(ngram_lm.string_hash(word))
-                known.update(ngram_lm.string_hash(word[:n]) for n in range(1, len(word) + 1))
+        spelled = _known_words(lm, hotwords, lexicon)
+        self.models_unknown = spelled is not None
+        self.partial_oov = float(partial_oov) if self.models_unknown else 0.0
+        self.unk_score = float(unk_score) if self.models_unknown else 0.0
+        self.forbidden = self.unk_score == -math.inf
+        for word in spelled or []:
+            words.add(ngram_lm.string_hash(word))
+            known.update(ngram_lm.string_hash(word[:n]) for n in range(1, len(word) + 1))
         self.prefixes = torch.tensor(sorted(known), dtype=torch.long, device=device)
         self.words = torch.tensor(sorted(words), dtype=torch.long, device=device)
         self._arrays: dict | None = None  # the C kernel's view, made on first use
@@ -312,7 +383,7 @@ class _Words:
                     max=self.phrases.numel() - 1).reshape(h.shape)
                 bonus = bonus + (ok & (self.phrases[at] == h)).to(bonus.dtype)
             bonus = bonus * self.hotword_weight
-        oov = has_word & (~_member(self.words, state["partial_hash"]) if self.lm is not None
+        oov = has_word & (~_member(self.words, state["partial_hash"]) if self.models_unknown
                           else torch.zeros_like(has_word))
         delta = self.lm_weight * lm_word + self.word_score + bonus
         if self.unk_score or self.partial_oov:
@@ -345,6 +416,8 @@ class _Words:
             return torch.zeros(partial_len.shape, dtype=torch.float64,
                                device=partial_len.device)
         unknown = (partial_len > 0) & ~_member(self.prefixes, partial_hash)
+        if self.forbidden:
+            return torch.where(unknown, -math.inf, 0.0).double()
         scale = (partial_len.double() / PARTIAL_OOV_CHARS).clamp(min=1.0)
         return torch.where(unknown, self.partial_oov * scale, 0.0)
 
@@ -777,10 +850,11 @@ class CtcBeamSearchDecoder:
         ``-(unk_score + lm_weight * ln p(<unk>))`` with the LM's unigram ``<unk>``, so
         that the prefix that has just paid for one is not dropped for it; without a
         language model, none (the exact search). None turns either off.
-      unk_score: with a language model, added to the score for every completed word
-        outside its vocabulary and the hotwords (nats, not scaled by ``lm_weight``; on
-        top of the LM's own ``<unk>`` probability), with ``partial_oov`` for every 6
-        characters past such a word's sixth. Default -6. Positive warns.
+      unk_score: with a language model (or a lexicon), added to the score for every
+        completed word outside its vocabulary (the lexicon) and the hotwords (nats, not
+        scaled by ``lm_weight``; on top of the LM's own ``<unk>`` probability), with
+        ``partial_oov`` for every 6 characters past such a word's sixth. Default -6.
+        ``-inf``: such words are never decoded. Positive warns.
       partial_oov: with a language model, how much lower the search ranks a prefix
         whose unfinished word begins no word the model (or a hotword) knows, times
         ``max(1, n / 6)`` for an unfinished word of ``n`` characters, so that such
@@ -789,6 +863,16 @@ class CtcBeamSearchDecoder:
         its score (with ``unk_score``), so that running words together into one long
         unknown word never pays; the first 6 characters' part steers the search only.
         Default -15; 0 turns it off.
+      lexicon: the words the decoder knows, in place of the LM's vocabulary: a list of
+        words, a path to a lexicon file (torchaudio's and flashlight's: a word, then its
+        spelling, per line; the spelling is not read, the decoder spells with its
+        tokens), or ``"lm"`` (the LM's own words). A word outside it (and the hotwords)
+        costs ``unk_score`` as an unknown word; with ``unk_score=-inf`` only its words
+        are decoded (flashlight's ``LexiconDecoder``), every prefix that begins none
+        leaves the beam at once, the "auto" threshold is off (a prefix of a word ranks as
+        though it will complete, and some never do), and an example none of whose
+        hypotheses ends in a lexicon word gets an empty list. Works without an LM too. A
+        word the tokens cannot spell raises ``ValueError`` naming it.
       distinct_texts: the n-best holds each text once (as pyctcdecode's does): of the
         token sequences that spell one text (a leading or trailing delimiter, two
         SentencePiece tokenisations), the best-scoring one stands for it, its scores
@@ -808,7 +892,7 @@ class CtcBeamSearchDecoder:
                  token_min_logp: float | None | str = "auto",
                  beam_threshold: float | None | str = "auto",
                  partial_oov: float = DEFAULT_PARTIAL_OOV, unk_score: float = DEFAULT_UNK_SCORE,
-                 distinct_texts: bool = True):
+                 distinct_texts: bool = True, lexicon=None):
         tokens = list(tokens)
         if not tokens or not all(isinstance(t, str) for t in tokens):
             raise TypeError("tokens must be a non-empty sequence of strings, one per class id")
@@ -826,8 +910,10 @@ class CtcBeamSearchDecoder:
         for name, value in (("lm_weight", lm_weight), ("word_score", word_score),
                             ("hotword_weight", hotword_weight), ("partial_oov", partial_oov),
                             ("unk_score", unk_score)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) or (name == "unk_score" and value == -math.inf)):
+                allowed = " or -inf" if name == "unk_score" else ""
+                raise ValueError(f"{name} must be a finite number{allowed}, got {value!r}")
         if partial_oov > 0:
             raise ValueError(f"partial_oov is a penalty: it must be <= 0, got {partial_oov!r}")
         if unk_score > 0:
@@ -847,13 +933,25 @@ class CtcBeamSearchDecoder:
                 raise TypeError(f"lm must be a path to an ARPA file or an NgramLM, got "
                                 f"{type(lm).__name__}")
             lm = NgramLM(lm)
+        lexicon = _read_lexicon(lexicon, lm, [t for i, t in enumerate(tokens) if i != blank],
+                                word_delimiter)
+        if unk_score == -math.inf and lexicon is None and lm is None:
+            raise ValueError("unk_score=-inf allows only known words: it needs a lexicon or a "
+                             "language model")
         # "auto": pruning where there is a language model; none (the exact search)
-        # where there is not.
+        # where there is not. The threshold is widened by what completing an unknown
+        # word costs: unk_score where finite (-inf: none completes), the LM's <unk>
+        # (which a lexicon word outside the LM also gets).
         if isinstance(token_min_logp, str):
             token_min_logp = LM_TOKEN_MIN_LOGP if lm is not None else None
+        # Only lexicon words (unk_score -inf): no threshold. A prefix of a lexicon word
+        # ranks as though it will complete, and at the end some never do: with one, 3 of
+        # the benchmark's 60 utterances kept no hypothesis that could end.
         if isinstance(beam_threshold, str):
-            beam_threshold = None if lm is None else LM_BEAM_THRESHOLD + max(
-                0.0, -(unk_score + lm_weight * float(lm._unk_prob())))
+            charged = lm_weight * float(lm._unk_prob()) + unk_score if lm is not None else 0.0
+            beam_threshold = None if lm is None else LM_BEAM_THRESHOLD + max(0.0, -charged)
+            if beam_threshold is not None and not math.isfinite(beam_threshold):
+                beam_threshold = None  # unk_score -inf, or an LM without <unk>
         self.tokens, self.blank, self.word_delimiter = tokens, int(blank), word_delimiter
         self.lm, self.lm_weight, self.word_score = lm, lm_weight, word_score
         self.hotwords, self.hotword_weight = list(hotwords or []), hotword_weight
@@ -864,7 +962,9 @@ class CtcBeamSearchDecoder:
         self.partial_oov, self.unk_score = float(partial_oov), float(unk_score)
         self.distinct_texts = distinct_texts
         self._words: dict = {}
-        self._known = set(_known_words(lm, self.hotwords))
+        self.lexicon = lexicon
+        known = _known_words(lm, self.hotwords, lexicon)
+        self._known = set(known) if known is not None else None
         # Per token: does it start a word, and the text it adds (split_words' table).
         if word_delimiter == "\u2581":
             self._pieces = [(t.startswith("\u2581"), t[1:] if t.startswith("\u2581") else t)
@@ -908,14 +1008,14 @@ class CtcBeamSearchDecoder:
         if key not in self._words:
             self._words[key] = _Words(self.tokens, self.word_delimiter, self.lm, self.hotwords,
                                       self.lm_weight, self.word_score, self.hotword_weight,
-                                      self.partial_oov, self.unk_score, device)
+                                      self.partial_oov, self.unk_score, device, self.lexicon)
         return self._words[key]
 
     def unknown_cost(self, words: Sequence[str]) -> float:
         """What ``words`` pay for being unknown (a hypothesis's ``unk_score``): for each
-        one outside the LM's vocabulary and the hotwords, ``unk_score``, plus
-        ``partial_oov`` per 6 characters past its sixth. 0 without an LM."""
-        if self.lm is None:
+        one outside the lexicon (or the LM's vocabulary) and the hotwords, ``unk_score``,
+        plus ``partial_oov`` per 6 characters past its sixth. 0 without either."""
+        if self._known is None:
             return 0.0
         return sum(self.unk_score + self.partial_oov * max(0.0, len(w) / PARTIAL_OOV_CHARS - 1)
                    for w in words if w not in self._known)

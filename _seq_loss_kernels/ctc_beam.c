@@ -218,8 +218,9 @@ static void FN(beam_completion)(const struct ctc_words *w, FN(beam_slot) *s,
         int64_t at = beam_find(w->hash_keys, w->n_hash, s->phash);
         int64_t id = at >= 0 ? w->hash_ids[at] : w->unk;
         lm_word = beam_lm_score(w, ctx, id, ctx_after);
-        s->oov = beam_find(w->words, w->n_words, s->phash) < 0;
     }
+    /* Words are known or not where there is an LM or a lexicon (never empty). */
+    if (w->order > 0 || w->n_words > 0) s->oov = beam_find(w->words, w->n_words, s->phash) < 0;
     if (w->n_phrases) {
         int64_t H = w->phrase_len - 1;
         for (int64_t length = 1; length <= w->phrase_len; ++length) {
@@ -295,6 +296,7 @@ static inline REAL FN(beam_extra)(const struct ctc_words *w, const FN(beam_slot)
  * partial_oov (<= 0), and lower for a longer word, so the penalty at a beam's own
  * length bounds every word-continuing extension's. */
 static inline REAL FN(beam_penalty)(const struct ctc_words *w, int64_t len) {
+    if (w->unk_score == -INFINITY) return BEAM_NEG_INF;  /* unknown words forbidden */
     double scale = (double)len / w->partial_chars;
     return (REAL)(w->partial_oov * (scale > 1 ? scale : 1));
 }
@@ -406,6 +408,8 @@ static void FN(beam_try)(FN(beam_frame) *f, int64_t k, int ends, int64_t c, int 
         cand.known = FN(beam_known)(w, f->prefixes, h, len);
         if (skip_known && cand.known) return;
         if (!cand.known) cand.rank += FN(beam_penalty)(w, len);
+        /* A forbidden word (unk_score -inf), ended or begun: never a beam. */
+        if (cand.rank == BEAM_NEG_INF) return;
     }
     const FN(beam_cand) *floor = FN(frame_floor)(f);
     if (floor && !FN(beam_before)(&cand, floor)) return;
@@ -683,7 +687,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                  * the beam's every token, so each list stays in order). */
                 REAL slack = (REAL)4 * BEAM_EPS
                              * (FN(beam_abs)(total[k]) + FN(beam_abs)(beam_x) + e_mag
-                                + FN(beam_abs)(pen)
+                                + (pen > BEAM_NEG_INF ? FN(beam_abs)(pen) : 0)
                                 + (delta_bound < (REAL)INFINITY ? delta_bound : 0));
                 REAL extra = total[k] + beam_x + slack;
                 splits[k] = children && FN(beam_splits)(w, s);
@@ -878,6 +882,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 }
                 rank = acoustic + extra + end + (REAL)(w->lm_weight * lm_end);
                 lm_total[k] = s->lm + (s->plen > 0 ? s->lm_word : 0) + lm_end;
+                if (rank == BEAM_NEG_INF) continue;  /* ends in a forbidden word */
             }
             finals[n_final].rank = rank;
             finals[n_final].index = k;

@@ -4,11 +4,14 @@ penalty of an unfinished word no known word begins with, and the defaults that c
 with a language model. Both searches (C kernel and tensors) are held to each rule."""
 import math
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 import ctc_decoder as D
-from optional_deps import both_searches
+from ngram_lm import write_arpa
+from optional_deps import both_searches, need_c_kernel
 
 LETTERS = ["<b>", "|"] + [chr(c) for c in range(65, 91)]
 
@@ -166,3 +169,144 @@ def test_unk_score_errors(costly_unk):
         D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, token_min_logp="automatic")
     with pytest.raises(ValueError, match="beam_threshold is how far below the best a prefix may score: it must be >= 0"):
         D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, beam_threshold=-1.0)
+
+
+# ------------------------------------------------------------------------ lexicons
+def test_a_lexicon_forbids_other_words_or_charges_them(costly_unk, monkeypatch):
+    """"HELLO|WURLD" with U just above O: no LM, a lexicon of HELLO and WORLD. With
+    unk_score=-inf only lexicon words are decoded (flashlight's LexiconDecoder), every
+    prefix that begins none leaves the beam at once; with a finite one (and no rank
+    penalty) WURLD pays it, and the lexicon's spelling wins once that is more than the
+    0.1 nats between them."""
+    logits = blurred("HELLO|WURLD", blank=-6.0)
+    logits[0, 21:23, LETTERS.index("O")] = 3.9  # the U frames: O 0.1 behind
+    plain = D.CtcBeamSearchDecoder(LETTERS, beam_size=16)
+    assert plain(logits)[0][0].text == "HELLO WURLD"
+    lexicon = ["HELLO", "WORLD"]
+    only = D.CtcBeamSearchDecoder(LETTERS, beam_size=16, lexicon=lexicon, unk_score=-math.inf,
+                                  nbest=3)
+    for found in both_searches(monkeypatch, lambda: only(logits)[0]):
+        assert [h.text for h in found] == ["HELLO WORLD", "HELLO", "WORLD"][:len(found)]
+        assert all(set(h.words) <= set(lexicon) for h in found)
+        assert found[0].unk_score == 0.0 and found[0].score == found[0].acoustic_score
+    charged = D.CtcBeamSearchDecoder(LETTERS, beam_size=16, lexicon=lexicon, unk_score=-0.5,
+                                     partial_oov=0.0)
+    for h in both_searches(monkeypatch, lambda: charged(logits)[0][0]):
+        assert h.text == "HELLO WORLD"
+    cheap = D.CtcBeamSearchDecoder(LETTERS, beam_size=16, lexicon=lexicon, unk_score=-0.05,
+                                   partial_oov=0.0)
+    for h in both_searches(monkeypatch, lambda: cheap(logits)[0][0]):
+        assert h.text == "HELLO WURLD" and h.unk_score == -0.05
+
+
+def test_a_lexicon_beside_the_lm(costly_unk, monkeypatch, tmp_path):
+    """lexicon='lm' is the LM's words; a lexicon word the LM lacks gets its <unk>
+    probability and no unk_score; a lexicon file's first column is its words."""
+    lm_words = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, lexicon="lm")
+    assert sorted(lm_words.lexicon) == ["HELLO", "THE", "THERE", "WORLD"]
+    logits = blurred("HELLO|ZYX", blank=-6.0)
+    path = tmp_path / "lexicon.txt"
+    path.write_text("HELLO H E L L O |\nZYX Z Y X |\n\n")
+    decoder = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, lexicon=path,
+                                     unk_score=-math.inf)
+    assert decoder.lexicon == ["HELLO", "ZYX"]
+    # The auto pruning with only lexicon words: no threshold (see the next test).
+    assert decoder.beam_threshold is None and decoder.token_min_logp == -5.0
+    for h in both_searches(monkeypatch, lambda: decoder(logits)[0][0]):
+        assert h.text == "HELLO ZYX" and h.unk_score == 0.0
+        assert h.lm_score == pytest.approx(math.log(10) * (-0.7 - 0.3 - 8.0 - 0.1 - 1.0),
+                                           abs=1e-5)
+    only_lm = D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, lexicon="lm",
+                                     unk_score=-math.inf)
+    for h in both_searches(monkeypatch, lambda: only_lm(logits)[0][0]):
+        assert h.text == "HELLO"
+
+
+def test_no_hypothesis_ends_in_a_lexicon_word(monkeypatch):
+    """Only lexicon words, and a beam of one that can only hold "HEL": no hypothesis
+    can end, and the example's list is empty (both searches), not a forbidden word.
+    At beam 32 the search keeps HELLO, its last two letters spelled where the frames
+    hold none."""
+    logits = blurred("HEL", blank=-6.0)
+    for beam, want in ((1, []), (32, ["HELLO"])):
+        decoder = D.CtcBeamSearchDecoder(LETTERS, lexicon=["HELLO"], unk_score=-math.inf,
+                                         beam_size=beam)
+        for found in both_searches(monkeypatch, lambda decoder=decoder: decoder(logits)[0]):
+            assert [h.text for h in found] == want
+
+
+def test_lexicon_errors(costly_unk, tmp_path):
+    with pytest.raises(ValueError, match="lexicon word 'HELLO1' cannot be spelled"):
+        D.CtcBeamSearchDecoder(LETTERS, lexicon=["HELLO", "HELLO1"])
+    pieces = ["<b>", "\u2581he", "llo", "\u2581wor", "ld"]
+    D.CtcBeamSearchDecoder(pieces, word_delimiter="\u2581", lexicon=["hello", "world"])
+    with pytest.raises(ValueError, match="lexicon word 'llohe' cannot be spelled"):
+        D.CtcBeamSearchDecoder(pieces, word_delimiter="\u2581", lexicon=["hello", "llohe"])
+    with pytest.raises(ValueError, match="lexicon word '<b>' cannot be spelled"):
+        D.CtcBeamSearchDecoder(LETTERS, lexicon=["<b>"])  # the blank spells nothing
+    with pytest.raises(ValueError, match="the lexicon is empty"):
+        D.CtcBeamSearchDecoder(LETTERS, lexicon=[])
+    with pytest.raises(ValueError, match="without spaces, got 'HELLO WORLD'"):
+        D.CtcBeamSearchDecoder(LETTERS, lexicon=["HELLO WORLD"])
+    with pytest.raises(ValueError, match="lexicon='lm' takes the language model's words"):
+        D.CtcBeamSearchDecoder(LETTERS, lexicon="lm")
+    with pytest.raises(ValueError, match="is not a file"):
+        D.CtcBeamSearchDecoder(LETTERS, lexicon=str(tmp_path / "missing.txt"))
+    with pytest.raises(ValueError, match="unk_score=-inf allows only known words"):
+        D.CtcBeamSearchDecoder(LETTERS, unk_score=-math.inf)
+    with pytest.raises(ValueError, match="partial_oov must be a finite number, got -inf"):
+        D.CtcBeamSearchDecoder(LETTERS, lm=costly_unk, partial_oov=-math.inf)
+
+
+SMALL = ["<pad>", "|", "H", "E", "L", "O", "W", "R", "D", "U"]
+
+
+@pytest.fixture(scope="module")
+def small_lm(tmp_path_factory):
+    corpus = ["HELLO WORLD", "HELLO THERE WORLD", "THE WORLD", "HELLO", "WORLD HELLO"]
+    return write_arpa(corpus, tmp_path_factory.mktemp("lm") / "small.arpa", order=2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), beam=st.integers(1, 10), nbest=st.integers(1, 3),
+       with_lm=st.booleans(), lexicon=st.sampled_from([None, "lm", ("HELLO", "HE", "DOUR"),
+                                                        ("LOW", "OWL", "ROW", "RULE")]),
+       unk_score=st.sampled_from([-math.inf, -3.0, 0.0]),
+       partial_oov=st.sampled_from([0.0, -5.0, -15.0]), prune=st.booleans(),
+       double=st.booleans())
+def test_both_searches_agree_on_unknown_words_and_lexicons(small_lm, seed, beam, nbest,
+                                                           with_lm, lexicon, unk_score,
+                                                           partial_oov, prune, double):
+    """The C kernel and the tensor search: same hypotheses and scores with a lexicon
+    (with and without an LM, unknown words forbidden or charged), unk_score and
+    partial_oov, pruning on and off, float32 and float64."""
+    need_c_kernel()
+    if (lexicon == "lm" and not with_lm) or (unk_score == -math.inf and lexicon is None
+                                             and not with_lm):
+        return  # refused (tested in test_lexicon_errors)
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(3, 24, len(SMALL), generator=g)
+    top = torch.randint(0, len(SMALL), (3, 24), generator=g)
+    top = torch.where(torch.rand(3, 24, generator=g) < 0.5, 0, top)
+    logits = logits + 4.0 * torch.nn.functional.one_hot(top, len(SMALL))
+    if double:
+        logits = logits.double()
+    lengths = torch.tensor([24, 15, 0])
+    decoder = D.CtcBeamSearchDecoder(
+        SMALL, lm=small_lm if with_lm else None, lexicon=lexicon, unk_score=unk_score,
+        partial_oov=partial_oov, beam_size=beam, nbest=min(nbest, beam),
+        token_min_logp=-6.0 if prune else None, beam_threshold=8.0 if prune else None)
+    words = decoder._words_on(torch.device("cpu"))
+    log_probs = D._log_probs(logits, lengths)
+    args = (log_probs, lengths, 0, beam, min(nbest, beam), words, decoder.token_min_logp,
+            decoder.beam_threshold)
+    compiled, tensors = D._search(*args), D._search_tensors(*args)
+    assert [[h[:2] for h in hyps] for hyps in compiled] == [[h[:2] for h in hyps]
+                                                           for hyps in tensors]
+    for got, want in zip(compiled, tensors, strict=True):
+        np.testing.assert_allclose([h[2:] for h in got], [h[2:] for h in want], rtol=1e-5,
+                                   atol=1e-4)
+        if unk_score == -math.inf:  # nothing outside the known words, ever
+            known = set(decoder._known)
+            for tokens, *_ in got:
+                assert set(decoder.split_words(tokens)[0]) <= known
