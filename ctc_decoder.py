@@ -304,18 +304,14 @@ class _Words:
         # hotwords), so the search can tell an unfinished word that can still become
         # one, and the words themselves: a completed word outside them costs unk_score
         # (-inf: it is forbidden, and so is every prefix that begins no known word).
-        known: set[int] = set()
-        words: set[int] = set()
         spelled = _known_words(lm, hotwords, lexicon)
         self.models_unknown = spelled is not None
         self.partial_oov = float(partial_oov) if self.models_unknown else 0.0
         self.unk_score = float(unk_score) if self.models_unknown else 0.0
         self.forbidden = self.unk_score == -math.inf
-        for word in spelled or []:
-            words.add(ngram_lm.string_hash(word))
-            known.update(ngram_lm.string_hash(word[:n]) for n in range(1, len(word) + 1))
-        self.prefixes = torch.tensor(sorted(known), dtype=torch.long, device=device)
-        self.words = torch.tensor(sorted(words), dtype=torch.long, device=device)
+        word_hashes, prefix_hashes = ngram_lm.prefix_hashes(spelled or [])
+        self.prefixes = torch.from_numpy(np.unique(prefix_hashes)).to(device)
+        self.words = torch.from_numpy(np.unique(word_hashes)).to(device)
         self._arrays: dict | None = None  # the C kernel's view, made on first use
 
     # Prefixes times non-boundary tokens that the table of known continuations may
@@ -341,11 +337,16 @@ class _Words:
                 or keys.numel() * inner.numel() > self.CHILD_TABLE_BUDGET):
             return empty, torch.zeros(1, dtype=torch.long), empty
         power, part = self.char_power.cpu()[inner], self.char_hash.cpu()[inner]
-        silent = self.char_len.cpu()[inner] == 0
-        step = max(1, (1 << 20) // inner.numel())  # keys per chunk: about 8 MB at a time
-        # The grown hashes wrap around in int64, as the kernel's do.
-        known = torch.cat([torch.isin(keys[a:a + step, None] * power + part, prefixes) | silent
-                           for a in range(0, keys.numel(), step)])
+        length = self.char_len.cpu()[inner]
+        kernel = _kernel()
+        if kernel is not None:  # the kernel's own hash set: 0.2 s where isin took 4
+            known = kernel.beam_children(prefixes.contiguous(), keys, power.contiguous(),
+                                         part.contiguous(), length.contiguous())
+        else:
+            step = max(1, (1 << 20) // inner.numel())  # keys per chunk: about 8 MB at a time
+            # The grown hashes wrap around in int64, as the kernel's do.
+            known = torch.cat([torch.isin(keys[a:a + step, None] * power + part, prefixes)
+                               | (length == 0) for a in range(0, keys.numel(), step)])
         rows, cols = known.nonzero(as_tuple=True)  # row-major: grouped by key
         start = torch.zeros(keys.numel() + 1, dtype=torch.long)
         start[1:] = torch.bincount(rows, minlength=keys.numel()).cumsum(0)

@@ -31,9 +31,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import NoReturn
 
+import numpy as np
 import torch
 
-__all__ = ["NgramLM", "write_arpa", "string_hash", "hash_parts"]
+__all__ = ["NgramLM", "write_arpa", "string_hash", "hash_parts", "prefix_hashes"]
 
 LN10 = math.log(10.0)
 UNK_LOG10 = -100.0  # KenLM's probability for <unk> when the file has none
@@ -61,6 +62,34 @@ def hash_parts(text: str) -> tuple[int, int]:
 def string_hash(text: str) -> int:
     """The 64-bit polynomial hash of ``text`` (as int64) that identifies a word."""
     return hash_parts(text)[0]
+
+
+def prefix_hashes(words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(hashes (N,), prefixes (P,))`` int64: :func:`string_hash` of each word, and of
+    every non-empty prefix of every word (with repeats), computed column by column over
+    the words at once (a Python loop per prefix took 2.5 s for 100,000 words)."""
+    if not words:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    width = int(lengths.max())
+    # Code points + 1, as hash_parts adds them; 0 past a word's end (never read).
+    codes = np.zeros((len(words), width), dtype=np.uint64)
+    flat = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
+    rows = np.repeat(np.arange(len(words)), lengths)
+    cols = np.arange(flat.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    codes[rows, cols] = flat.astype(np.uint64) + np.uint64(1)
+    h = np.zeros(len(words), dtype=np.uint64)
+    full = np.zeros(len(words), dtype=np.uint64)
+    prefixes = []
+    base = np.uint64(_BASE)
+    with np.errstate(over="ignore"):  # arithmetic mod 2^64, as hash_parts masks
+        for n in range(width):
+            h = h * base + codes[:, n]
+            live = lengths > n
+            prefixes.append(h[live])
+            full = np.where(lengths == n + 1, h, full)
+    return full.view(np.int64), np.concatenate(prefixes).view(np.int64)
 
 
 class ArpaError(ValueError):
@@ -239,10 +268,52 @@ def _read_arpa(path: str):
     return dict(enumerate(counts, 1)), grams
 
 
+def _digest(path: str) -> str:
+    """SHA-256 of the file's bytes (0.08 s for 110 MB)."""
+    import hashlib
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"language model file not found: {path}")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cache_folder(cache, path: str) -> str | None:
+    """Where an ARPA file's compact tables are kept, or None (not cached): ``cache`` a
+    folder; True the default folder, ``$SEQ_LOSS_UTIL_CACHE/lm`` or
+    ``~/.cache/seq_loss_util/lm``; ``"auto"`` the default folder for files of
+    ``NgramLM.CACHE_FROM_BYTES`` (8 MB) and more; False or None, never."""
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, str) and cache == "auto":
+        try:
+            if os.path.getsize(path) < NgramLM.CACHE_FROM_BYTES:
+                return None
+        except OSError:
+            return None  # a missing file: the reader says so
+        cache = True
+    if cache is True:
+        base = os.environ.get("SEQ_LOSS_UTIL_CACHE") or os.path.join(
+            os.path.expanduser("~"), ".cache", "seq_loss_util")
+        return os.path.join(base, "lm")
+    if isinstance(cache, (str, os.PathLike)):
+        return os.fspath(cache)
+    raise TypeError(f"cache must be 'auto', True, False or a folder, got {cache!r}")
+
+
 class NgramLM:
     """A word n-gram model from an ARPA file, scored in batches on ``device``.
 
-    ``NgramLM(path, device="cpu")``. Scores are natural logs (ARPA stores log10).
+    ``NgramLM(path, device="cpu", cache="auto")``. Scores are natural logs (ARPA stores
+    log10). Reading a large ARPA file takes a while (47 s for 110 MB, 3.1 million
+    n-grams); the tables are then written once in compact form to a cache folder
+    (``cache``: ``"auto"`` for files of 8 MB and more, True, False, or a folder; the
+    default folder is ``$SEQ_LOSS_UTIL_CACHE/lm``, else ``~/.cache/seq_loss_util/lm``),
+    named by the SHA-256 of the ARPA file's bytes, and later loads of the same file map
+    them from there in well under a second. A changed file has another digest.
 
     * :meth:`score_sentence` ``(words)``: ln p of a sentence with ``<s>`` and ``</s>``,
       as ``kenlm.Model(path).score(" ".join(words), bos=True, eos=True) * ln 10``.
@@ -253,11 +324,27 @@ class NgramLM:
       last, -1 where there is no word (shorter than the order).
     """
 
-    def __init__(self, path: str | os.PathLike, *, device="cpu"):
+    # Files from this size on are cached in compact form by default (cache="auto").
+    CACHE_FROM_BYTES = 8 << 20
+    _CACHE_FORMAT = 1
+
+    def __init__(self, path: str | os.PathLike, *, device="cpu", cache="auto"):
         self.path = os.fspath(path)
+        self.device = torch.device(device)
+        folder = _cache_folder(cache, self.path)
+        if folder is None:
+            self._parse()
+        else:
+            digest = _digest(self.path)
+            if not self._load_compact(folder, digest):
+                self._parse()
+                self._save_compact(folder, digest)
+        self._to_device()
+
+    def _parse(self) -> None:
+        """The tables, from the ARPA file (on the CPU)."""
         _, grams = _read_arpa(self.path)
         self.order = len(grams)
-        self.device = torch.device(device)
         # The order is the header's, empty orders included (``ngram 3=0``): KenLM
         # keeps them too, and still charges the backoffs of the order below them.
         # Contexts that the file lacks become placeholders (not scored, backoff 0), so
@@ -285,10 +372,10 @@ class NgramLM:
 
         hashes = torch.tensor([string_hash(w) for w in words], dtype=torch.long)
         order_of_hash = torch.argsort(hashes)
-        self._hash_keys = hashes[order_of_hash].to(self.device)
+        self._hash_keys = hashes[order_of_hash]
         if len(words) > 1 and bool((self._hash_keys[1:] == self._hash_keys[:-1]).any()):
             raise ArpaError(f"{self.path}: two words share a 64-bit hash; rename one")
-        self._hash_ids = order_of_hash.to(self.device)
+        self._hash_ids = order_of_hash
 
         # Level by level: keys sorted, with ln prob, ln backoff and whether real.
         self._keys, self._prob, self._backoff, self._real = [], [], [], []
@@ -302,14 +389,59 @@ class NgramLM:
                 keyed = {previous[g[:-1]] * size + self.vocab[g[-1]]: g for g in entries}
             keys = sorted(keyed)
             level_ids = {keyed[k]: i for i, k in enumerate(keys)}
-            self._keys.append(torch.tensor(keys, dtype=torch.long, device=self.device))
+            self._keys.append(torch.tensor(keys, dtype=torch.long))
             self._prob.append(torch.tensor([entries[keyed[k]][0] * LN10 for k in keys],
-                                           dtype=torch.float64, device=self.device))
+                                           dtype=torch.float64))
             self._backoff.append(torch.tensor([entries[keyed[k]][1] * LN10 for k in keys],
-                                              dtype=torch.float64, device=self.device))
+                                              dtype=torch.float64))
             self._real.append(torch.tensor([keyed[k] in real[order - 1] for k in keys],
-                                           dtype=torch.bool, device=self.device))
+                                           dtype=torch.bool))
             previous = level_ids
+
+    _TABLES = ("_keys", "_prob", "_backoff", "_real")
+
+    def _to_device(self) -> None:
+        for name in self._TABLES:
+            setattr(self, name, [t.to(self.device) for t in getattr(self, name)])
+        self._hash_keys = self._hash_keys.to(self.device)
+        self._hash_ids = self._hash_ids.to(self.device)
+
+    def _load_compact(self, folder: str, digest: str) -> bool:
+        """The tables from the compact file for this ARPA's digest, memory-mapped;
+        False where there is none (or it is damaged, or of another format)."""
+        path = os.path.join(folder, f"{digest}.pt")
+        if not os.path.isfile(path):
+            return False
+        try:
+            saved = torch.load(path, mmap=True, weights_only=True)
+            if saved.get("format") != self._CACHE_FORMAT or saved.get("digest") != digest:
+                return False
+            words = saved["words"]
+            self.order = int(saved["order"])
+            self.vocab = {w: i for i, w in enumerate(words)}
+            for name in self._TABLES:
+                setattr(self, name, list(saved[name]))
+            self._hash_keys, self._hash_ids = saved["hash_keys"], saved["hash_ids"]
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError):
+            return False  # a damaged or foreign file: read the ARPA again, write it anew
+        self.unk, self.bos, self.eos = self.vocab["<unk>"], self.vocab["<s>"], self.vocab["</s>"]
+        self._size = len(words)
+        return True
+
+    def _save_compact(self, folder: str, digest: str) -> None:
+        """Writes the tables for this ARPA's digest (a new file, renamed into place);
+        a folder that cannot be written is skipped silently: the cache only saves time."""
+        words = sorted(self.vocab, key=self.vocab.__getitem__)
+        saved = dict(format=self._CACHE_FORMAT, digest=digest, order=self.order, words=words,
+                     hash_keys=self._hash_keys, hash_ids=self._hash_ids,
+                     **{name: getattr(self, name) for name in self._TABLES})
+        try:
+            os.makedirs(folder, exist_ok=True)
+            temporary = os.path.join(folder, f".{digest}.{os.getpid()}.tmp")
+            torch.save(saved, temporary)
+            os.replace(temporary, os.path.join(folder, f"{digest}.pt"))
+        except OSError:
+            pass
 
     def __repr__(self) -> str:
         counts = ", ".join(str(k.numel()) for k in self._keys)

@@ -141,11 +141,13 @@ def _bind_kernel(lib) -> bool:
     d = ctypes.c_double
     signatures["ctc_beam_search"] = [p, i64, i64, p, i64, i64, i64, i64, i64, i64, d, d,
                                       ctypes.POINTER(_CtcWords), p, p, p, p, p, p, p]
+    signatures["ctc_beam_children"] = [p, i64, p, i64, p, p, p, i64, p]
     try:
         for sfx, *_ in _KERNEL_VARIANTS.values():
             for name, argtypes in signatures.items():
                 getattr(lib, f"{name}_{sfx}").argtypes = argtypes
             getattr(lib, f"ctc_beam_search_{sfx}").restype = ctypes.c_int
+            getattr(lib, f"ctc_beam_children_{sfx}").restype = ctypes.c_int
     except AttributeError:
         return False
     return True
@@ -167,6 +169,19 @@ class _CtcWords(ctypes.Structure):
                 ("child_tokens", _P), ("n_child_keys", _I64), ("lm_max", _F64),
                 ("unk_score", _F64), ("partial_chars", _F64), ("words", _P),
                 ("n_words", _I64)]
+
+
+def beam_children(prefixes, keys, power, part, length):
+    """``(K, I)`` bool: key ``j`` grown by token ``i``'s characters (hash parts
+    ``power``, ``part``; ``length`` of them) is one of the sorted int64 ``prefixes``, or
+    the token has none (ctc_decoder._Words._children; contiguous CPU int64 inputs)."""
+    out = torch.empty(keys.numel(), power.numel(), dtype=torch.uint8)
+    if _kernel_lib.ctc_beam_children_f64(prefixes.data_ptr(), prefixes.numel(),
+                                         keys.data_ptr(), keys.numel(), power.data_ptr(),
+                                         part.data_ptr(), length.data_ptr(), power.numel(),
+                                         out.data_ptr()):
+        raise MemoryError("the table of known continuations did not fit in memory")
+    return out.bool()
 
 
 def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest: int,

@@ -283,6 +283,32 @@ static inline int FN(beam_known)(const struct ctc_words *w, const FN(beam_set) *
     return 0;
 }
 
+/* The table of known continuations (ctc_decoder._Words._children), by the search's
+ * own rule and hash set: out[j * n_inner + i] = 1 where key j grown by inner token i's
+ * characters (hash parts power[i], part[i]; len[i] of them) is a known prefix, or the
+ * token adds none. One or two probes each: the same test as torch.isin took 4.3 s for
+ * 750,000 keys of a 100,000-word vocabulary times 26 tokens. Returns 0, or -1 when
+ * memory ran out. */
+int FN(ctc_beam_children)(const int64_t *prefixes, int64_t n_prefixes, const int64_t *keys,
+                          int64_t n_keys, const int64_t *power, const int64_t *part,
+                          const int64_t *len, int64_t n_inner, uint8_t *out) {
+    FN(beam_set) set = {NULL, NULL, 0};
+    int failed = FN(set_build)(&set, prefixes, n_prefixes);
+    for (int64_t j = 0; j < n_keys && !failed; ++j) {
+        for (int64_t i = 0; i < n_inner; ++i) {
+            uint8_t known = len[i] == 0;
+            int64_t h = (int64_t)((uint64_t)keys[j] * (uint64_t)power[i] + (uint64_t)part[i]);
+            for (uint64_t at = (uint64_t)beam_mix(h, 0) & set.mask; !known && set.used[at];
+                 at = (at + 1) & set.mask)
+                known = set.slots[at] == h;
+            out[j * n_inner + i] = known;
+        }
+    }
+    free(set.slots);
+    free(set.used);
+    return failed ? -1 : 0;
+}
+
 /* The part of a slot's score that is not acoustic: its words' LM, word and hotword
  * scores. */
 static inline REAL FN(beam_extra)(const struct ctc_words *w, const FN(beam_slot) *s) {

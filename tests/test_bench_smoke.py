@@ -76,3 +76,13 @@ def test_decode_benchmark_smoke(capsys):
     assert bench.main(["--smoke"]) == 0
     out = capsys.readouterr().out
     assert "greedy (ours)" in out and "ours + LM" in out
+
+
+def test_lm_load_benchmark_smoke(capsys):
+    spec = importlib.util.spec_from_file_location(
+        "bench_lm_load", BENCH.parent / "bench_lm_load.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "ours, mapping the compact file" in out and "goal: compact load < 1 s" in out

@@ -491,3 +491,57 @@ def test_gzip_is_told_by_content_not_name(tmp_path, arpa, name, compress):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.arpa"):
         NgramLM(tmp_path / "nowhere.arpa")
+
+
+# ---------------------------------------------------------------- the compact cache
+def tables(lm):
+    return ([t.tolist() for name in NgramLM._TABLES for t in getattr(lm, name)]
+            + [lm._hash_keys.tolist(), lm._hash_ids.tolist(), lm.vocab, lm.order, lm.unk,
+               lm.bos, lm.eos, lm._size])
+
+
+def test_the_compact_file_holds_the_same_model(tmp_path, arpa):
+    """Written on the first load (named by the ARPA's SHA-256), mapped on the second:
+    the same tables and KenLM's scores; a changed ARPA file is read again."""
+    cache = tmp_path / "cache"
+    first = NgramLM(arpa, cache=cache)
+    files = list(cache.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".pt" and len(files[0].stem) == 64
+    second = NgramLM(arpa, cache=cache)
+    assert tables(second) == tables(first) == tables(NgramLM(arpa, cache=False))
+    for words in random_sentences(7, count=20):
+        assert second.score_sentence(words) == pytest.approx(kenlm_score(arpa, words),
+                                                             abs=1e-4)
+    changed = tmp_path / "changed.arpa"
+    changed.write_text(open(arpa).read().replace("-0.", "-1.", 1))
+    assert tables(NgramLM(changed, cache=cache)) != tables(first)
+    assert len(list(cache.iterdir())) == 2
+
+
+def test_a_damaged_compact_file_is_replaced(tmp_path, arpa):
+    cache = tmp_path / "cache"
+    want = tables(NgramLM(arpa, cache=cache))
+    (saved,) = cache.iterdir()
+    for damage in (b"", b"not a torch file", saved.read_bytes()[:100]):
+        saved.write_bytes(damage)
+        assert tables(NgramLM(arpa, cache=cache)) == want
+        assert saved.stat().st_size > 1000  # written again
+    # A file of another format version, or for another digest, is not trusted.
+    data = torch.load(saved, weights_only=True)
+    for key, value in (("format", 99), ("digest", "0" * 64)):
+        torch.save({**data, key: value}, saved)
+        assert tables(NgramLM(arpa, cache=cache)) == want
+
+
+def test_cache_auto_only_for_large_files(tmp_path, arpa, monkeypatch):
+    monkeypatch.setenv("SEQ_LOSS_UTIL_CACHE", str(tmp_path / "home"))
+    NgramLM(arpa)  # a few hundred bytes: not cached
+    assert not (tmp_path / "home").exists()
+    monkeypatch.setattr(NgramLM, "CACHE_FROM_BYTES", 10)
+    NgramLM(arpa)
+    assert len(list((tmp_path / "home" / "lm").iterdir())) == 1
+    with pytest.raises(TypeError, match="cache must be 'auto', True, False or a folder"):
+        NgramLM(arpa, cache=3)
+    unwritable = tmp_path / "file-not-folder"
+    unwritable.write_text("")
+    assert tables(NgramLM(arpa, cache=unwritable)) == tables(NgramLM(arpa, cache=False))
