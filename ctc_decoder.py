@@ -52,8 +52,9 @@ class Hypothesis(NamedTuple):
 
     ``tokens``: class ids. ``words``: the words they spell (empty without a vocabulary).
     ``text``: the words joined by spaces. ``score``: what the search ranks by,
-    ``acoustic_score + lm_weight * lm_score + word_score * len(words) + unk_score``
-    plus ``hotword_weight`` per hotword (or phrase) matched. ``acoustic_score``: ln p(tokens |
+    ``acoustic_score + lm_weight * lm_score + word_score * len(words) + unk_score +
+    token_lm_weight * token_lm_score`` plus ``hotword_weight`` per hotword (or phrase)
+    matched. ``acoustic_score``: ln p(tokens |
     x) summed over alignments. ``lm_score``: ln p(words) under the language model, with
     ``<s>`` and ``</s>`` (0 without one). ``timesteps``: per token, the first frame at
     which it is emitted on the hypothesis's most probable path (where paths to one
@@ -62,6 +63,8 @@ class Hypothesis(NamedTuple):
     ``unk_score``: the part of ``score`` charged for unknown words: for each of ``words``
     outside the LM's vocabulary and the hotwords, the decoder's ``unk_score`` plus its
     ``partial_oov`` per 6 characters past the sixth (0 without an LM).
+    ``token_lm_score``: ln p of ``tokens`` under the decoder's token-level model, with
+    ``<s>`` and ``</s>`` (0 without one); ``score`` holds it times ``token_lm_weight``.
     """
     tokens: list
     words: list
@@ -72,6 +75,7 @@ class Hypothesis(NamedTuple):
     timesteps: list
     word_spans: list = []
     unk_score: float = 0.0
+    token_lm_score: float = 0.0
 
 
 # ------------------------------------------------------------------ input checks
@@ -220,6 +224,31 @@ def _read_lexicon(lexicon, lm: NgramLM | None, tokens: Sequence[str],
     return words
 
 
+def _read_token_lm(token_lm, weight, tokens: Sequence[str], blank: int) -> NgramLM | None:
+    """A decoder's ``token_lm`` option as a model (None: none). Its words must be the
+    decoder's tokens (the blank aside): a word model given here would score every
+    token as ``<unk>``, so any word that is not a token raises, naming a few."""
+    if token_lm is None:
+        return None
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
+            math.isfinite(weight) and weight >= 0):
+        raise ValueError(f"token_lm_weight must be a finite number >= 0, got {weight!r}")
+    if not isinstance(token_lm, NgramLM):
+        if not isinstance(token_lm, (str, os.PathLike)):
+            raise TypeError(f"token_lm must be a path to an ARPA file or an NgramLM, got "
+                            f"{type(token_lm).__name__}")
+        token_lm = NgramLM(token_lm)
+    own = {t for i, t in enumerate(tokens) if i != blank}
+    strangers = sorted(w for w in token_lm.vocab
+                       if w not in own and w not in ("<s>", "</s>", "<unk>"))
+    if strangers:
+        raise ValueError(f"the token LM's vocabulary is not the decoder's tokens: "
+                         f"{len(strangers)} of its words are not tokens (the blank aside), "
+                         f"such as {strangers[:3]}; a token LM's words are the tokens "
+                         "themselves (write_arpa over token sequences makes one)")
+    return token_lm
+
+
 def _speller(tokens: Sequence[str], delimiter: str):
     """``spell(word)``: whether ``word`` is a concatenation of the tokens' texts as the
     decoder reads them: with a delimiter, any tokens but it; in SentencePiece mode, one
@@ -269,8 +298,15 @@ class _Words:
 
     def __init__(self, tokens: Sequence[str], delimiter: str | None, lm: NgramLM | None,
                  hotwords, lm_weight: float, word_score: float, hotword_weight: float,
-                 partial_oov: float, unk_score: float, device, lexicon=None):
+                 partial_oov: float, unk_score: float, device, lexicon=None,
+                 token_lm: NgramLM | None = None, token_lm_weight: float = 0.0):
         self.prefix_mode = delimiter == "\u2581"
+        # A token-level model: each token's id in it (<unk>'s for tokens it lacks).
+        self.tlm = token_lm.to(device) if token_lm is not None else None
+        self.tlm_weight = float(token_lm_weight) if token_lm is not None else 0.0
+        self.tlm_ids = torch.tensor(
+            [token_lm.vocab.get(t, token_lm.unk) for t in tokens] if token_lm is not None
+            else [0] * len(tokens), dtype=torch.long, device=device)
         chars = []
         for token in tokens:
             if self.prefix_mode:
@@ -398,7 +434,11 @@ class _Words:
         """The non-acoustic part of each beam's score so far (in the scores' dtype: the
         word count times a float was float32, off by 2e-8 in a float64 decode)."""
         words = state["words"].to(state["lm"].dtype)
-        return self.lm_weight * state["lm"] + self.word_score * words + state["hot"] + state["unkc"]
+        extra = self.lm_weight * state["lm"] + self.word_score * words + state["hot"] + state[
+            "unkc"]
+        if self.tlm is not None:
+            extra = extra + self.tlm_weight * state["tlm"]
+        return extra
 
     def unknown_cost(self, length):
         """What a completed unknown word of ``length`` characters costs (float64):
@@ -430,25 +470,15 @@ class _Words:
 
     def _make_arrays(self) -> dict:
         lm = self.lm
-        if lm is None:
-            empty = torch.zeros(1, dtype=torch.long)
-            tables = dict(order=0, size=0, unk=0, bos=0, eos=0, unk_prob=0.0, keys=[],
-                          prob=[], backoff=[], real=[], counts=empty, hash_keys=empty,
-                          hash_ids=empty)
-        else:
-            tables = dict(order=lm.order, size=lm._size, unk=lm.unk, bos=lm.bos, eos=lm.eos,
-                          unk_prob=float(lm._unk_prob()),
-                          keys=[t.contiguous() for t in lm._keys],
-                          prob=[t.contiguous() for t in lm._prob],
-                          backoff=[t.contiguous() for t in lm._backoff],
-                          real=[t.to(torch.uint8).contiguous() for t in lm._real],
-                          counts=torch.tensor([t.numel() for t in lm._keys], dtype=torch.long),
-                          hash_keys=lm._hash_keys.contiguous(), hash_ids=lm._hash_ids.contiguous())
-        return dict(char_hash=self.char_hash, char_power=self.char_power,
+        tlm = self.tlm
+        return dict(token_lm=_lm_tables(tlm), tlm_weight=self.tlm_weight,
+                    tlm_max=tlm.max_log_prob() if tlm is not None else 0.0,
+                    tlm_ids=self.tlm_ids.cpu().contiguous(), lm=_lm_tables(lm),
+                    char_hash=self.char_hash, char_power=self.char_power,
                     char_len=self.char_len, boundary=self.boundary.to(torch.uint8),
                     prefix_mode=self.prefix_mode, lm_weight=self.lm_weight,
                     word_score=self.word_score, hotword_weight=self.hotword_weight,
-                    partial_oov=self.partial_oov, lm=tables, prefixes=self.prefixes,
+                    partial_oov=self.partial_oov, prefixes=self.prefixes,
                     phrases=self.phrases, phrase_len=self.phrase_len,
                     children=self._children(),
                     lm_max=lm.max_log_prob() if lm is not None else 0.0,
@@ -473,6 +503,13 @@ class _Words:
         if self.context:
             shifted = torch.cat([new["recent"][..., 1:], new["partial_hash"][..., None]], -1)
             new["recent"] = torch.where(ends[..., None], shifted, new["recent"])
+        if self.tlm is not None:  # the token appended, scored, then its context
+            step = self.token_lp(new["tctx"], tok).to(new["tlm"].dtype)
+            new["tlm"] = torch.where(appended, new["tlm"] + step, new["tlm"])
+            depth = self.tlm.order - 1
+            shifted = torch.cat([new["tctx"][..., 1:], self.tlm_ids[tok][..., None]], -1)[
+                ..., -depth:] if depth else new["tctx"]
+            new["tctx"] = torch.where(appended[..., None], shifted, new["tctx"])
         # A boundary token starts a new word: empty (a delimiter) or its own characters.
         start = appended & self.boundary[tok]
         base_hash = torch.where(start, 0, new["partial_hash"])
@@ -496,20 +533,72 @@ class _Words:
         if self.context:
             state["recent"] = torch.zeros(batch, beam, self.context, dtype=torch.long,
                                           device=device)
+        if self.tlm is not None:
+            state["tlm"] = torch.zeros(batch, beam, dtype=dtype, device=device)
+            state["tctx"] = self.tlm.start(batch * beam).reshape(batch, beam,
+                                                                 self.tlm.order - 1)
         return state
 
+    def token_lp(self, tctx: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """The token model's ln p of ``token`` (any shape ``S``, class ids) after the
+        contexts ``tctx`` ``(*S, order - 1)``, in float64."""
+        tlm = self.tlm
+        assert tlm is not None
+        lp, _ = tlm.score(tctx.reshape(token.numel(), tlm.order - 1),
+                          self.tlm_ids[token.clamp(min=0)].reshape(-1))
+        return lp.reshape(token.shape)
+
+    def token_step(self, state, cand_tok: torch.Tensor) -> torch.Tensor:
+        """``token_lm_weight`` times the token model's ln p of each candidate token
+        ``(B, V)`` after each beam ``(B, K)``: ``(B, K, V)`` in the scores' dtype."""
+        batch, beam = state["tlm"].shape
+        width = cand_tok.shape[1]
+        depth = state["tctx"].shape[-1]
+        tctx = state["tctx"][:, :, None, :].expand(batch, beam, width, depth)
+        token = cand_tok[:, None, :].expand(batch, beam, width)
+        return (self.tlm_weight * self.token_lp(tctx, token)).to(state["tlm"].dtype)
+
     def finish(self, state):
-        """Per beam: the score of ending here (its last word, then ``</s>``), and the
-        LM's ln p of both."""
+        """Per beam: the score of ending here (its last word, then ``</s>``; the token
+        model's ``</s>``), the LM's ln p of both, and the token model's ln p of all the
+        tokens with its ``</s>`` (0 without one)."""
         delta, lm_word, bonus, context, _ = self.completion(state)
         lm_end = torch.zeros_like(delta)
+        shape = delta.shape
         if self.lm is not None:
-            shape = delta.shape
             eos = torch.full((delta.numel(),), self.lm.eos, dtype=torch.long,
                              device=delta.device)
             lm_end, _ = self.lm.score(context.reshape(delta.numel(), self.lm.order - 1), eos)
             lm_end = lm_end.reshape(shape).to(delta.dtype)
-        return delta + self.lm_weight * lm_end, lm_word + lm_end
+        end = delta + self.lm_weight * lm_end
+        tlm = torch.zeros_like(delta)
+        if self.tlm is not None:
+            eos = torch.full((delta.numel(),), self.tlm.eos, dtype=torch.long,
+                             device=delta.device)
+            t_end, _ = self.tlm.score(state["tctx"].reshape(delta.numel(), self.tlm.order - 1),
+                                      eos)
+            t_end = t_end.reshape(shape).to(delta.dtype)
+            end = end + self.tlm_weight * t_end
+            tlm = state["tlm"] + t_end
+        return end, lm_word + lm_end, tlm
+
+
+def _lm_tables(lm: NgramLM | None) -> dict:
+    """An n-gram model's tables as the C kernel takes them (CPU tensors); order 0 for
+    none."""
+    empty = torch.zeros(1, dtype=torch.long)
+    if lm is None:
+        return dict(order=0, size=0, unk=0, bos=0, eos=0, unk_prob=0.0, keys=[], prob=[],
+                    backoff=[], real=[], counts=empty, hash_keys=empty, hash_ids=empty)
+    return dict(order=lm.order, size=lm._size, unk=lm.unk, bos=lm.bos, eos=lm.eos,
+                unk_prob=float(lm._unk_prob()),
+                keys=[t.cpu().contiguous() for t in lm._keys],
+                prob=[t.cpu().contiguous() for t in lm._prob],
+                backoff=[t.cpu().contiguous() for t in lm._backoff],
+                real=[t.cpu().to(torch.uint8).contiguous() for t in lm._real],
+                counts=torch.tensor([t.numel() for t in lm._keys], dtype=torch.long),
+                hash_keys=lm._hash_keys.cpu().contiguous(),
+                hash_ids=lm._hash_ids.cpu().contiguous())
 
 
 def _member(table: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -566,13 +655,13 @@ def _search(log_probs, logits_len, blank: int, beam: int, nbest: int, words: _Wo
                                token_min_logp, beam_threshold)
     width = min(beam + 1, log_probs.shape[2] - 1)
     log_probs, logits_len = log_probs.cpu().contiguous(), logits_len.cpu().contiguous()
-    count, tokens, times, lengths, score, acoustic, lm = kernel.beam_search(
+    count, tokens, times, lengths, score, acoustic, lm, tlm = kernel.beam_search(
         log_probs, logits_len, blank, beam, width, nbest,
         -math.inf if token_min_logp is None else token_min_logp,
         math.inf if beam_threshold is None else beam_threshold,
         words.arrays() if words is not None else None)
     return [[(tokens[b, n, :lengths[b, n]].tolist(), times[b, n, :lengths[b, n]].tolist(),
-              float(score[b, n]), float(acoustic[b, n]), float(lm[b, n]))
+              float(score[b, n]), float(acoustic[b, n]), float(lm[b, n]), float(tlm[b, n]))
              for n in range(count[b])] for b in range(len(count))]
 
 
@@ -653,8 +742,10 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
             rank_stay = stay + extra + words.penalty(state["partial_hash"],
                                                      state["partial_len"]).to(dtype)
             ends = words.boundary[cand_tok][:, None, :]  # (B, 1, V): completes a word
-            rank_ext = ext + extra[:, :, None] + torch.where(ends, completion[0][:, :, None],
-                                                             0.0)
+            rank_ext = ext + extra[:, :, None]
+            if words.tlm is not None:  # the token model's ln p of each candidate
+                rank_ext = rank_ext + words.token_step(state, cand_tok)
+            rank_ext = rank_ext + torch.where(ends, completion[0][:, :, None], 0.0)
             # The word each extension leaves unfinished, for the same penalty.
             base_hash = torch.where(ends, 0, state["partial_hash"][:, :, None])
             base_len = torch.where(ends, 0, state["partial_len"][:, :, None])
@@ -703,18 +794,18 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
                      for k, v in state.items()}
 
     acoustic = torch.logaddexp(pb, pnb)  # (B, K)
-    final, lm = acoustic, torch.zeros_like(acoustic)
+    final, lm, tlm = acoustic, torch.zeros_like(acoustic), torch.zeros_like(acoustic)
     if words is not None:
-        end, lm_end = words.finish(state)
+        end, lm_end, tlm = words.finish(state)
         final = acoustic + words.extra(state) + end
         lm = state["lm"] + lm_end
     final = torch.where(acoustic.isfinite(), final, neg)
     best = torch.sort(final, dim=1, descending=True, stable=True)[1][:, :nbest]  # (B, N)
-    picked = [x.gather(1, best) for x in (final, acoustic, lm)]
+    picked = [x.gather(1, best) for x in (final, acoustic, lm, tlm)]
     # One read back to the host, then the histories are followed on it.
     src_np, tok_np = back_src.cpu().numpy(), back_tok.cpu().numpy()
     best_np = best.cpu().numpy()
-    final_np, acoustic_np, lm_np = (x.cpu().numpy() for x in picked)
+    final_np, acoustic_np, lm_np, tlm_np = (x.cpu().numpy() for x in picked)
     slot = best_np.copy()
     rows = np.arange(batch)[:, None]
     emitted = np.full((frames, batch, slot.shape[1]), -1, dtype=np.int64)
@@ -729,7 +820,8 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
                 continue
             frames_at = np.nonzero(emitted[:, b, n] >= 0)[0]
             hyps.append((emitted[frames_at, b, n].tolist(), frames_at.tolist(),
-                         float(final_np[b, n]), float(acoustic_np[b, n]), float(lm_np[b, n])))
+                         float(final_np[b, n]), float(acoustic_np[b, n]), float(lm_np[b, n]),
+                         float(tlm_np[b, n])))
         results.append(hyps)
     return results
 
@@ -825,7 +917,7 @@ def ctc_beam_search(logits: torch.Tensor, logits_len: torch.Tensor | None = None
         found = _search(_log_probs(logits, logits_len), logits_len, int(blank), int(beam_size),
                         int(nbest), None, token_min_logp, beam_threshold)
     return [[Hypothesis(tokens, [], "", score, acoustic, 0.0, times, [])
-             for tokens, times, score, acoustic, _ in hyps] for hyps in found]
+             for tokens, times, score, acoustic, *_ in hyps] for hyps in found]
 
 
 class CtcBeamSearchDecoder:
@@ -893,7 +985,8 @@ class CtcBeamSearchDecoder:
                  token_min_logp: float | None | str = "auto",
                  beam_threshold: float | None | str = "auto",
                  partial_oov: float = DEFAULT_PARTIAL_OOV, unk_score: float = DEFAULT_UNK_SCORE,
-                 distinct_texts: bool = True, lexicon=None):
+                 distinct_texts: bool = True, lexicon=None, token_lm=None,
+                 token_lm_weight: float = 0.5):
         tokens = list(tokens)
         if not tokens or not all(isinstance(t, str) for t in tokens):
             raise TypeError("tokens must be a non-empty sequence of strings, one per class id")
@@ -936,6 +1029,7 @@ class CtcBeamSearchDecoder:
             lm = NgramLM(lm)
         lexicon = _read_lexicon(lexicon, lm, [t for i, t in enumerate(tokens) if i != blank],
                                 word_delimiter)
+        token_lm = _read_token_lm(token_lm, token_lm_weight, tokens, blank)
         if unk_score == -math.inf and lexicon is None and lm is None:
             raise ValueError("unk_score=-inf allows only known words: it needs a lexicon or a "
                              "language model")
@@ -944,13 +1038,15 @@ class CtcBeamSearchDecoder:
         # word costs: unk_score where finite (-inf: none completes), the LM's <unk>
         # (which a lexicon word outside the LM also gets).
         if isinstance(token_min_logp, str):
-            token_min_logp = LM_TOKEN_MIN_LOGP if lm is not None else None
+            token_min_logp = LM_TOKEN_MIN_LOGP if lm is not None or token_lm is not None \
+                else None
         # Only lexicon words (unk_score -inf): no threshold. A prefix of a lexicon word
         # ranks as though it will complete, and at the end some never do: with one, 3 of
         # the benchmark's 60 utterances kept no hypothesis that could end.
         if isinstance(beam_threshold, str):
             charged = lm_weight * float(lm._unk_prob()) + unk_score if lm is not None else 0.0
-            beam_threshold = None if lm is None else LM_BEAM_THRESHOLD + max(0.0, -charged)
+            beam_threshold = None if lm is None and token_lm is None else \
+                LM_BEAM_THRESHOLD + max(0.0, -charged)
             if beam_threshold is not None and not math.isfinite(beam_threshold):
                 beam_threshold = None  # unk_score -inf, or an LM without <unk>
         self.tokens, self.blank, self.word_delimiter = tokens, int(blank), word_delimiter
@@ -964,6 +1060,7 @@ class CtcBeamSearchDecoder:
         self.distinct_texts = distinct_texts
         self._words: dict = {}
         self.lexicon = lexicon
+        self.token_lm, self.token_lm_weight = token_lm, float(token_lm_weight)
         known = _known_words(lm, self.hotwords, lexicon)
         self._known = set(known) if known is not None else None
         # Per token: does it start a word, and the text it adds (split_words' table).
@@ -1009,7 +1106,8 @@ class CtcBeamSearchDecoder:
         if key not in self._words:
             self._words[key] = _Words(self.tokens, self.word_delimiter, self.lm, self.hotwords,
                                       self.lm_weight, self.word_score, self.hotword_weight,
-                                      self.partial_oov, self.unk_score, device, self.lexicon)
+                                      self.partial_oov, self.unk_score, device, self.lexicon,
+                                      self.token_lm, self.token_lm_weight)
         return self._words[key]
 
     def unknown_cost(self, words: Sequence[str]) -> float:
@@ -1062,7 +1160,7 @@ class CtcBeamSearchDecoder:
         for hyps in found:
             decoded: list[Hypothesis] = []
             texts: set[str] = set()
-            for tokens, times, score, acoustic, lm in hyps:
+            for tokens, times, score, acoustic, lm, tlm in hyps:
                 if len(decoded) == self.nbest:
                     break
                 spelled, spans = self.split_words(tokens)
@@ -1073,6 +1171,7 @@ class CtcBeamSearchDecoder:
                     texts.add(text)
                 word_spans = [(times[a], times[z] + 1) for a, z in spans]
                 decoded.append(Hypothesis(tokens, spelled, " ".join(spelled), score, acoustic,
-                                          lm, times, word_spans, self.unknown_cost(spelled)))
+                                          lm, times, word_spans, self.unknown_cost(spelled),
+                                          tlm))
             out.append(decoded)
         return out

@@ -140,7 +140,7 @@ def _bind_kernel(lib) -> bool:
                   "ctc_viterbi": [p, i64, i64, p, i64, p, p, i64, i64, p, p, p]}
     d = ctypes.c_double
     signatures["ctc_beam_search"] = [p, i64, i64, p, i64, i64, i64, i64, i64, i64, d, d,
-                                      ctypes.POINTER(_CtcWords), p, p, p, p, p, p, p]
+                                      ctypes.POINTER(_CtcWords), p, p, p, p, p, p, p, p]
     signatures["ctc_beam_children"] = [p, i64, p, i64, p, p, p, i64, p]
     try:
         for sfx, *_ in _KERNEL_VARIANTS.values():
@@ -168,7 +168,12 @@ class _CtcWords(ctypes.Structure):
                 ("phrase_len", _I64), ("child_keys", _P), ("child_start", _P),
                 ("child_tokens", _P), ("n_child_keys", _I64), ("lm_max", _F64),
                 ("unk_score", _F64), ("partial_chars", _F64), ("words", _P),
-                ("n_words", _I64)]
+                ("n_words", _I64),
+                # struct ctc_lm tlm, flat (the same layout as nested), then its map.
+                ("t_order", _I64), ("t_size", _I64), ("t_unk", _I64), ("t_bos", _I64),
+                ("t_eos", _I64), ("t_unk_prob", _F64), ("t_keys", _P), ("t_prob", _P),
+                ("t_backoff", _P), ("t_real", _P), ("t_counts", _P), ("tlm_ids", _P),
+                ("tlm_weight", _F64), ("tlm_max", _F64)]
 
 
 def beam_children(prefixes, keys, power, part, length):
@@ -190,7 +195,7 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
     float32 or float64 and ``logits_len`` (B,) int64. ``words`` is None or a dict of
     the tables ``ctc_decoder`` builds (its ``_Words.arrays``). Returns numpy arrays
     ``(count (B,), tokens (B, N, T), times (B, N, T), lengths (B, N), score, acoustic,
-    lm (B, N))``."""
+    lm, token_lm (B, N))``."""
 
     batch, frames, classes = log_probs.shape
     f64 = torch.float64
@@ -198,7 +203,7 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
     times = torch.empty_like(tokens)
     lengths = torch.zeros(batch, nbest, dtype=torch.long)
     count = torch.zeros(batch, dtype=torch.long)
-    score, acoustic, lm = (torch.zeros(batch, nbest, dtype=f64) for _ in range(3))
+    score, acoustic, lm, tlm = (torch.zeros(batch, nbest, dtype=f64) for _ in range(4))
     keep = []  # everything the structure points to stays alive through the call
     struct = None
     if words is not None:
@@ -211,18 +216,26 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
             keep.append(array)
             return ctypes.cast(array, ctypes.c_void_p)
 
-        lm_tables = words["lm"]
+        def lm_fields(prefix, tables):
+            return {prefix + "order": tables["order"], prefix + "size": tables["size"],
+                    prefix + "unk": tables["unk"], prefix + "bos": tables["bos"],
+                    prefix + "eos": tables["eos"], prefix + "unk_prob": tables["unk_prob"],
+                    prefix + "keys": table(tables["keys"]),
+                    prefix + "prob": table(tables["prob"]),
+                    prefix + "backoff": table(tables["backoff"]),
+                    prefix + "real": table(tables["real"]),
+                    prefix + "counts": ptr(tables["counts"])}
+
+        lm_tables, token_lm = words["lm"], words["token_lm"]
         struct = _CtcWords(
             char_hash=ptr(words["char_hash"]), char_power=ptr(words["char_power"]),
             char_len=ptr(words["char_len"]), boundary=ptr(words["boundary"]),
             prefix_mode=int(words["prefix_mode"]), lm_weight=words["lm_weight"],
             word_score=words["word_score"], hotword_weight=words["hotword_weight"],
-            partial_oov=words["partial_oov"], order=lm_tables["order"],
-            size=lm_tables["size"], unk=lm_tables["unk"], bos=lm_tables["bos"],
-            eos=lm_tables["eos"], unk_prob=lm_tables["unk_prob"],
-            keys=table(lm_tables["keys"]), prob=table(lm_tables["prob"]),
-            backoff=table(lm_tables["backoff"]), real=table(lm_tables["real"]),
-            counts=ptr(lm_tables["counts"]), hash_keys=ptr(lm_tables["hash_keys"]),
+            partial_oov=words["partial_oov"], **lm_fields("", lm_tables),
+            **lm_fields("t_", token_lm), tlm_ids=ptr(words["tlm_ids"]),
+            tlm_weight=float(words["tlm_weight"]), tlm_max=float(words["tlm_max"]),
+            hash_keys=ptr(lm_tables["hash_keys"]),
             hash_ids=ptr(lm_tables["hash_ids"]), n_hash=lm_tables["hash_keys"].numel(),
             prefixes=ptr(words["prefixes"]), n_prefixes=words["prefixes"].numel(),
             phrases=ptr(words["phrases"]), n_phrases=words["phrases"].numel(),
@@ -239,14 +252,15 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
                beam, width, nbest, float(token_min_logp), float(beam_threshold),
                ctypes.byref(struct) if struct is not None else None, tokens.data_ptr(),
                times.data_ptr(), lengths.data_ptr(), count.data_ptr(), score.data_ptr(),
-               acoustic.data_ptr(), lm.data_ptr()):
+               acoustic.data_ptr(), lm.data_ptr(), tlm.data_ptr()):
             failed.append((b0, b1))
 
     # Utterances differ in length and in how many beams stay alive: small chunks.
     _in_parallel(chunk, batch, batch * frames * beam * 8, pieces=4)
     if failed:
         raise MemoryError("the beam search kernel could not allocate its beams")
-    return tuple(x.numpy() for x in (count, tokens, times, lengths, score, acoustic, lm))
+    return tuple(x.numpy() for x in (count, tokens, times, lengths, score, acoustic, lm,
+                                     tlm))
 
 
 def _read_owned(folder: int, name: str) -> tuple[int, bytes]:

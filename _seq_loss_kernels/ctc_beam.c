@@ -39,12 +39,8 @@
 #undef BEAM_LOG1P
 #define BEAM_LOG1P(x) ((REAL)(sizeof(REAL) == sizeof(float) ? log1pf((float)(x)) : log1p((double)(x))))
 
-/* What ctc_decoder._Words holds, as arrays (mirrored by a ctypes.Structure). */
-struct ctc_words {
-    const int64_t *char_hash, *char_power, *char_len;
-    const uint8_t *boundary;
-    int64_t prefix_mode;  /* SentencePiece: a boundary token starts a word */
-    double lm_weight, word_score, hotword_weight, partial_oov;
+/* An n-gram model's tables (ngram_lm.NgramLM); order 0: none. */
+struct ctc_lm {
     int64_t order, size, unk, bos, eos;
     double unk_prob;
     const int64_t *const *keys;       /* per level: sorted keys */
@@ -52,6 +48,15 @@ struct ctc_words {
     const double *const *backoff;     /* per level: ln backoff */
     const uint8_t *const *real;       /* per level: scored (not a placeholder) */
     const int64_t *counts;            /* per level: entries */
+};
+
+/* What ctc_decoder._Words holds, as arrays (mirrored by a ctypes.Structure). */
+struct ctc_words {
+    const int64_t *char_hash, *char_power, *char_len;
+    const uint8_t *boundary;
+    int64_t prefix_mode;  /* SentencePiece: a boundary token starts a word */
+    double lm_weight, word_score, hotword_weight, partial_oov;
+    struct ctc_lm lm;                 /* the word model */
     const int64_t *hash_keys, *hash_ids;
     int64_t n_hash;
     const int64_t *prefixes;          /* sorted hashes of known word prefixes */
@@ -73,6 +78,12 @@ struct ctc_words {
     double unk_score, partial_chars;
     const int64_t *words;
     int64_t n_words;
+    /* A token-level model (tlm.order 0: none), scored at every token appended, with
+     * weight tlm_weight (>= 0): tlm_ids[c] is token c's word id in it; tlm_max bounds
+     * any token's ln p under it. */
+    struct ctc_lm tlm;
+    const int64_t *tlm_ids;
+    double tlm_weight, tlm_max;
 };
 
 #ifndef CTC_BEAM_SHARED
@@ -96,9 +107,9 @@ static inline int64_t beam_find(const int64_t *keys, int64_t n, int64_t key) {
     return (lo < n && keys[lo] == key) ? lo : -1;
 }
 
-/* ln p(word | context) with backoff (NgramLM.score); context: depth ids, most recent
- * last, -1 for none. Writes the next context to after (may alias nothing). */
-static double beam_lm_score(const struct ctc_words *w, const int64_t *context,
+/* ln p(word | context) under model w with backoff (NgramLM.score); context: depth ids,
+ * most recent last, -1 for none. Writes the next context to after (may alias nothing). */
+static double beam_lm_score(const struct ctc_lm *w, const int64_t *context,
                             int64_t word, int64_t *after) {
     int64_t depth = w->order - 1;
     double total = 0;
@@ -136,6 +147,7 @@ static double beam_lm_score(const struct ctc_words *w, const int64_t *context,
 typedef struct {
     REAL pb, pnb, tot, lm, hot, delta, lm_word, bonus;  /* tot: lse2(pb, pnb), kept */
     REAL unkc, ucost;  /* unknown words' cost so far; the unfinished word's, completed */
+    REAL tlm;          /* the token model's ln p of the tokens so far */
     int64_t len, last, hash, parent, phash, plen, words;
     int64_t ch_lo, ch_n;  /* its known continuations in child_tokens; ch_n < 0: not found
                              yet, or (ch_lo < 0) its prefix has no entry */
@@ -206,7 +218,7 @@ static inline REAL FN(lse2)(REAL a, REAL b) {
  * hotwords; writes the context after it to ctx_after. */
 static void FN(beam_completion)(const struct ctc_words *w, FN(beam_slot) *s,
                                 const int64_t *ctx, const int64_t *recent, int64_t *ctx_after) {
-    int64_t depth = w->order > 0 ? w->order - 1 : 0;
+    int64_t depth = w->lm.order > 0 ? w->lm.order - 1 : 0;
     if (s->ready) return;
     s->ready = 1;
     s->delta = s->lm_word = s->bonus = s->ucost = 0;
@@ -214,13 +226,13 @@ static void FN(beam_completion)(const struct ctc_words *w, FN(beam_slot) *s,
     if (depth) memcpy(ctx_after, ctx, sizeof(int64_t) * depth);
     if (s->plen <= 0) return;
     double lm_word = 0, bonus = 0;
-    if (w->order > 0) {
+    if (w->lm.order > 0) {
         int64_t at = beam_find(w->hash_keys, w->n_hash, s->phash);
-        int64_t id = at >= 0 ? w->hash_ids[at] : w->unk;
-        lm_word = beam_lm_score(w, ctx, id, ctx_after);
+        int64_t id = at >= 0 ? w->hash_ids[at] : w->lm.unk;
+        lm_word = beam_lm_score(&w->lm, ctx, id, ctx_after);
     }
     /* Words are known or not where there is an LM or a lexicon (never empty). */
-    if (w->order > 0 || w->n_words > 0) s->oov = beam_find(w->words, w->n_words, s->phash) < 0;
+    if (w->lm.order > 0 || w->n_words > 0) s->oov = beam_find(w->words, w->n_words, s->phash) < 0;
     if (w->n_phrases) {
         int64_t H = w->phrase_len - 1;
         for (int64_t length = 1; length <= w->phrase_len; ++length) {
@@ -314,7 +326,13 @@ int FN(ctc_beam_children)(const int64_t *prefixes, int64_t n_prefixes, const int
 static inline REAL FN(beam_extra)(const struct ctc_words *w, const FN(beam_slot) *s) {
     if (!w) return 0;
     return (REAL)(w->lm_weight * s->lm + w->word_score * (double)s->words) + s->hot
-           + s->unkc;
+           + s->unkc + (REAL)(w->tlm_weight * s->tlm);
+}
+
+/* ln p(token c | the tokens before) under the token model; tctx: its context. */
+static inline REAL FN(beam_token_lp)(const struct ctc_words *w, const int64_t *tctx,
+                                     int64_t c) {
+    return (REAL)beam_lm_score(&w->tlm, tctx, w->tlm_ids[c], NULL);
 }
 
 /* The search's rank penalty of an unfinished word of len characters that begins no
@@ -416,6 +434,9 @@ static void FN(beam_try)(FN(beam_frame) *f, int64_t k, int ends, int64_t c, int 
     REAL score = (c == s->last ? s->pb : f->total[k]) + lpc;
     if (score == BEAM_NEG_INF) return;
     REAL rank = score + FN(beam_extra)(w, s);
+    if (w && w->tlm.order > 0)  /* the token model's ln p of c after the beam's tokens */
+        rank += (REAL)(w->tlm_weight * FN(beam_token_lp)(w, f->rows + k * f->row
+                                                        + 2 * f->depth + f->H, c));
     if (ends && s->plen > 0) {  /* it ends the unfinished word */
         const FN(beam_cand) *floor = FN(frame_floor)(f);
         if (floor && rank + f->delta_bound < floor->rank) return;
@@ -518,17 +539,20 @@ static void FN(front_pop)(FN(beam_cand) *h, int64_t *n, FN(beam_cand) *top) {
 /* Decodes examples b0 <= b < b1 of lp (B, T, C) (log-probabilities, padded frames
  * never read). Writes per example its count of hypotheses (out_count, <= nbest) and
  * for each: tokens and their first frames (out_tokens, out_times (B, nbest, T), -1
- * padded), out_len, out_score, out_acoustic and out_lm (B, nbest). Returns 0, or -1
+ * padded), out_len, out_score, out_acoustic, out_lm and out_tlm (the token model's
+ * ln p) (B, nbest). Returns 0, or -1
  * when memory ran out. */
 int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *logit_len,
                         int64_t b0, int64_t b1, int64_t blank, int64_t K, int64_t V,
                         int64_t nbest, double token_min_logp, double beam_threshold,
                         const struct ctc_words *w, int64_t *out_tokens, int64_t *out_times,
                         int64_t *out_len, int64_t *out_count, double *out_score,
-                        double *out_acoustic, double *out_lm) {
-    int64_t depth = (w && w->order > 0) ? w->order - 1 : 0;
+                        double *out_acoustic, double *out_lm, double *out_tlm) {
+    int64_t depth = (w && w->lm.order > 0) ? w->lm.order - 1 : 0;
     int64_t H = (w && w->phrase_len > 1) ? w->phrase_len - 1 : 0;
-    int64_t row = depth + H + depth;  /* ctx, recent, ctx after completion */
+    int64_t tdepth = (w && w->tlm.order > 0) ? w->tlm.order - 1 : 0;
+    int64_t tofs = depth + H + depth;  /* the token model's context in a row */
+    int64_t row = tofs + tdepth;  /* ctx, recent, ctx after completion, token ctx */
     int64_t map_size = 1;
     while (map_size < 2 * K) map_size <<= 1;
     FN(beam_slot) *cur = calloc(K, sizeof(*cur)), *next = calloc(K, sizeof(*next));
@@ -553,6 +577,8 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
     FN(beam_cand) *stays = malloc(sizeof(FN(beam_cand)) * K);
     FN(beam_cand) *merged = malloc(sizeof(FN(beam_cand)) * K);
     REAL delta_bound = 0;
+    /* Every extension appends a token: the token model adds at most this. */
+    REAL token_bound = (w && w->tlm.order > 0) ? (REAL)(w->tlm_weight * w->tlm_max) : 0;
     if (w) {
         /* Each term at its largest: a negative hotword weight adds at most 0 (no
          * phrase completed), and the LM at most lm_max (0 for a normalised model). */
@@ -587,7 +613,11 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
         int64_t live = 1;  /* slots 0..live-1 hold beams, best first (after frame 0) */
         for (int64_t k = 0; k < K; ++k)
             for (int64_t i = 0; i < depth; ++i) rows[k * row + i] = -1;
-        if (depth) for (int64_t k = 0; k < K; ++k) rows[k * row + depth - 1] = w->bos;
+        if (depth) for (int64_t k = 0; k < K; ++k) rows[k * row + depth - 1] = w->lm.bos;
+        for (int64_t k = 0; k < K && tdepth; ++k) {
+            for (int64_t i = 0; i < tdepth; ++i) rows[k * row + tofs + i] = -1;
+            rows[k * row + tofs + tdepth - 1] = w->tlm.bos;
+        }
         for (int64_t t = 0; t < Tb; ++t) {
             const REAL *e = lpb + t * C;
             /* The beams by hash, for merges and for extensions already present. */
@@ -714,8 +744,9 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 REAL slack = (REAL)4 * BEAM_EPS
                              * (FN(beam_abs)(total[k]) + FN(beam_abs)(beam_x) + e_mag
                                 + (pen > BEAM_NEG_INF ? FN(beam_abs)(pen) : 0)
-                                + (delta_bound < (REAL)INFINITY ? delta_bound : 0));
-                REAL extra = total[k] + beam_x + slack;
+                                + (delta_bound < (REAL)INFINITY ? delta_bound : 0)
+                                + FN(beam_abs)(token_bound));
+                REAL extra = total[k] + beam_x + token_bound + slack;
                 splits[k] = children && FN(beam_splits)(w, s);
                 up[3 * k] = extra + ((w && (!s->known_prefix || splits[k])) ? pen : 0);
                 up[3 * k + 1] = extra + (w && s->plen > 0 ? delta_bound : 0);
@@ -858,6 +889,13 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
                 d->ch_n = -1;  /* a new unfinished word: its continuations looked up anew */
                 src_row[n] = k;
                 tok_row[n] = c;
+                if (w && w->tlm.order > 0) {  /* the token appended, scored */
+                    d->tlm += FN(beam_token_lp)(w, rows + k * row + tofs, c);
+                    if (tdepth) {
+                        memmove(drow + tofs, drow + tofs + 1, sizeof(int64_t) * (tdepth - 1));
+                        drow[tofs + tdepth - 1] = w->tlm_ids[c];
+                    }
+                }
                 if (w) {
                     int boundary = w->boundary[c] != 0;
                     if (boundary && s->plen > 0) {  /* the unfinished word ends */
@@ -887,27 +925,33 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
         /* The end: each beam's last word, then </s>; the nbest by final score. */
         FN(beam_cand) *finals = heap;
         int64_t n_final = 0;
-        REAL *lm_total = stay_b;  /* reused as scratch */
+        REAL *lm_total = stay_b, *tlm_total = stay_nb;  /* reused as scratch */
         for (int64_t k = 0; k < live; ++k) {
             FN(beam_slot) *s = &cur[k];
             REAL acoustic = FN(lse2)(s->pb, s->pnb);
             total[k] = acoustic;
             if (acoustic == BEAM_NEG_INF) continue;
             REAL rank = acoustic;
-            lm_total[k] = 0;
+            lm_total[k] = tlm_total[k] = 0;
             if (w) {
                 FN(beam_completion)(w, s, rows + k * row, rows + k * row + depth,
                                     rows + k * row + depth + H);
                 REAL extra = FN(beam_extra)(w, s);
                 REAL end = s->plen > 0 ? s->delta : 0;
                 REAL lm_end = 0;
-                if (w->order > 0) {
+                if (w->lm.order > 0) {
                     const int64_t *context = s->plen > 0 ? rows + k * row + depth + H
                                                          : rows + k * row;
-                    lm_end = (REAL)beam_lm_score(w, context, w->eos, NULL);
+                    lm_end = (REAL)beam_lm_score(&w->lm, context, w->lm.eos, NULL);
                 }
                 rank = acoustic + extra + end + (REAL)(w->lm_weight * lm_end);
                 lm_total[k] = s->lm + (s->plen > 0 ? s->lm_word : 0) + lm_end;
+                if (w->tlm.order > 0) {  /* the token model's </s> */
+                    REAL t_end = (REAL)beam_lm_score(&w->tlm, rows + k * row + tofs,
+                                                     w->tlm.eos, NULL);
+                    rank += (REAL)(w->tlm_weight * t_end);
+                    tlm_total[k] = s->tlm + t_end;
+                }
                 if (rank == BEAM_NEG_INF) continue;  /* ends in a forbidden word */
             }
             finals[n_final].rank = rank;
@@ -932,6 +976,7 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
             out_score[b * nbest + n] = finals[n].rank;
             out_acoustic[b * nbest + n] = total[k];
             out_lm[b * nbest + n] = w ? lm_total[k] : 0;
+            out_tlm[b * nbest + n] = w ? tlm_total[k] : 0;
             /* Follow the history back; tokens come out last first. */
             int64_t length = 0, slot = k;
             for (int64_t t = Tb - 1; t >= 0; --t) {

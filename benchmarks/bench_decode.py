@@ -46,8 +46,9 @@ probability, ``word_score`` s per word):
   the LM also without pruning (``token_min_logp=None, beam_threshold=None``); and with
   pyctcdecode's pruning (``token_min_logp=-5, beam_threshold=10``); and with the LM's
   words as its lexicon and nothing else allowed (``lexicon="lm", unk_score=-inf``, as
-  flashlight's ``LexiconDecoder``). The whole batch in one call, one thread
-  (``torch.set_num_threads(1)`` while timing).
+  flashlight's ``LexiconDecoder``); with the character 6-gram as its token LM
+  (``token_lm``, ``token_lm_weight = w``) instead of the word LM and beside it. The whole
+  batch in one call, one thread (``torch.set_num_threads(1)`` while timing).
 * pyctcdecode 0.5: ``alpha = w`` and ``beta = s``: its ``LanguageModel.score`` turns
   KenLM's log10 into a natural log (times ln 10) before multiplying by ``alpha``, and
   adds ``beta`` per word. Its other defaults stay: ``token_min_logp=-5``,
@@ -75,7 +76,8 @@ at each beam, ours at its defaults with the word LM has a WER no higher than
 pyctcdecode's and flashlight's LexiconDecoder's; ours at pyctcdecode's pruning is >= 10x
 faster than pyctcdecode without an LM, and with the LM, at a WER no higher than
 pyctcdecode's, >= 5x faster than it and, at the widest beam (100), >= 3x faster than
-the LexiconDecoder; ours with the lexicon has a WER no higher than the LexiconDecoder's.
+the LexiconDecoder; ours with the lexicon has a WER no higher than the LexiconDecoder's,
+and ours with the character LM alone no higher than the LexiconFreeDecoder's with it.
 A goal whose peer is not installed is not judged.
 """
 from __future__ import annotations
@@ -425,14 +427,16 @@ def main(argv=None) -> int:
         print("pyctcdecode is not installed (make bench-decode installs it): its rows are "
               "skipped")
     flashlight = {}
+    # A character 6-gram (ours' token LM and flashlight's lexicon-free LM), "|" a token.
+    char_arpa = write_arpa([list(s.replace(" ", "|")) for s in train],
+                           os.path.join(workdir, "chars.arpa"), order=6)
+    char_lm = NgramLM(char_arpa)
     try:
         import flashlight.lib.text.decoder  # noqa: F401
     except ImportError:
         print("flashlight-text is not installed (make bench-decode installs it): its rows "
               "are skipped")
     else:
-        char_arpa = write_arpa([list(s.replace(" ", "|")) for s in train],
-                               os.path.join(workdir, "chars.arpa"), order=6)
         flashlight = flashlight_decoders(arpa, char_arpa, args.lm_weight, args.word_score,
                                          log_probs)
 
@@ -509,14 +513,21 @@ def main(argv=None) -> int:
                 w_py = error_rates(peer_rows["pyctcdecode" + suffix][1], spoken)[0]
             if "flashlight lexicon + LM" in peer_rows:
                 w_fl = error_rates(peer_rows["flashlight lexicon + LM"][1], spoken)[0]
+            w_lf = None
+            if "flashlight lexicon-free + char LM" in peer_rows:
+                w_lf = error_rates(peer_rows["flashlight lexicon-free + char LM"][1], spoken)[0]
             variants = [("ours", {}), ("ours, pyctcdecode's pruning", pruning)]
             if with_lm:
                 variants.insert(1, ("ours, no pruning", dict(token_min_logp=None,
                                                              beam_threshold=None)))
                 variants.insert(2, ("ours, lexicon", lexicon_only))
+                variants.insert(3, ("ours + char LM (no word LM)", dict(
+                    lm=None, token_lm=char_lm, token_lm_weight=args.lm_weight)))
+                variants.insert(4, ("ours + LM + char LM", dict(
+                    token_lm=char_lm, token_lm_weight=args.lm_weight)))
             for label, extra in variants:
-                decoder = ctc_decoder.CtcBeamSearchDecoder(VOCAB, beam_size=beam, **options,
-                                                           **extra)
+                decoder = ctc_decoder.CtcBeamSearchDecoder(VOCAB, beam_size=beam,
+                                                           **{**options, **extra})
                 decoder(logits[:1, :10])  # first-use set-up (tables) is not timed
                 torch.set_num_threads(1)
                 seconds, found = timed(lambda decoder=decoder: decoder(logits, lengths),
@@ -546,7 +557,10 @@ def main(argv=None) -> int:
                 elif extra is lexicon_only:
                     verdicts.append(judge(None if w_fl is None else w <= w_fl,
                                           "WER <= flashlight lexicon"))
-                row(label + suffix, beam, seconds, texts, speedup,
+                elif label == "ours + char LM (no word LM)":
+                    verdicts.append(judge(None if w_lf is None else w <= w_lf,
+                                          "WER <= flashlight lexicon-free"))
+                row(label if "LM" in label else label + suffix, beam, seconds, texts, speedup,
                     "; ".join(v for v in verdicts if v))
             for name, (seconds, texts) in peer_rows.items():
                 row(name, beam, seconds, texts, t_py / seconds if t_py is not None else None)
