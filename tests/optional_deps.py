@@ -128,3 +128,25 @@ def use_backend(monkeypatch, name: str, device: str = "cpu") -> None:
         need_triton()
     monkeypatch.setenv("SEQ_LOSS_UTIL_BACKEND", name)
     assert S.backend(device) == name
+
+
+def searches_agree(decoder, logits, lengths) -> list:
+    """Runs ``decoder``'s search on the C kernel and as tensor operations (directly,
+    on the CPU) and asserts the same hypotheses, token times and scores (rtol 1e-5).
+    Returns the C kernel's raw hypotheses per example."""
+    import numpy as np
+    import torch
+
+    import ctc_decoder as D
+
+    need_c_kernel()
+    words = decoder._words_on(torch.device("cpu"))
+    args = (D._log_probs(logits, lengths), lengths, decoder.blank, decoder.beam_size,
+            decoder.nbest, words, decoder.token_min_logp, decoder.beam_threshold)
+    compiled, tensors = D._search(*args), D._search_tensors(*args)
+    assert [[h[:2] for h in hyps] for hyps in compiled] == [[h[:2] for h in hyps]
+                                                           for hyps in tensors]
+    for got, want in zip(compiled, tensors, strict=True):
+        np.testing.assert_allclose([h[2:] for h in got], [h[2:] for h in want], rtol=1e-5,
+                                   atol=1e-4)
+    return compiled

@@ -5,14 +5,13 @@ the end, alone or beside the word LM. Its part of the score is reported
 kernel and tensors) agree."""
 import math
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
 import ctc_decoder as D
 from ngram_lm import NgramLM, write_arpa
-from optional_deps import both_searches, need_c_kernel, need_module
+from optional_deps import both_searches, need_c_kernel, need_module, searches_agree
 
 LETTERS = ["<pad>", "|", "H", "E", "L", "O", "W", "R", "D", "U", "T"]
 CORPUS = ["HELLO WORLD", "HELLO THERE WORLD", "THE WORLD", "HELLO", "WORLD HELLO"]
@@ -118,16 +117,7 @@ def test_both_searches_agree_with_a_token_lm(tmp_path_factory, word_lm, seed, be
         tokens, blank=blank, lm=word_lm if with_word_lm else None, token_lm=str(path),
         token_lm_weight=weight, beam_size=beam, nbest=min(nbest, beam),
         token_min_logp=-6.0 if prune else None, beam_threshold=8.0 if prune else None)
-    words = decoder._words_on(torch.device("cpu"))
-    log_probs = D._log_probs(logits, lengths)
-    args = (log_probs, lengths, blank, beam, min(nbest, beam), words, decoder.token_min_logp,
-            decoder.beam_threshold)
-    compiled, tensors = D._search(*args), D._search_tensors(*args)
-    assert [[h[:2] for h in hyps] for hyps in compiled] == [[h[:2] for h in hyps]
-                                                           for hyps in tensors]
-    for got, want in zip(compiled, tensors, strict=True):
-        np.testing.assert_allclose([h[2:] for h in got], [h[2:] for h in want], rtol=1e-5,
-                                   atol=1e-4)
+    searches_agree(decoder, logits, lengths)
 
 
 def test_token_lm_errors(word_lm, char_lm):

@@ -4,14 +4,13 @@ penalty of an unfinished word no known word begins with, and the defaults that c
 with a language model. Both searches (C kernel and tensors) are held to each rule."""
 import math
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
 import ctc_decoder as D
 from ngram_lm import write_arpa
-from optional_deps import both_searches, need_c_kernel
+from optional_deps import both_searches, need_c_kernel, searches_agree
 
 LETTERS = ["<b>", "|"] + [chr(c) for c in range(65, 91)]
 
@@ -296,16 +295,7 @@ def test_both_searches_agree_on_unknown_words_and_lexicons(small_lm, seed, beam,
         SMALL, lm=small_lm if with_lm else None, lexicon=lexicon, unk_score=unk_score,
         partial_oov=partial_oov, beam_size=beam, nbest=min(nbest, beam),
         token_min_logp=-6.0 if prune else None, beam_threshold=8.0 if prune else None)
-    words = decoder._words_on(torch.device("cpu"))
-    log_probs = D._log_probs(logits, lengths)
-    args = (log_probs, lengths, 0, beam, min(nbest, beam), words, decoder.token_min_logp,
-            decoder.beam_threshold)
-    compiled, tensors = D._search(*args), D._search_tensors(*args)
-    assert [[h[:2] for h in hyps] for hyps in compiled] == [[h[:2] for h in hyps]
-                                                           for hyps in tensors]
-    for got, want in zip(compiled, tensors, strict=True):
-        np.testing.assert_allclose([h[2:] for h in got], [h[2:] for h in want], rtol=1e-5,
-                                   atol=1e-4)
+    for got in searches_agree(decoder, logits, lengths):
         if unk_score == -math.inf:  # nothing outside the known words, ever
             known = set(decoder._known)
             for tokens, *_ in got:
