@@ -296,8 +296,12 @@ def _cache_folder(cache, path: str) -> str | None:
             return None  # a missing file: the reader says so
         cache = True
     if cache is True:
-        base = os.environ.get("SEQ_LOSS_UTIL_CACHE") or os.path.join(
-            os.path.expanduser("~"), ".cache", "seq_loss_util")
+        base = os.environ.get("SEQ_LOSS_UTIL_CACHE")
+        if not base:
+            home = os.path.expanduser("~")
+            if home.startswith("~"):  # no home directory (some containers): no cache
+                return None
+            base = os.path.join(home, ".cache", "seq_loss_util")
         return os.path.join(base, "lm")
     if isinstance(cache, (str, os.PathLike)):
         return os.fspath(cache)

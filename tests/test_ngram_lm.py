@@ -7,12 +7,13 @@ import math
 import os
 import random
 import re
+import shutil
 import zlib
 
 import pytest
 import torch
 
-from ngram_lm import ArpaError, NgramLM, hash_parts, string_hash, write_arpa
+from ngram_lm import ArpaError, NgramLM, hash_parts, prefix_hashes, string_hash, write_arpa
 from optional_deps import need_c_kernel, need_module
 
 CORPUS = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog",
@@ -526,11 +527,18 @@ def test_a_damaged_compact_file_is_replaced(tmp_path, arpa):
         saved.write_bytes(damage)
         assert tables(NgramLM(arpa, cache=cache)) == want
         assert saved.stat().st_size > 1000  # written again
-    # A file of another format version, or for another digest, is not trusted.
+    # A file of another format version, or another ARPA's tables under this one's name
+    # (its own digest inside), is not trusted.
     data = torch.load(saved, weights_only=True)
-    for key, value in (("format", 99), ("digest", "0" * 64)):
-        torch.save({**data, key: value}, saved)
-        assert tables(NgramLM(arpa, cache=cache)) == want
+    torch.save({**data, "format": 99}, saved)
+    assert tables(NgramLM(arpa, cache=cache)) == want
+    changed = tmp_path / "changed.arpa"
+    changed.write_text(open(arpa).read().replace("-0.", "-1.", 1))
+    other = tmp_path / "other"
+    NgramLM(changed, cache=other)
+    (foreign,) = other.iterdir()
+    shutil.copyfile(foreign, saved)
+    assert tables(NgramLM(arpa, cache=cache)) == want
 
 
 def test_cache_auto_only_for_large_files(tmp_path, arpa, monkeypatch):
@@ -545,3 +553,16 @@ def test_cache_auto_only_for_large_files(tmp_path, arpa, monkeypatch):
     unwritable = tmp_path / "file-not-folder"
     unwritable.write_text("")
     assert tables(NgramLM(arpa, cache=unwritable)) == tables(NgramLM(arpa, cache=False))
+
+
+def test_prefix_hashes_are_the_string_hashes():
+    """Column by column over the words, every word's hash and every prefix's, as
+    string_hash gives them one at a time: non-ASCII text, one-letter and long words."""
+    rng = random.Random(3)
+    words = ["HELLO", "A", "h\u00e9llo", "\u65e5\u672c\u8a9e", "x" * 40, "\u2581the"] + [
+        "".join(rng.choice("ABCDEFG'") for _ in range(rng.randint(1, 15))) for _ in range(300)]
+    hashes, prefixes = prefix_hashes(words)
+    assert hashes.tolist() == [string_hash(w) for w in words]
+    assert sorted(prefixes.tolist()) == sorted(
+        string_hash(w[:n]) for w in words for n in range(1, len(w) + 1))
+    assert [x.size for x in prefix_hashes([])] == [0, 0]
