@@ -1097,9 +1097,13 @@ class CtcBeamSearchDecoder:
         return cls(tokens, **options)
 
     def __repr__(self) -> str:
+        extras = "".join(
+            [f", token_lm={self.token_lm!r}" if self.token_lm is not None else "",
+             f", lexicon=({len(self.lexicon)} words)" if self.lexicon is not None else ""])
         return (f"CtcBeamSearchDecoder({len(self.tokens)} tokens, blank={self.blank}, "
-                f"word_delimiter={self.word_delimiter!r}, lm={self.lm!r}, "
-                f"beam_size={self.beam_size}, nbest={self.nbest})")
+                f"word_delimiter={self.word_delimiter!r}, lm={self.lm!r}{extras}, "
+                f"beam_size={self.beam_size}, nbest={self.nbest}, "
+                f"token_min_logp={self.token_min_logp}, beam_threshold={self.beam_threshold})")
 
     def _words_on(self, device) -> _Words:
         key = str(device)
