@@ -391,7 +391,7 @@ class _Words:
     def completion(self, state):
         """Per beam ``(B, K)``: the score of completing its partial word now (LM, word
         score, hotwords, unk_score), the LM's ln p of that word, the hotword bonus, the
-        LM context afterwards, and whether the word is unknown."""
+        LM context afterwards, and what the word costs as an unknown one (0 if known)."""
         has_word = state["partial_len"] > 0
         lm_word = torch.zeros_like(state["lm"])
         context = state.get("context")
@@ -423,12 +423,11 @@ class _Words:
         oov = has_word & (~_member(self.words, state["partial_hash"]) if self.models_unknown
                           else torch.zeros_like(has_word))
         delta = self.lm_weight * lm_word + self.word_score + bonus
-        if self.unk_score or self.partial_oov:
-            delta = delta + torch.where(oov, self.unknown_cost(state["partial_len"]), 0.0
-                                        ).to(delta.dtype)
+        ucost = torch.where(oov, self.unknown_cost(state["partial_len"]), 0.0).to(delta.dtype)
+        delta = delta + ucost
         zero = torch.zeros_like(delta)
         return (torch.where(has_word, delta, zero), torch.where(has_word, lm_word, zero),
-                torch.where(has_word, bonus, zero), context, oov)
+                torch.where(has_word, bonus, zero), context, ucost)
 
     def extra(self, state):
         """The non-acoustic part of each beam's score so far (in the scores' dtype: the
@@ -488,15 +487,13 @@ class _Words:
     def advance(self, state, src, token, appended, completion):
         """The word state of the selected candidates: gathered from their beams, then,
         for each appended token, the word it completes and the characters it adds."""
-        delta, lm_word, bonus, context, oov = completion
+        delta, lm_word, bonus, context, ucost = completion
         new = {k: _take(v, src) for k, v in state.items()}
         tok = token.clamp(min=0)
         ends = appended & self.boundary[tok] & (new["partial_len"] > 0)
         new["lm"] = torch.where(ends, new["lm"] + _take(lm_word, src), new["lm"])
         new["words"] = new["words"] + ends.long()
-        charged = torch.where(ends & _take(oov, src),
-                              self.unknown_cost(new["partial_len"]), 0.0).to(new["unkc"].dtype)
-        new["unkc"] = new["unkc"] + charged
+        new["unkc"] = torch.where(ends, new["unkc"] + _take(ucost, src), new["unkc"])
         new["hot"] = torch.where(ends, new["hot"] + _take(bonus, src), new["hot"])
         if self.lm is not None:
             new["context"] = torch.where(ends[..., None], _take(context, src), new["context"])
@@ -507,8 +504,8 @@ class _Words:
             step = self.token_lp(new["tctx"], tok).to(new["tlm"].dtype)
             new["tlm"] = torch.where(appended, new["tlm"] + step, new["tlm"])
             depth = self.tlm.order - 1
-            shifted = torch.cat([new["tctx"][..., 1:], self.tlm_ids[tok][..., None]], -1)[
-                ..., -depth:] if depth else new["tctx"]
+            shifted = torch.cat([new["tctx"][..., 1:], self.tlm_ids[tok][..., None]], -1) \
+                if depth else new["tctx"]
             new["tctx"] = torch.where(appended[..., None], shifted, new["tctx"])
         # A boundary token starts a new word: empty (a delimiter) or its own characters.
         start = appended & self.boundary[tok]

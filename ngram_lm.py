@@ -459,9 +459,7 @@ class NgramLM:
         other = object.__new__(NgramLM)
         other.__dict__.update(self.__dict__)
         other.device = device
-        for name in ("_keys", "_prob", "_backoff", "_real"):
-            setattr(other, name, [t.to(device) for t in getattr(self, name)])
-        other._hash_keys, other._hash_ids = self._hash_keys.to(device), self._hash_ids.to(device)
+        other._to_device()
         return other
 
     # -------------------------------------------------------------- batched lookups
