@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 import ngram_lm
+import seq_loss_util
 from ngram_lm import NgramLM, hash_parts
 
 __all__ = ["greedy_decode", "ctc_beam_search", "CtcBeamSearchDecoder", "Hypothesis"]
@@ -80,39 +81,11 @@ class Hypothesis(NamedTuple):
 
 # ------------------------------------------------------------------ input checks
 def _check_logits(logits, logits_len, blank: int):
-    """``(logits, logits_len (B,) long)`` after checking ranks, dtypes and ranges."""
-    if not torch.is_tensor(logits):
-        raise TypeError(f"logits must be a tensor (B, T, C), got {type(logits).__name__}")
-    if not logits.dtype.is_floating_point:
-        raise TypeError(f"logits must be a floating-point tensor (B, T, C), got {logits.dtype}")
-    if logits.dim() != 3:
-        raise ValueError(f"logits must have shape (B, T, C), got shape {tuple(logits.shape)}")
-    batch, frames, classes = logits.shape
-    if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or not (
-            0 <= blank < classes):
-        raise ValueError(f"blank must be a class id in [0, {classes - 1}], got {blank!r}")
-    if logits_len is None:
-        return logits, torch.full((batch,), frames, dtype=torch.long, device=logits.device)
-    if not torch.is_tensor(logits_len):
-        logits_len = torch.as_tensor(np.asarray(logits_len))
-    logits_len = logits_len.to(logits.device)
-    if logits_len.dtype == torch.bool or logits_len.dtype.is_floating_point:
-        raise TypeError(f"logits_len must be an integer tensor (B,), got {logits_len.dtype}")
-    if logits_len.dim() != 1:
-        raise ValueError(f"logits_len must have shape (B,), got shape {tuple(logits_len.shape)}")
-    if logits_len.shape[0] != batch:
-        if logits_len.shape[0] == frames:
-            raise ValueError(f"logits has shape {tuple(logits.shape)}, which looks time-first "
-                             f"(T, B, C) for the batch of {logits_len.shape[0]} in logits_len: "
-                             "pass logits.transpose(0, 1)")
-        raise ValueError(f"logits_len has batch size {logits_len.shape[0]}, expected {batch}")
-    if batch:
-        low, high = (int(v) for v in torch.stack([logits_len.min(), logits_len.max()]).tolist())
-        if low < 0 or high > frames:
-            b = int((logits_len < 0).long().argmax() if low < 0 else logits_len.argmax())
-            raise ValueError(f"logits_len must be in [0, {frames}] (the time axis of logits), "
-                             f"got {int(logits_len[b])} for example {b}")
-    return logits, logits_len.long()
+    """``(logits, logits_len (B,) long)`` after the port's own checks (ranks, dtypes,
+    batch-first, lengths) and the blank's range: one home for them, in seq_loss_util."""
+    logits, logits_len = seq_loss_util._check_logits_lengths(logits, logits_len)
+    seq_loss_util._check_class_id(blank, "blank", logits.shape[2])
+    return logits, logits_len
 
 
 def greedy_decode(logits: torch.Tensor, logits_len: torch.Tensor | None = None, *,
@@ -857,10 +830,9 @@ def _check_finite_frames(log_probs: torch.Tensor, logits_len: torch.Tensor) -> N
     would return NaN scores and hypotheses cut short there. One host read."""
     if not log_probs.numel():
         return
-    frames = torch.arange(log_probs.shape[1], device=log_probs.device)
-    bad = torch.isnan(log_probs).any(dim=2) & (frames[None, :] < logits_len[:, None])
-    if bool(bad.any()):
-        b, t = (int(i) for i in bad.nonzero()[0])
+    bad = seq_loss_util._first(seq_loss_util._bad_frames(log_probs, logits_len))
+    if bad is not None:
+        b, t = bad
         raise ValueError(f"logits of example {b} at frame {t} hold NaN or +inf, or only -inf "
                          "(no class possible): the model has diverged, and no hypothesis "
                          "over such a frame means anything")
@@ -987,10 +959,7 @@ class CtcBeamSearchDecoder:
         tokens = list(tokens)
         if not tokens or not all(isinstance(t, str) for t in tokens):
             raise TypeError("tokens must be a non-empty sequence of strings, one per class id")
-        if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or not (
-                0 <= blank < len(tokens)):
-            raise ValueError(f"blank must be a class id in [0, {len(tokens) - 1}], got "
-                             f"{blank!r}")
+        seq_loss_util._check_class_id(blank, "blank", len(tokens))
         if not isinstance(word_delimiter, str) or not word_delimiter:
             raise ValueError(f"word_delimiter must be a token string, got {word_delimiter!r}")
         if word_delimiter != "\u2581" and word_delimiter not in tokens:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib.util
 import math
 import os
 from typing import NamedTuple
@@ -59,11 +60,7 @@ __all__ = [
     "forced_align",
     "alignment_segments",
     "alignment_targets",
-    "greedy_decode",
-    "ctc_beam_search",
-    "CtcBeamSearchDecoder",
-    "Hypothesis",
-]
+]  # and the decoding names, where ctc_decoder.py is installed (at the end)
 
 __version__ = "0.2.0"
 
@@ -121,7 +118,7 @@ def _check_batch(batch: int, **tensors: torch.Tensor) -> None:
 def _check_lengths(lengths: torch.Tensor, name: str, width: int, axis_doc: str) -> None:
     if lengths.numel() == 0:
         return
-    low, high = int(lengths.min()), int(lengths.max())
+    low, high = (int(v) for v in torch.stack([lengths.min(), lengths.max()]).tolist())
     if low < 0:
         b = int(torch.argmin(lengths))
         raise ValueError(f"{name} must be >= 0, got {low} for example {b}")
@@ -130,6 +127,33 @@ def _check_lengths(lengths: torch.Tensor, name: str, width: int, axis_doc: str) 
         raise ValueError(
             f"{name} must be <= the padded {axis_doc} ({width}), got {high} for example {b}"
         )
+
+
+def _check_class_id(value, name: str, classes: int) -> int:
+    """``value`` as an int if it names one of ``classes`` classes (a blank's id)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
+            0 <= value < classes):
+        raise ValueError(f"{name} must be a class id in [0, {classes - 1}], got {value!r}")
+    return int(value)
+
+
+def _check_logits_lengths(logits, logits_len) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits (B, T, C) float, logits_len (B,) long)`` on the logits' device, after
+    the checks every entry point taking logits makes (ranks, dtypes, batch-first, lengths
+    in [0, T]); ``logits_len`` None means every frame. The decoders call it too
+    (ctc_decoder.py), so a mistake reads the same whichever function it reaches. One host
+    read."""
+    logits = _as_tensor(logits, "logits")
+    _check_float(logits, "logits", 3, "(B, T, C)")
+    batch, frames = logits.shape[:2]
+    if logits_len is None:
+        return logits, torch.full((batch,), frames, dtype=torch.long, device=logits.device)
+    logits_len = _as_tensor(logits_len, "logits_len", logits.device)
+    _check_int(logits_len, "logits_len", 1, "(B,)")
+    _check_batch_first(logits, logits_len.shape[0], "logits_len")
+    _check_batch(batch, logits_len=logits_len)
+    _check_lengths(logits_len, "logits_len", frames, "time axis of logits")
+    return logits, logits_len.long()
 
 
 def _check_label_ids(labels: torch.Tensor, labels_len: torch.Tensor, num_classes: int,
@@ -794,16 +818,21 @@ def _second_order_gradient(grad_loss, logits, labels, labels_len, logits_len, co
     return torch.where(nan_rows[:, :, None], math.nan, grad)
 
 
-def _poisoned(log_probs: torch.Tensor, logits_len: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` bool, the examples with a NaN or +inf logit in a valid frame.
-
-    Such a logit leaves a NaN in its frame's log_softmax (-inf, a masked class, does
-    not), so a frame's sum over classes is NaN exactly then. One pass over
-    ``(B, T', C)`` with no host read: what it finds is carried as NaN, never read.
-    """
+def _bad_frames(log_probs: torch.Tensor, logits_len: torch.Tensor) -> torch.Tensor:
+    """``(B, T')`` bool, the valid frames whose log_softmax holds a NaN: a NaN or +inf
+    logit, or only -inf ones (no class possible). A single -inf (a masked class) leaves
+    none, so a frame's sum over classes is NaN exactly then. One pass over ``(B, T', C)``,
+    no host read. The loss carries such examples as NaN (:func:`_poisoned`); the
+    decoders refuse them (ctc_decoder.py)."""
     frames = torch.arange(log_probs.shape[1], device=log_probs.device)
     frame_ok = frames[None, :] < logits_len[:, None]  # (B, T')
-    return (torch.isnan(log_probs.sum(2)) & frame_ok).any(1)
+    return torch.isnan(log_probs.sum(2)) & frame_ok
+
+
+def _poisoned(log_probs: torch.Tensor, logits_len: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool, the examples with a bad valid frame (:func:`_bad_frames`): what it
+    finds is carried as NaN, never read on the host."""
+    return _bad_frames(log_probs, logits_len).any(1)
 
 
 def _warn_if_infeasible(feasible: torch.Tensor, labels_len: torch.Tensor,
@@ -1616,27 +1645,36 @@ def alignment_targets(logits: torch.Tensor, labels: torch.Tensor,
 
 
 # ----------------------------------------------------------------------------------
-# Decoding.
-# ----------------------------------------------------------------------------------
-# ----------------------------------------------------------------------------------
 # Decoding lives in ctc_decoder.py beside this module (greedy, and a prefix beam
 # search with a word language model), installed with it; its names are re-exported
-# here. A copy of this file alone says so when they are called.
+# here on first use (PEP 562), not at import: ctc_decoder imports this module's input
+# checks, so an import here would be a circle. A copy of this file alone says where
+# decoding lives when one of them is asked for.
 # ----------------------------------------------------------------------------------
-try:
-    from ctc_decoder import CtcBeamSearchDecoder, Hypothesis, ctc_beam_search, greedy_decode
-except ModuleNotFoundError as _missing:
-    if _missing.name not in ("ctc_decoder", "ngram_lm"):
-        raise
-    _NO_DECODER = (f"decoding lives in ctc_decoder.py, which is installed with "
-                   f"seq_loss_util (pip install .); this copy of seq_loss_util.py runs "
-                   f"without it ({_missing})")
+_DECODER_NAMES = ("greedy_decode", "ctc_beam_search", "CtcBeamSearchDecoder", "Hypothesis")
 
-    def _decoder_missing(*args, **kwargs):
-        raise ImportError(_NO_DECODER)
 
-    greedy_decode = ctc_beam_search = _decoder_missing
-    CtcBeamSearchDecoder = Hypothesis = _decoder_missing  # type: ignore[misc, assignment]
+def __getattr__(name: str):
+    if name not in _DECODER_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        import ctc_decoder
+    except ModuleNotFoundError as missing:
+        if missing.name not in ("ctc_decoder", "ngram_lm", "ctc_scorers"):
+            raise
+        raise ImportError(f"decoding lives in ctc_decoder.py, which is installed with "
+                          f"seq_loss_util (pip install .); this copy of seq_loss_util.py "
+                          f"runs without it ({missing})") from missing
+    return getattr(ctc_decoder, name)
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_DECODER_NAMES))
+
+
+# Alone, `from seq_loss_util import *` takes what this file has, and no error.
+if importlib.util.find_spec("ctc_decoder") is not None:
+    __all__.extend(_DECODER_NAMES)
 
 
 # ----------------------------------------------------------------------------------
