@@ -25,8 +25,11 @@ search runs as tensor operations on the tensors' device, one loop over frames ov
 batch, the beam and the candidate tokens ``(B, K, V)``: prefixes are identified by
 64-bit hashes, so merging is a comparison of hashes, not Python, and the token history
 is kept as back-pointers per frame, read once at the end. On a GPU that loop is bound
-by its launches (about 108 a frame), so the host kernel is the faster of the two there
-too. A hypothesis is a token sequence: two tokenisations of one text are two
+by its launches (about 117 a frame), so the host kernel is the faster of the two there
+too. Every part of a prefix's score beyond the acoustic one (the word LM, the word
+bonus, hotwords, unknown words, the token LM, a caller's own) is a scorer
+(:mod:`ctc_scorers`), which both searches call at the same events. A hypothesis is a
+token sequence: two tokenisations of one text are two
 hypotheses, except in ``CtcBeamSearchDecoder``'s n-best, which by default keeps each
 text once, as its best spelling.
 """
@@ -41,8 +44,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-import ngram_lm
 import seq_loss_util
+from ctc_scorers import (PARTIAL_OOV_CHARS, HotwordScorer, Scorer, TokenLMScorer, TokenScorer,
+                         UnknownWordScorer, WordBonusScorer, WordEvent, WordLMScorer,
+                         WordScorer)
+from ctc_scorers.base import c_kernel, lm_tables, mix
+from ctc_scorers.unknown_words import unknown_word_cost
 from ngram_lm import NgramLM, hash_parts
 
 __all__ = ["greedy_decode", "ctc_beam_search", "CtcBeamSearchDecoder", "Hypothesis"]
@@ -66,6 +73,8 @@ class Hypothesis(NamedTuple):
     ``partial_oov`` per 6 characters past the sixth (0 without an LM).
     ``token_lm_score``: ln p of ``tokens`` under the decoder's token-level model, with
     ``<s>`` and ``</s>`` (0 without one); ``score`` holds it times ``token_lm_weight``.
+    ``scores``: the totals of the decoder's own ``scorers`` that name a ``field``, by
+    that name (``score`` holds what each added).
     """
     tokens: list
     words: list
@@ -77,6 +86,7 @@ class Hypothesis(NamedTuple):
     word_spans: list = []
     unk_score: float = 0.0
     token_lm_score: float = 0.0
+    scores: dict = {}  # every search passes a dict of its own
 
 
 # ------------------------------------------------------------------ input checks
@@ -122,28 +132,6 @@ def greedy_decode(logits: torch.Tensor, logits_len: torch.Tensor | None = None, 
         return out[:, :width]
 
 
-# ------------------------------------------------------------------ hashing
-_signed = ngram_lm._signed  # a 64-bit pattern as the int64 that holds it
-
-_M1 = _signed(0x9E3779B97F4A7C15)
-_M2 = _signed(0xBF58476D1CE4E5B9)
-
-
-def _mix(h: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-    """A 64-bit hash of the sequence ``(..., item)`` from that of ``(...)``: int64
-    arithmetic wraps, and the shifts are made logical by masking (splitmix64's
-    finaliser), so the hash is not linear in the items."""
-    z = h * _M1 + item + 1
-    z = z ^ ((z >> 31) & ((1 << 33) - 1))
-    z = z * _M2
-    return z ^ ((z >> 29) & ((1 << 35) - 1))
-
-
-# An unfinished word that begins no known word is ranked partial_oov lower, times its
-# length in characters over this (pyctcdecode's AVG_TOKEN_LEN), and a completed unknown
-# word keeps the part past this many characters: with a flat penalty, ranking only, one
-# held-out utterance grew a 57-letter word, each letter as cheap as the first.
-PARTIAL_OOV_CHARS = 6
 # The defaults with a language model, chosen on bench_decode.py's held-out text (seeds
 # 0-2, checked on 3-5 and at lm_weight 0.3 and 1.0; docs/decoding.md has the numbers).
 # An unknown word costs unk_score (nats, whatever lm_weight), and partial_oov per 6
@@ -264,22 +252,27 @@ def _known_words(lm: NgramLM | None, hotwords=(), lexicon=None) -> list[str] | N
 
 
 # ------------------------------------------------------------------ the search
-class _Words:
-    """What the search needs to know about words, as tensors on one device: each
-    token's characters (hash parts), whether it ends or starts a word, the LM and the
-    hotwords."""
+def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a`` where the beam mask ``(B, K)`` holds, else ``b``: tensors ``(B, K, ...)``."""
+    return torch.where(mask.reshape(*mask.shape, *[1] * (a.dim() - mask.dim())), a, b)
 
-    def __init__(self, tokens: Sequence[str], delimiter: str | None, lm: NgramLM | None,
-                 hotwords, lm_weight: float, word_score: float, hotword_weight: float,
-                 partial_oov: float, unk_score: float, device, lexicon=None,
-                 token_lm: NgramLM | None = None, token_lm_weight: float = 0.0):
+
+class _Words:
+    """What the search knows about words, as tensors on one device: each token's
+    characters (hash parts) and whether it ends or starts a word; and the scorers it
+    calls (:mod:`ctc_scorers`): the word scorers as a prefix completes a word, the token
+    scorers as it appends a token. It keeps every prefix's unfinished word (the hash and
+    length of its characters) and, for word scorers that read them (hotword phrases),
+    the hashes of the words before it.
+
+    The search's state is one flat dict of ``(B, K, ...)`` tensors, so that it is
+    gathered and masked as one: ``partial_hash``, ``partial_len``, ``recent``, and each
+    scorer's own entries as ``"{i}.{name}"``, ``i`` its place in ``scorers``."""
+
+    def __init__(self, tokens: Sequence[str], delimiter: str | None, device,
+                 word_scorers: Sequence[WordScorer] = (),
+                 token_scorers: Sequence[TokenScorer] = ()):
         self.prefix_mode = delimiter == "\u2581"
-        # A token-level model: each token's id in it (<unk>'s for tokens it lacks).
-        self.tlm = token_lm.to(device) if token_lm is not None else None
-        self.tlm_weight = float(token_lm_weight) if token_lm is not None else 0.0
-        self.tlm_ids = torch.tensor(
-            [token_lm.vocab.get(t, token_lm.unk) for t in tokens] if token_lm is not None
-            else [0] * len(tokens), dtype=torch.long, device=device)
         chars = []
         for token in tokens:
             if self.prefix_mode:
@@ -295,191 +288,91 @@ class _Words:
                                          device=device)
         else:
             self.boundary = torch.tensor([t == delimiter for t in tokens], device=device)
-        self.lm = lm.to(device) if lm is not None else None
-        self.lm_weight, self.word_score = float(lm_weight), float(word_score)
-        self.hotword_weight = float(hotword_weight)
-        # Hotword phrases by length: the hash of their words' hashes.
-        phrases = [h.split() for h in (hotwords or []) if h.split()]
-        self.phrase_len = max((len(p) for p in phrases), default=0)
-        keys = []
-        for phrase in phrases:  # the search's own mixing, on one-element tensors
-            h = torch.tensor(len(phrase))
-            for word in phrase:
-                h = _mix(h, torch.tensor(ngram_lm.string_hash(word)))
-            keys.append(int(h))
-        self.phrases = torch.tensor(sorted(set(keys)), dtype=torch.long, device=device)
-        self.context = max(self.phrase_len - 1, 0)  # earlier words a phrase may span
-        # With a model or a lexicon: every prefix of the words it knows (and of the
-        # hotwords), so the search can tell an unfinished word that can still become
-        # one, and the words themselves: a completed word outside them costs unk_score
-        # (-inf: it is forbidden, and so is every prefix that begins no known word).
-        spelled = _known_words(lm, hotwords, lexicon)
-        self.models_unknown = spelled is not None
-        self.partial_oov = float(partial_oov) if self.models_unknown else 0.0
-        self.unk_score = float(unk_score) if self.models_unknown else 0.0
-        self.forbidden = self.unk_score == -math.inf
-        word_hashes, prefix_hashes = ngram_lm.prefix_hashes(spelled or [])
-        self.prefixes = torch.from_numpy(np.unique(prefix_hashes)).to(device)
-        self.words = torch.from_numpy(np.unique(word_hashes)).to(device)
+        self.word_scorers, self.token_scorers = list(word_scorers), list(token_scorers)
+        self.scorers: list[Scorer] = [*self.word_scorers, *self.token_scorers]
+        self.context = max((s.context_words for s in self.word_scorers), default=0)
         self._arrays: dict | None = None  # the C kernel's view, made on first use
 
-    # Prefixes times non-boundary tokens that the table of known continuations may
-    # take to build (a million prefixes at 32 tokens, a few seconds once per decoder);
-    # past it the C kernel goes without (slower with an LM and no pruning, same result).
-    CHILD_TABLE_BUDGET = 1 << 25
+    def find(self, kind: type) -> Scorer | None:
+        """The first scorer of type ``kind``, or None."""
+        return next((s for s in self.scorers if isinstance(s, kind)), None)
 
-    def _children(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The C kernel's table of known continuations (CPU): for each known prefix
-        hash (and 0, the empty prefix), the tokens that continue the unfinished word
-        into a prefix that is still known, by the kernel's own rule (the prefix hash
-        grown by the token's characters is a known prefix, or the token adds none).
-        Returns sorted ``keys``, ``start`` offsets (one more than the keys) and the
-        ``tokens``; all empty where there is no model or the table would be too big.
-        With it, the kernel bounds a word-continuing extension of a known prefix by
-        the unknown-prefix penalty unless the token is listed: at beam 100 with an LM,
-        about 240 of the 280 extensions a frame tried were such words."""
-        empty = torch.zeros(0, dtype=torch.long)
-        prefixes = self.prefixes.cpu()
-        inner = (~self.boundary.cpu()).nonzero().flatten()
-        keys = torch.cat([torch.zeros(1, dtype=torch.long), prefixes]).unique()
-        if (not prefixes.numel() or not inner.numel()
-                or keys.numel() * inner.numel() > self.CHILD_TABLE_BUDGET):
-            return empty, torch.zeros(1, dtype=torch.long), empty
-        power, part = self.char_power.cpu()[inner], self.char_hash.cpu()[inner]
-        length = self.char_len.cpu()[inner]
-        kernel = _kernel()
-        if kernel is not None:  # the kernel's own hash set: 0.2 s where isin took 4
-            known = kernel.beam_children(prefixes.contiguous(), keys, power.contiguous(),
-                                         part.contiguous(), length.contiguous())
-        else:
-            step = max(1, (1 << 20) // inner.numel())  # keys per chunk: about 8 MB at a time
-            # The grown hashes wrap around in int64, as the kernel's do.
-            known = torch.cat([torch.isin(keys[a:a + step, None] * power + part, prefixes)
-                               | (length == 0) for a in range(0, keys.numel(), step)])
-        rows, cols = known.nonzero(as_tuple=True)  # row-major: grouped by key
-        start = torch.zeros(keys.numel() + 1, dtype=torch.long)
-        start[1:] = torch.bincount(rows, minlength=keys.numel()).cumsum(0)
-        return keys, start, inner[cols].contiguous()
+    @staticmethod
+    def _part(state: dict, i: int) -> dict:
+        prefix = f"{i}."
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
-    def completion(self, state):
-        """Per beam ``(B, K)``: the score of completing its partial word now (LM, word
-        score, hotwords, unk_score), the LM's ln p of that word, the hotword bonus, the
-        LM context afterwards, and what the word costs as an unknown one (0 if known)."""
+    @staticmethod
+    def _put(state: dict, i: int, part: dict) -> None:
+        state.update({f"{i}.{k}": v for k, v in part.items()})
+
+    def start(self, batch, beam, device, dtype) -> dict:
+        state = dict(partial_hash=torch.zeros(batch, beam, dtype=torch.long, device=device),
+                     partial_len=torch.zeros(batch, beam, dtype=torch.long, device=device))
+        if self.context:
+            state["recent"] = torch.zeros(batch, beam, self.context, dtype=torch.long,
+                                          device=device)
+        for i, scorer in enumerate(self.scorers):
+            self._put(state, i, scorer.start(batch, beam, device, dtype))
+        return state
+
+    def completion(self, state, dtype) -> tuple[torch.Tensor, dict]:
+        """Per beam ``(B, K)``: what completing its unfinished word now adds to its score
+        (0 where it has none), and the word scorers' states after it."""
         has_word = state["partial_len"] > 0
-        lm_word = torch.zeros_like(state["lm"])
-        context = state.get("context")
-        if self.lm is not None:
-            shape = has_word.shape
-            ids = self.lm.lookup(state["partial_hash"].reshape(-1))
-            depth = self.lm.order - 1  # 0 for a unigram model: no -1 in these shapes
-            lm_word, context = self.lm.score(state["context"].reshape(shape.numel(), depth),
-                                             ids)
-            lm_word = lm_word.reshape(shape).to(state["lm"].dtype)
-            context = torch.where(has_word[..., None], context.reshape(*shape, depth),
-                                  state["context"])
-        bonus = torch.zeros_like(state["lm"])
-        if self.phrases.numel():
-            word = state["partial_hash"]
-            recent = state.get("recent")  # (B, K, context) word hashes, most recent last
-            for length in range(1, self.phrase_len + 1):
-                h = torch.full_like(word, length)
-                ok = torch.ones_like(has_word)
-                for j in range(length - 1):
-                    earlier = recent[..., self.context - (length - 1) + j]
-                    ok = ok & (earlier != 0)
-                    h = _mix(h, earlier)
-                h = _mix(h, word)
-                at = torch.searchsorted(self.phrases, h.reshape(-1)).clamp(
-                    max=self.phrases.numel() - 1).reshape(h.shape)
-                bonus = bonus + (ok & (self.phrases[at] == h)).to(bonus.dtype)
-            bonus = bonus * self.hotword_weight
-        oov = has_word & (~_member(self.words, state["partial_hash"]) if self.models_unknown
-                          else torch.zeros_like(has_word))
-        delta = self.lm_weight * lm_word + self.word_score + bonus
-        ucost = torch.where(oov, self.unknown_cost(state["partial_len"]), 0.0).to(delta.dtype)
-        delta = delta + ucost
-        zero = torch.zeros_like(delta)
-        return (torch.where(has_word, delta, zero), torch.where(has_word, lm_word, zero),
-                torch.where(has_word, bonus, zero), context, ucost)
+        word = WordEvent(state["partial_hash"], state["partial_len"], state.get("recent"))
+        delta = torch.zeros(has_word.shape, dtype=dtype, device=has_word.device)
+        closed: dict = {}
+        for i, scorer in enumerate(self.word_scorers):
+            add, after = scorer.close(self._part(state, i), word)
+            delta = delta + add.to(dtype)
+            self._put(closed, i, after)
+        return torch.where(has_word, delta, 0.0), closed
 
-    def extra(self, state):
-        """The non-acoustic part of each beam's score so far (in the scores' dtype: the
-        word count times a float was float32, off by 2e-8 in a float64 decode)."""
-        words = state["words"].to(state["lm"].dtype)
-        extra = self.lm_weight * state["lm"] + self.word_score * words + state["hot"] + state[
-            "unkc"]
-        if self.tlm is not None:
-            extra = extra + self.tlm_weight * state["tlm"]
+    def extra(self, state, dtype) -> torch.Tensor:
+        """The non-acoustic part of each beam's score so far ``(B, K)``."""
+        extra = torch.zeros(state["partial_len"].shape, dtype=dtype,
+                            device=state["partial_len"].device)
+        for i, scorer in enumerate(self.scorers):
+            extra = extra + scorer.weighted(self._part(state, i)).to(dtype)
         return extra
 
-    def unknown_cost(self, length):
-        """What a completed unknown word of ``length`` characters costs (float64):
-        ``unk_score``, and ``partial_oov`` per ``PARTIAL_OOV_CHARS`` characters past
-        the first ``PARTIAL_OOV_CHARS``."""
-        excess = (length.double() / PARTIAL_OOV_CHARS - 1.0).clamp(min=0.0)
-        return self.unk_score + self.partial_oov * excess
+    def penalty(self, partial_hash, partial_len) -> torch.Tensor | None:
+        """The word scorers' rank-only terms for unfinished words (float64), or None."""
+        word = WordEvent(partial_hash, partial_len)
+        total = None
+        for scorer in self.word_scorers:
+            term = scorer.partial(word)
+            if term is not None:
+                total = term if total is None else total + term
+        return total
 
-    def penalty(self, partial_hash, partial_len):
-        """The search's rank penalty of an unfinished word that begins no word the
-        model knows: ``partial_oov`` times ``max(1, n / PARTIAL_OOV_CHARS)`` for ``n``
-        characters, 0 elsewhere. It ranks: once the word is complete, ``unknown_cost``
-        replaces it (the same part past ``PARTIAL_OOV_CHARS``, ``unk_score`` for the
-        rest)."""
-        if not self.prefixes.numel():
-            return torch.zeros(partial_len.shape, dtype=torch.float64,
-                               device=partial_len.device)
-        unknown = (partial_len > 0) & ~_member(self.prefixes, partial_hash)
-        if self.forbidden:
-            return torch.where(unknown, -math.inf, 0.0).double()
-        scale = (partial_len.double() / PARTIAL_OOV_CHARS).clamp(min=1.0)
-        return torch.where(unknown, self.partial_oov * scale, 0.0)
+    def token_step(self, state, cand_tok: torch.Tensor, dtype) -> torch.Tensor | None:
+        """``(B, K, V)``: what the token scorers add for each candidate token, or None."""
+        total = None
+        for j, scorer in enumerate(self.token_scorers):
+            term = scorer.step(self._part(state, len(self.word_scorers) + j),
+                               cand_tok).to(dtype)
+            total = term if total is None else total + term
+        return total
 
-    def arrays(self) -> dict:
-        """These tables as the C kernel takes them (CPU tensors), made once."""
-        if self._arrays is None:
-            self._arrays = self._make_arrays()
-        return self._arrays
-
-    def _make_arrays(self) -> dict:
-        lm = self.lm
-        tlm = self.tlm
-        return dict(token_lm=_lm_tables(tlm), tlm_weight=self.tlm_weight,
-                    tlm_max=tlm.max_log_prob() if tlm is not None else 0.0,
-                    tlm_ids=self.tlm_ids.cpu().contiguous(), lm=_lm_tables(lm),
-                    char_hash=self.char_hash, char_power=self.char_power,
-                    char_len=self.char_len, boundary=self.boundary.to(torch.uint8),
-                    prefix_mode=self.prefix_mode, lm_weight=self.lm_weight,
-                    word_score=self.word_score, hotword_weight=self.hotword_weight,
-                    partial_oov=self.partial_oov, prefixes=self.prefixes,
-                    phrases=self.phrases, phrase_len=self.phrase_len,
-                    children=self._children(),
-                    lm_max=lm.max_log_prob() if lm is not None else 0.0,
-                    unk_score=self.unk_score, partial_chars=float(PARTIAL_OOV_CHARS),
-                    words=self.words)
-
-    def advance(self, state, src, token, appended, completion):
-        """The word state of the selected candidates: gathered from their beams, then,
-        for each appended token, the word it completes and the characters it adds."""
-        delta, lm_word, bonus, context, ucost = completion
+    def advance(self, state, src, token, appended, closed):
+        """The state of the selected candidates: gathered from their beams ``src``; for
+        each appended token, the word it completes (the word scorers' ``closed`` states),
+        the token scorers' step, and the characters it adds to the unfinished word."""
         new = {k: _take(v, src) for k, v in state.items()}
         tok = token.clamp(min=0)
         ends = appended & self.boundary[tok] & (new["partial_len"] > 0)
-        new["lm"] = torch.where(ends, new["lm"] + _take(lm_word, src), new["lm"])
-        new["words"] = new["words"] + ends.long()
-        new["unkc"] = torch.where(ends, new["unkc"] + _take(ucost, src), new["unkc"])
-        new["hot"] = torch.where(ends, new["hot"] + _take(bonus, src), new["hot"])
-        if self.lm is not None:
-            new["context"] = torch.where(ends[..., None], _take(context, src), new["context"])
+        for k, v in closed.items():
+            new[k] = _where(ends, _take(v, src), new[k])
         if self.context:
             shifted = torch.cat([new["recent"][..., 1:], new["partial_hash"][..., None]], -1)
             new["recent"] = torch.where(ends[..., None], shifted, new["recent"])
-        if self.tlm is not None:  # the token appended, scored, then its context
-            step = self.token_lp(new["tctx"], tok).to(new["tlm"].dtype)
-            new["tlm"] = torch.where(appended, new["tlm"] + step, new["tlm"])
-            depth = self.tlm.order - 1
-            shifted = torch.cat([new["tctx"][..., 1:], self.tlm_ids[tok][..., None]], -1) \
-                if depth else new["tctx"]
-            new["tctx"] = torch.where(appended[..., None], shifted, new["tctx"])
+        for j, scorer in enumerate(self.token_scorers):
+            i = len(self.word_scorers) + j
+            before = self._part(new, i)
+            after = scorer.append(before, tok)
+            self._put(new, i, {k: _where(appended, after[k], v) for k, v in before.items()})
         # A boundary token starts a new word: empty (a delimiter) or its own characters.
         start = appended & self.boundary[tok]
         base_hash = torch.where(start, 0, new["partial_hash"])
@@ -490,93 +383,55 @@ class _Words:
                                          new["partial_len"])
         return new
 
-    def start(self, batch, beam, device, dtype):
-        state = dict(lm=torch.zeros(batch, beam, dtype=dtype, device=device),
-                     words=torch.zeros(batch, beam, dtype=torch.long, device=device),
-                     unkc=torch.zeros(batch, beam, dtype=dtype, device=device),
-                     hot=torch.zeros(batch, beam, dtype=dtype, device=device),
-                     partial_hash=torch.zeros(batch, beam, dtype=torch.long, device=device),
-                     partial_len=torch.zeros(batch, beam, dtype=torch.long, device=device))
-        if self.lm is not None:
-            state["context"] = self.lm.start(batch * beam).reshape(batch, beam,
-                                                                   self.lm.order - 1)
-        if self.context:
-            state["recent"] = torch.zeros(batch, beam, self.context, dtype=torch.long,
-                                          device=device)
-        if self.tlm is not None:
-            state["tlm"] = torch.zeros(batch, beam, dtype=dtype, device=device)
-            state["tctx"] = self.tlm.start(batch * beam).reshape(batch, beam,
-                                                                 self.tlm.order - 1)
-        return state
+    def finish(self, state, dtype) -> tuple[torch.Tensor, dict]:
+        """Per beam: what ending here adds to the score (its last word, then each
+        scorer's end), and each reporting scorer's total by field (``lm_score``...)."""
+        has_word = state["partial_len"] > 0
+        end, closed = self.completion(state, dtype)
+        totals: dict = {}
+        for i, scorer in enumerate(self.scorers):
+            part = self._part(state, i)
+            if i < len(self.word_scorers):
+                after = self._part(closed, i)
+                part = {k: _where(has_word, after[k], v) for k, v in part.items()}
+            add, part = scorer.end(part)
+            end = end + add.to(dtype)
+            if scorer.field is not None:
+                total = scorer.total(part)
+                totals[scorer.field] = totals[scorer.field] + total \
+                    if scorer.field in totals else total
+        return end, totals
 
-    def token_lp(self, tctx: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
-        """The token model's ln p of ``token`` (any shape ``S``, class ids) after the
-        contexts ``tctx`` ``(*S, order - 1)``, in float64."""
-        tlm = self.tlm
-        assert tlm is not None
-        lp, _ = tlm.score(tctx.reshape(token.numel(), tlm.order - 1),
-                          self.tlm_ids[token.clamp(min=0)].reshape(-1))
-        return lp.reshape(token.shape)
+    def arrays(self) -> dict | None:
+        """These tables as the C kernel takes them (CPU tensors), made once; None where
+        a scorer has no C implementation (the search then runs as tensor operations)."""
+        if self._arrays is None:
+            fields = self._kernel_defaults()
+            for scorer in self.scorers:
+                own = scorer.kernel_fields(self)
+                if own is None:
+                    self._arrays = {}
+                    break
+                fields.update(own)
+            else:
+                self._arrays = fields
+        return self._arrays or None
 
-    def token_step(self, state, cand_tok: torch.Tensor) -> torch.Tensor:
-        """``token_lm_weight`` times the token model's ln p of each candidate token
-        ``(B, V)`` after each beam ``(B, K)``: ``(B, K, V)`` in the scores' dtype."""
-        batch, beam = state["tlm"].shape
-        width = cand_tok.shape[1]
-        depth = state["tctx"].shape[-1]
-        tctx = state["tctx"][:, :, None, :].expand(batch, beam, width, depth)
-        token = cand_tok[:, None, :].expand(batch, beam, width)
-        return (self.tlm_weight * self.token_lp(tctx, token)).to(state["tlm"].dtype)
-
-    def finish(self, state):
-        """Per beam: the score of ending here (its last word, then ``</s>``; the token
-        model's ``</s>``), the LM's ln p of both, and the token model's ln p of all the
-        tokens with its ``</s>`` (0 without one)."""
-        delta, lm_word, bonus, context, _ = self.completion(state)
-        lm_end = torch.zeros_like(delta)
-        shape = delta.shape
-        if self.lm is not None:
-            eos = torch.full((delta.numel(),), self.lm.eos, dtype=torch.long,
-                             device=delta.device)
-            lm_end, _ = self.lm.score(context.reshape(delta.numel(), self.lm.order - 1), eos)
-            lm_end = lm_end.reshape(shape).to(delta.dtype)
-        end = delta + self.lm_weight * lm_end
-        tlm = torch.zeros_like(delta)
-        if self.tlm is not None:
-            eos = torch.full((delta.numel(),), self.tlm.eos, dtype=torch.long,
-                             device=delta.device)
-            t_end, _ = self.tlm.score(state["tctx"].reshape(delta.numel(), self.tlm.order - 1),
-                                      eos)
-            t_end = t_end.reshape(shape).to(delta.dtype)
-            end = end + self.tlm_weight * t_end
-            tlm = state["tlm"] + t_end
-        return end, lm_word + lm_end, tlm
-
-
-def _lm_tables(lm: NgramLM | None) -> dict:
-    """An n-gram model's tables as the C kernel takes them (CPU tensors); order 0 for
-    none."""
-    empty = torch.zeros(1, dtype=torch.long)
-    if lm is None:
-        return dict(order=0, size=0, unk=0, bos=0, eos=0, unk_prob=0.0, keys=[], prob=[],
-                    backoff=[], real=[], counts=empty, hash_keys=empty, hash_ids=empty)
-    return dict(order=lm.order, size=lm._size, unk=lm.unk, bos=lm.bos, eos=lm.eos,
-                unk_prob=float(lm._unk_prob()),
-                keys=[t.cpu().contiguous() for t in lm._keys],
-                prob=[t.cpu().contiguous() for t in lm._prob],
-                backoff=[t.cpu().contiguous() for t in lm._backoff],
-                real=[t.cpu().to(torch.uint8).contiguous() for t in lm._real],
-                counts=torch.tensor([t.numel() for t in lm._keys], dtype=torch.long),
-                hash_keys=lm._hash_keys.cpu().contiguous(),
-                hash_ids=lm._hash_ids.cpu().contiguous())
-
-
-def _member(table: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """Whether each of ``keys`` is in the sorted 1-D ``table``."""
-    if not table.numel():
-        return torch.zeros_like(keys, dtype=torch.bool)
-    at = torch.searchsorted(table, keys.reshape(-1)).clamp(max=table.numel() - 1)
-    return (table[at] == keys.reshape(-1)).reshape(keys.shape)
+    def _kernel_defaults(self) -> dict:
+        """The C kernel's fields with no scorer: each scorer's kernel_fields replaces
+        its own."""
+        empty = torch.zeros(0, dtype=torch.long)
+        return dict(char_hash=self.char_hash.cpu().contiguous(),
+                    char_power=self.char_power.cpu().contiguous(),
+                    char_len=self.char_len.cpu().contiguous(),
+                    boundary=self.boundary.cpu().to(torch.uint8).contiguous(),
+                    prefix_mode=self.prefix_mode, lm=lm_tables(None), lm_weight=0.0,
+                    lm_max=0.0, word_score=0.0, hotword_weight=0.0, phrases=empty,
+                    phrase_len=0, partial_oov=0.0, unk_score=0.0,
+                    partial_chars=float(PARTIAL_OOV_CHARS), prefixes=empty, words=empty,
+                    children=(empty, torch.zeros(1, dtype=torch.long), empty),
+                    token_lm=lm_tables(None), tlm_weight=0.0, tlm_max=0.0,
+                    tlm_ids=torch.zeros(self.char_len.numel(), dtype=torch.long))
 
 
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -587,51 +442,53 @@ def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index[..., None].expand(*index.shape, x.shape[-1]))
 
 
-def _kernel():
-    """The compiled C search (``_seq_loss_kernels``' CPU library), or None: not
-    installed, switched off (``SEQ_LOSS_UTIL_KERNEL=0``), or no compiler (its loader
-    warns why)."""
-    if os.environ.get("SEQ_LOSS_UTIL_KERNEL", "1") == "0":
-        return None
-    try:
-        from _seq_loss_kernels import cpu
-    except ImportError:
-        return None
-    return cpu if cpu.backend() is not None else None
+_kernel = c_kernel  # the compiled C search, or None (ctc_scorers.base.c_kernel)
 
 
 def _search_device(device) -> torch.device:
     """Where the search runs for tensors on ``device``: the host wherever the C kernel
     is built, CUDA tensors included (their log-probabilities are copied over once),
     else ``device`` (tensor operations). On a GPU the tensor search is bound by
-    launches: counted with torch.profiler, it issues 108 ATen ops a frame (176 with a
-    vocabulary), some hundreds of milliseconds for 500 frames, where the kernel takes
+    launches: counted by a dispatch mode at beam 8, it issues 117 ATen ops a frame (161
+    with a vocabulary, 335 with a word LM), some hundreds of milliseconds for 500 frames, where the kernel takes
     about 15 ms on two CPU cores for the same batch of 32."""
     return torch.device("cpu") if _kernel() is not None else torch.device(device)
+
+
+# What a hypothesis tuple reports after (tokens, timesteps, score, acoustic): the
+# scorers' totals by field, 0 where no scorer reports one.
+_REPORTED = ("lm_score", "token_lm_score", "unk_score")
 
 
 def _search(log_probs, logits_len, blank: int, beam: int, nbest: int, words: _Words | None,
             token_min_logp: float | None, beam_threshold: float | None):
     """The batched prefix beam search: the C kernel where it is built (on the host,
-    see _search_device), else tensor operations on the tensors' device. ``words``
-    must be on the search's device. Returns, on the host, per example the ``nbest``
-    (or fewer) hypotheses as ``(tokens, timesteps, score, acoustic, lm)`` tuples,
-    best first."""
+    see _search_device) and implements every scorer, else tensor operations (on the
+    words' device). ``words`` must be on the search's device. Returns, on the host, per
+    example the ``nbest`` (or fewer) hypotheses as ``(tokens, timesteps, score,
+    acoustic, lm, token_lm, unk, others)`` tuples, best first, ``others`` the totals of
+    scorers reporting another field (``{}`` from the C kernel, which runs none)."""
     if not log_probs.shape[0]:  # an empty batch: no reshape can infer a size from it
         return []
     kernel = _kernel()
-    if kernel is None:
+    arrays = words.arrays() if kernel is not None and words is not None else None
+    if kernel is None or (words is not None and arrays is None):
+        device = words.boundary.device if words is not None else log_probs.device
+        log_probs, logits_len = log_probs.to(device), logits_len.to(device)
+        if kernel is not None:  # _log_probs left the padded frames as they were
+            frames = torch.arange(log_probs.shape[1], device=device)
+            log_probs = log_probs.masked_fill(
+                (frames[None, :] >= logits_len[:, None])[:, :, None], 0.0)
         return _search_tensors(log_probs, logits_len, blank, beam, nbest, words,
                                token_min_logp, beam_threshold)
     width = min(beam + 1, log_probs.shape[2] - 1)
     log_probs, logits_len = log_probs.cpu().contiguous(), logits_len.cpu().contiguous()
-    count, tokens, times, lengths, score, acoustic, lm, tlm = kernel.beam_search(
+    count, tokens, times, lengths, *scores = kernel.beam_search(
         log_probs, logits_len, blank, beam, width, nbest,
         -math.inf if token_min_logp is None else token_min_logp,
-        math.inf if beam_threshold is None else beam_threshold,
-        words.arrays() if words is not None else None)
+        math.inf if beam_threshold is None else beam_threshold, arrays)
     return [[(tokens[b, n, :lengths[b, n]].tolist(), times[b, n, :lengths[b, n]].tolist(),
-              float(score[b, n]), float(acoustic[b, n]), float(lm[b, n]), float(tlm[b, n]))
+              *(float(x[b, n]) for x in scores), {})
              for n in range(count[b])] for b in range(len(count))]
 
 
@@ -707,22 +564,27 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
 
         rank_stay, rank_ext = stay, ext
         if words is not None:
-            completion = words.completion(state)
-            extra = words.extra(state)
-            rank_stay = stay + extra + words.penalty(state["partial_hash"],
-                                                     state["partial_len"]).to(dtype)
+            delta, closed = words.completion(state, dtype)
+            extra = words.extra(state, dtype)
+            rank_stay = stay + extra
+            penalty = words.penalty(state["partial_hash"], state["partial_len"])
+            if penalty is not None:
+                rank_stay = rank_stay + penalty.to(dtype)
             ends = words.boundary[cand_tok][:, None, :]  # (B, 1, V): completes a word
             rank_ext = ext + extra[:, :, None]
-            if words.tlm is not None:  # the token model's ln p of each candidate
-                rank_ext = rank_ext + words.token_step(state, cand_tok)
-            rank_ext = rank_ext + torch.where(ends, completion[0][:, :, None], 0.0)
-            # The word each extension leaves unfinished, for the same penalty.
+            step = words.token_step(state, cand_tok, dtype)  # the token scorers' terms
+            if step is not None:
+                rank_ext = rank_ext + step
+            rank_ext = rank_ext + torch.where(ends, delta[:, :, None], 0.0)
+            # The word each extension leaves unfinished, for the same rank terms.
             base_hash = torch.where(ends, 0, state["partial_hash"][:, :, None])
             base_len = torch.where(ends, 0, state["partial_len"][:, :, None])
             new_hash = (base_hash * words.char_power[cand_tok][:, None, :]
                         + words.char_hash[cand_tok][:, None, :])
             new_len = base_len + words.char_len[cand_tok][:, None, :]
-            rank_ext = rank_ext + words.penalty(new_hash, new_len).to(dtype)
+            penalty = words.penalty(new_hash, new_len)
+            if penalty is not None:
+                rank_ext = rank_ext + penalty.to(dtype)
         ranks = torch.cat([rank_stay, rank_ext.reshape(batch, -1)], dim=1)  # (B, K + K V)
         order = torch.sort(ranks, dim=1, descending=True, stable=True)[1][:, :beam]
         chosen = ranks.gather(1, order)
@@ -740,7 +602,7 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
         new_pb, new_pnb = torch.where(dead, neg, new_pb), torch.where(dead, neg, new_pnb)
         src_last, src_hash = last.gather(1, src), hashes.gather(1, src)
         new_last = torch.where(appended, token, src_last)
-        new_hash = torch.where(appended, _mix(src_hash, token), src_hash)
+        new_hash = torch.where(appended, mix(src_hash, token), src_hash)
         new_parent = torch.where(appended, src_hash, parent.gather(1, src))
         new_length = length.gather(1, src) + appended.long()
         # The history: where each slot came from, and the token it appended at t (a
@@ -749,7 +611,7 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
         hist_src = torch.where(via, pidx.gather(1, src), src)
         hist_tok = torch.where(appended, token, torch.where(via, src_last, -1))
         if words is not None:
-            new_state = words.advance(state, src, token, appended, completion)
+            new_state = words.advance(state, src, token, appended, closed)
 
         active = (t < logits_len)[:, None]  # (B, 1): padded frames change nothing
         pb, pnb = torch.where(active, new_pb, pb), torch.where(active, new_pnb, pnb)
@@ -764,18 +626,23 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
                      for k, v in state.items()}
 
     acoustic = torch.logaddexp(pb, pnb)  # (B, K)
-    final, lm, tlm = acoustic, torch.zeros_like(acoustic), torch.zeros_like(acoustic)
+    final = acoustic
+    totals: dict = {}
     if words is not None:
-        end, lm_end, tlm = words.finish(state)
-        final = acoustic + words.extra(state) + end
-        lm = state["lm"] + lm_end
+        end, totals = words.finish(state, dtype)
+        final = acoustic + words.extra(state, dtype) + end
     final = torch.where(acoustic.isfinite(), final, neg)
     best = torch.sort(final, dim=1, descending=True, stable=True)[1][:, :nbest]  # (B, N)
-    picked = [x.gather(1, best) for x in (final, acoustic, lm, tlm)]
+    reported = [totals.pop(f, torch.zeros_like(acoustic)) for f in _REPORTED]
+    others = list(totals)  # the fields of scorers given to the decoder
+    picked = [x.gather(1, best) for x in (final, acoustic, *reported,
+                                          *(totals[f] for f in others))]
     # One read back to the host, then the histories are followed on it.
     src_np, tok_np = back_src.cpu().numpy(), back_tok.cpu().numpy()
     best_np = best.cpu().numpy()
-    final_np, acoustic_np, lm_np, tlm_np = (x.cpu().numpy() for x in picked)
+    final_np, acoustic_np, *reported_np = (x.cpu().numpy() for x in picked)
+    others_np = reported_np[len(_REPORTED):]
+    reported_np = reported_np[:len(_REPORTED)]
     slot = best_np.copy()
     rows = np.arange(batch)[:, None]
     emitted = np.full((frames, batch, slot.shape[1]), -1, dtype=np.int64)
@@ -790,8 +657,9 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
                 continue
             frames_at = np.nonzero(emitted[:, b, n] >= 0)[0]
             hyps.append((emitted[frames_at, b, n].tolist(), frames_at.tolist(),
-                         float(final_np[b, n]), float(acoustic_np[b, n]), float(lm_np[b, n]),
-                         float(tlm_np[b, n])))
+                         float(final_np[b, n]), float(acoustic_np[b, n]),
+                         *(float(x[b, n]) for x in reported_np),
+                         {f: float(x[b, n]) for f, x in zip(others, others_np, strict=True)}))
         results.append(hyps)
     return results
 
@@ -836,6 +704,31 @@ def _check_finite_frames(log_probs: torch.Tensor, logits_len: torch.Tensor) -> N
         raise ValueError(f"logits of example {b} at frame {t} hold NaN or +inf, or only -inf "
                          "(no class possible): the model has diverged, and no hypothesis "
                          "over such a frame means anything")
+
+
+_BUILT_IN_FIELDS = (*_REPORTED, "score", "acoustic_score")
+
+
+def _check_scorers(scorers) -> list:
+    """A decoder's own ``scorers`` as a list, each a WordScorer or TokenScorer whose
+    ``field`` (if any) is a name no other scorer and no Hypothesis field takes."""
+    if isinstance(scorers, Scorer):
+        scorers = [scorers]
+    scorers = list(scorers)
+    fields: set = set()
+    for scorer in scorers:
+        if not isinstance(scorer, (WordScorer, TokenScorer)):
+            raise TypeError(f"scorers must be ctc_scorers.WordScorer or TokenScorer "
+                            f"instances, got {type(scorer).__name__}")
+        field = scorer.field
+        if field is None:
+            continue
+        if not isinstance(field, str) or field in _BUILT_IN_FIELDS or field in fields:
+            raise ValueError(f"scorer {type(scorer).__name__} reports as {field!r}: a "
+                             "field must be a name of its own (not one of "
+                             f"{_BUILT_IN_FIELDS} or another scorer's)")
+        fields.add(field)
+    return scorers
 
 
 def _log_probs(logits, logits_len):
@@ -885,7 +778,7 @@ def ctc_beam_search(logits: torch.Tensor, logits_len: torch.Tensor | None = None
     with torch.no_grad():
         found = _search(_log_probs(logits, logits_len), logits_len, int(blank), int(beam_size),
                         int(nbest), None, token_min_logp, beam_threshold)
-    return [[Hypothesis(tokens, [], "", score, acoustic, 0.0, times, [])
+    return [[Hypothesis(tokens, [], "", score, acoustic, 0.0, times, [], 0.0, 0.0, {})
              for tokens, times, score, acoustic, *_ in hyps] for hyps in found]
 
 
@@ -942,6 +835,13 @@ class CtcBeamSearchDecoder:
         ``beam_size`` hypotheses to fill ``nbest`` distinct texts. False: every token
         sequence is its own hypothesis.
 
+      scorers: more scorers (:mod:`ctc_scorers`: a :class:`ctc_scorers.WordScorer` or
+        :class:`ctc_scorers.TokenScorer` each), called beside the built-in ones; each
+        adds its part to ``score`` and, where it names a ``field``, reports its total in
+        ``Hypothesis.scores``. The C kernel runs only the built-in scorers: with one of
+        these the search runs as tensor operations (on the host where the kernel is
+        built), so their tensors arrive on that device.
+
     ``decoder(logits, logits_len=None)`` returns ``hyps[b]``, a best-first list of
     :class:`Hypothesis`. Words are scored when they end: at a delimiter, at the start
     of the next word (SentencePiece), or at the end of the utterance, followed by
@@ -955,7 +855,7 @@ class CtcBeamSearchDecoder:
                  beam_threshold: float | None | str = "auto",
                  partial_oov: float = DEFAULT_PARTIAL_OOV, unk_score: float = DEFAULT_UNK_SCORE,
                  distinct_texts: bool = True, lexicon=None, token_lm=None,
-                 token_lm_weight: float = 0.5):
+                 token_lm_weight: float = 0.5, scorers: Sequence[Scorer] = ()):
         tokens = list(tokens)
         if not tokens or not all(isinstance(t, str) for t in tokens):
             raise TypeError("tokens must be a non-empty sequence of strings, one per class id")
@@ -1022,13 +922,13 @@ class CtcBeamSearchDecoder:
         self.token_min_logp, self.beam_threshold = token_min_logp, beam_threshold
         if not isinstance(distinct_texts, bool):
             raise TypeError(f"distinct_texts must be True or False, got {distinct_texts!r}")
+        self.scorers = _check_scorers(scorers)
         self.partial_oov, self.unk_score = float(partial_oov), float(unk_score)
         self.distinct_texts = distinct_texts
         self._words: dict = {}
         self.lexicon = lexicon
         self.token_lm, self.token_lm_weight = token_lm, float(token_lm_weight)
-        known = _known_words(lm, self.hotwords, lexicon)
-        self._known = set(known) if known is not None else None
+        self._known = _known_words(lm, self.hotwords, lexicon)  # None: no word is unknown
         # Per token: does it start a word, and the text it adds (split_words' table).
         if word_delimiter == "\u2581":
             self._pieces = [(t.startswith("\u2581"), t[1:] if t.startswith("\u2581") else t)
@@ -1065,7 +965,8 @@ class CtcBeamSearchDecoder:
     def __repr__(self) -> str:
         extras = "".join(
             [f", token_lm={self.token_lm!r}" if self.token_lm is not None else "",
-             f", lexicon=({len(self.lexicon)} words)" if self.lexicon is not None else ""])
+             f", lexicon=({len(self.lexicon)} words)" if self.lexicon is not None else "",
+             f", scorers={[type(s).__name__ for s in self.scorers]}" if self.scorers else ""])
         return (f"CtcBeamSearchDecoder({len(self.tokens)} tokens, blank={self.blank}, "
                 f"word_delimiter={self.word_delimiter!r}, lm={self.lm!r}{extras}, "
                 f"beam_size={self.beam_size}, nbest={self.nbest}, "
@@ -1074,20 +975,42 @@ class CtcBeamSearchDecoder:
     def _words_on(self, device) -> _Words:
         key = str(device)
         if key not in self._words:
-            self._words[key] = _Words(self.tokens, self.word_delimiter, self.lm, self.hotwords,
-                                      self.lm_weight, self.word_score, self.hotword_weight,
-                                      self.partial_oov, self.unk_score, device, self.lexicon,
-                                      self.token_lm, self.token_lm_weight)
+            self._words[key] = _Words(self.tokens, self.word_delimiter, device,
+                                      *self._scorers(device))
         return self._words[key]
 
+    def _scorers(self, device) -> tuple[list, list]:
+        """The word and token scorers of this decoder's options, on ``device`` (in the
+        order the C kernel's score sums them)."""
+        word: list[WordScorer] = []
+        if self.lm is not None:
+            word.append(WordLMScorer(self.lm, self.lm_weight, device))
+        if self.word_score:
+            word.append(WordBonusScorer(self.word_score))
+        if any(h.split() for h in self.hotwords):
+            word.append(HotwordScorer(self.hotwords, self.hotword_weight, device))
+        if self._known is not None:
+            word.append(UnknownWordScorer(self._known, self.unk_score, self.partial_oov,
+                                          device))
+        token: list[TokenScorer] = []
+        if self.token_lm is not None:
+            token.append(TokenLMScorer(self.token_lm, self.tokens, self.token_lm_weight,
+                                       device))
+        word += [s for s in self.scorers if isinstance(s, WordScorer)]
+        token += [s for s in self.scorers if isinstance(s, TokenScorer)]
+        return word, token
+
     def unknown_cost(self, words: Sequence[str]) -> float:
-        """What ``words`` pay for being unknown (a hypothesis's ``unk_score``): for each
-        one outside the lexicon (or the LM's vocabulary) and the hotwords, ``unk_score``,
-        plus ``partial_oov`` per 6 characters past its sixth. 0 without either."""
+        """What ``words`` would pay for being unknown (as a hypothesis's ``unk_score``):
+        for each one outside the lexicon (or the LM's vocabulary) and the hotwords,
+        ``unk_score``, plus ``partial_oov`` per 6 characters past its sixth. 0 without
+        either."""
         if self._known is None:
             return 0.0
-        return sum(self.unk_score + self.partial_oov * max(0.0, len(w) / PARTIAL_OOV_CHARS - 1)
-                   for w in words if w not in self._known)
+        known = set(self._known)
+        return sum(float(unknown_word_cost(torch.tensor(len(w)), self.unk_score,
+                                           self.partial_oov))
+                   for w in words if w not in known)
 
     def split_words(self, tokens: Sequence[int]) -> tuple[list, list]:
         """The words that ``tokens`` spell, and each one's token positions
@@ -1130,7 +1053,7 @@ class CtcBeamSearchDecoder:
         for hyps in found:
             decoded: list[Hypothesis] = []
             texts: set[str] = set()
-            for tokens, times, score, acoustic, lm, tlm in hyps:
+            for tokens, times, score, acoustic, lm, tlm, unk, others in hyps:
                 if len(decoded) == self.nbest:
                     break
                 spelled, spans = self.split_words(tokens)
@@ -1141,7 +1064,6 @@ class CtcBeamSearchDecoder:
                     texts.add(text)
                 word_spans = [(times[a], times[z] + 1) for a, z in spans]
                 decoded.append(Hypothesis(tokens, spelled, " ".join(spelled), score, acoustic,
-                                          lm, times, word_spans, self.unknown_cost(spelled),
-                                          tlm))
+                                          lm, times, word_spans, unk, tlm, others))
             out.append(decoded)
         return out

@@ -140,7 +140,7 @@ def _bind_kernel(lib) -> bool:
                   "ctc_viterbi": [p, i64, i64, p, i64, p, p, i64, i64, p, p, p]}
     d = ctypes.c_double
     signatures["ctc_beam_search"] = [p, i64, i64, p, i64, i64, i64, i64, i64, i64, d, d,
-                                      ctypes.POINTER(_CtcWords), p, p, p, p, p, p, p, p]
+                                      ctypes.POINTER(_CtcWords), p, p, p, p, p, p, p, p, p]
     signatures["ctc_beam_children"] = [p, i64, p, i64, p, p, p, i64, p]
     try:
         for sfx, *_ in _KERNEL_VARIANTS.values():
@@ -195,7 +195,7 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
     float32 or float64 and ``logits_len`` (B,) int64. ``words`` is None or a dict of
     the tables ``ctc_decoder`` builds (its ``_Words.arrays``). Returns numpy arrays
     ``(count (B,), tokens (B, N, T), times (B, N, T), lengths (B, N), score, acoustic,
-    lm, token_lm (B, N))``."""
+    lm, token_lm, unk (B, N))``."""
 
     batch, frames, classes = log_probs.shape
     f64 = torch.float64
@@ -203,7 +203,7 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
     times = torch.empty_like(tokens)
     lengths = torch.zeros(batch, nbest, dtype=torch.long)
     count = torch.zeros(batch, dtype=torch.long)
-    score, acoustic, lm, tlm = (torch.zeros(batch, nbest, dtype=f64) for _ in range(4))
+    score, acoustic, lm, tlm, unk = (torch.zeros(batch, nbest, dtype=f64) for _ in range(5))
     keep = []  # everything the structure points to stays alive through the call
     struct = None
     if words is not None:
@@ -252,7 +252,7 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
                beam, width, nbest, float(token_min_logp), float(beam_threshold),
                ctypes.byref(struct) if struct is not None else None, tokens.data_ptr(),
                times.data_ptr(), lengths.data_ptr(), count.data_ptr(), score.data_ptr(),
-               acoustic.data_ptr(), lm.data_ptr(), tlm.data_ptr()):
+               acoustic.data_ptr(), lm.data_ptr(), tlm.data_ptr(), unk.data_ptr()):
             failed.append((b0, b1))
 
     # Utterances differ in length and in how many beams stay alive: small chunks.
@@ -260,7 +260,7 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
     if failed:
         raise MemoryError("the beam search kernel could not allocate its beams")
     return tuple(x.numpy() for x in (count, tokens, times, lengths, score, acoustic, lm,
-                                     tlm))
+                                     tlm, unk))
 
 
 def _read_owned(folder: int, name: str) -> tuple[int, bytes]:

@@ -146,7 +146,9 @@ static double beam_lm_score(const struct ctc_lm *w, const int64_t *context,
 /* One beam slot. ctx and recent point into per-slot rows of two arrays. */
 typedef struct {
     REAL pb, pnb, tot, lm, hot, delta, lm_word, bonus;  /* tot: lse2(pb, pnb), kept */
-    REAL unkc, ucost;  /* unknown words' cost so far; the unfinished word's, completed */
+    /* Unknown words' cost so far, and the unfinished word's once completed: in double,
+     * as Hypothesis.unk_score reports them (a float sum of -0.05s drifts). */
+    double unkc, ucost;
     REAL tlm;          /* the token model's ln p of the tokens so far */
     int64_t len, last, hash, parent, phash, plen, words;
     int64_t ch_lo, ch_n;  /* its known continuations in child_tokens; ch_n < 0: not found
@@ -255,7 +257,7 @@ static void FN(beam_completion)(const struct ctc_words *w, FN(beam_slot) *s,
         double excess = (double)s->plen / w->partial_chars - 1.0;
         ucost = w->unk_score + w->partial_oov * (excess > 0 ? excess : 0);
     }
-    s->ucost = (REAL)ucost;
+    s->ucost = ucost;
     s->delta = (REAL)(w->lm_weight * s->lm_word + w->word_score + s->bonus + ucost);
 }
 
@@ -326,7 +328,7 @@ int FN(ctc_beam_children)(const int64_t *prefixes, int64_t n_prefixes, const int
 static inline REAL FN(beam_extra)(const struct ctc_words *w, const FN(beam_slot) *s) {
     if (!w) return 0;
     return (REAL)(w->lm_weight * s->lm + w->word_score * (double)s->words) + s->hot
-           + s->unkc + (REAL)(w->tlm_weight * s->tlm);
+           + (REAL)s->unkc + (REAL)(w->tlm_weight * s->tlm);
 }
 
 /* ln p(token c | the tokens before) under the token model; tctx: its context. */
@@ -539,15 +541,16 @@ static void FN(front_pop)(FN(beam_cand) *h, int64_t *n, FN(beam_cand) *top) {
 /* Decodes examples b0 <= b < b1 of lp (B, T, C) (log-probabilities, padded frames
  * never read). Writes per example its count of hypotheses (out_count, <= nbest) and
  * for each: tokens and their first frames (out_tokens, out_times (B, nbest, T), -1
- * padded), out_len, out_score, out_acoustic, out_lm and out_tlm (the token model's
- * ln p) (B, nbest). Returns 0, or -1
+ * padded), out_len, out_score, out_acoustic, out_lm, out_tlm (the token model's
+ * ln p) and out_unk (what its unknown words cost) (B, nbest). Returns 0, or -1
  * when memory ran out. */
 int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *logit_len,
                         int64_t b0, int64_t b1, int64_t blank, int64_t K, int64_t V,
                         int64_t nbest, double token_min_logp, double beam_threshold,
                         const struct ctc_words *w, int64_t *out_tokens, int64_t *out_times,
                         int64_t *out_len, int64_t *out_count, double *out_score,
-                        double *out_acoustic, double *out_lm, double *out_tlm) {
+                        double *out_acoustic, double *out_lm, double *out_tlm,
+                        double *out_unk) {
     int64_t depth = (w && w->lm.order > 0) ? w->lm.order - 1 : 0;
     int64_t H = (w && w->phrase_len > 1) ? w->phrase_len - 1 : 0;
     int64_t tdepth = (w && w->tlm.order > 0) ? w->tlm.order - 1 : 0;
@@ -977,6 +980,8 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
             out_acoustic[b * nbest + n] = total[k];
             out_lm[b * nbest + n] = w ? lm_total[k] : 0;
             out_tlm[b * nbest + n] = w ? tlm_total[k] : 0;
+            out_unk[b * nbest + n] = w ? cur[k].unkc + (cur[k].plen > 0 ? cur[k].ucost : 0)
+                                       : 0;
             /* Follow the history back; tokens come out last first. */
             int64_t length = 0, slot = k;
             for (int64_t t = Tb - 1; t >= 0; --t) {

@@ -147,6 +147,7 @@ def searches_agree(decoder, logits, lengths) -> list:
     assert [[h[:2] for h in hyps] for hyps in compiled] == [[h[:2] for h in hyps]
                                                            for hyps in tensors]
     for got, want in zip(compiled, tensors, strict=True):
-        np.testing.assert_allclose([h[2:] for h in got], [h[2:] for h in want], rtol=1e-5,
+        np.testing.assert_allclose([h[2:7] for h in got], [h[2:7] for h in want], rtol=1e-5,
                                    atol=1e-4)
+        assert [h[7] for h in got] == [h[7] for h in want]  # other scorers' totals: none
     return compiled

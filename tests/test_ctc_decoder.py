@@ -339,7 +339,7 @@ def test_c_kernel_equals_the_tensor_search(world_lm, seed, beam, nbest, lm_weigh
     assert [[h[1] for h in hyps] for hyps in compiled] == [[h[1] for h in hyps]
                                                             for hyps in tensors]
     for got, want in zip(compiled, tensors, strict=True):
-        np.testing.assert_allclose([h[2:] for h in got], [h[2:] for h in want], rtol=1e-5,
+        np.testing.assert_allclose([h[2:7] for h in got], [h[2:7] for h in want], rtol=1e-5,
                                    atol=1e-4)
 
 
@@ -377,8 +377,9 @@ def test_known_continuations_table_follows_the_kernels_rule(world_lm):
         decoder = D.CtcBeamSearchDecoder(vocab, word_delimiter=delimiter, lm=world_lm,
                                          hotwords=["WURLD"])
         words = decoder._words_on(torch.device("cpu"))
-        keys, start, listed = words._children()
-        known = set(words.prefixes.tolist())
+        unknown = words.find(D.UnknownWordScorer)
+        keys, start, listed = unknown.children(words)
+        known = set(unknown.prefixes.tolist())
         assert keys.tolist() == sorted(known | {0})
         for j, key in enumerate(keys.tolist()):
             got = sorted(listed[start[j]:start[j + 1]].tolist())
@@ -393,9 +394,15 @@ def test_known_continuations_table_follows_the_kernels_rule(world_lm):
     # Spot checks by spelling: after "WOR" only "L" keeps a known word going.
     from ngram_lm import string_hash
     words = D.CtcBeamSearchDecoder(LETTERS, lm=world_lm)._words_on(torch.device("cpu"))
-    keys, start, listed = words._children()
+    keys, start, listed = words.find(D.UnknownWordScorer).children(words)
     j = keys.tolist().index(string_hash("WOR"))
     assert [LETTERS[c] for c in listed[start[j]:start[j + 1]].tolist()] == ["L"]
+
+
+def children(decoder):
+    """The C kernel's table of known continuations for ``decoder`` (on the CPU)."""
+    words = decoder._words_on(torch.device("cpu"))
+    return words.find(D.UnknownWordScorer).children(words)
 
 
 @settings(max_examples=20, deadline=None)
@@ -416,11 +423,11 @@ def test_known_continuations_change_nothing_but_speed(world_lm, seed, beam, nbes
                    token_min_logp=-6.0 if prune else None,
                    beam_threshold=8.0 if prune else None, partial_oov=partial_oov)
     with_table = D.CtcBeamSearchDecoder(LETTERS, **options)
-    assert with_table._words_on(torch.device("cpu"))._children()[0].numel() > 1
+    assert children(with_table)[0].numel() > 1
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(D._Words, "CHILD_TABLE_BUDGET", 0)
+        patch.setattr(D.UnknownWordScorer, "CHILD_TABLE_BUDGET", 0)
         without = D.CtcBeamSearchDecoder(LETTERS, **options)
-        assert without._words_on(torch.device("cpu"))._children()[0].numel() == 0
+        assert children(without)[0].numel() == 0
         assert with_table(logits, lengths) == without(logits, lengths)
 
 
@@ -497,7 +504,7 @@ def test_a_unigram_lm_decodes_on_both_searches(tmp_path):
     assert [[h[0] for h in hyps] for hyps in compiled] == [[h[0] for h in hyps]
                                                             for hyps in tensors]
     for got, want in zip(compiled, tensors, strict=True):
-        np.testing.assert_allclose([h[2:] for h in got], [h[2:] for h in want], rtol=1e-5)
+        np.testing.assert_allclose([h[2:7] for h in got], [h[2:7] for h in want], rtol=1e-5)
     best = decoder(logits, lengths)[0][0]
     assert best.lm_score == pytest.approx(NgramLM(str(arpa)).score_sentence(best.words),
                                           abs=1e-5)

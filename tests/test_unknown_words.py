@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import ctc_decoder as D
+import ctc_scorers.unknown_words
 from ngram_lm import write_arpa
 from optional_deps import both_searches, need_c_kernel, searches_agree
 
@@ -76,7 +77,7 @@ def test_the_57_letter_runaway_is_gone_at_default_settings(costly_unk, monkeypat
         return both_searches(monkeypatch, lambda: decoder(logits)[0][0])
 
     with monkeypatch.context() as patch:  # the old rule: flat, ranking only
-        patch.setattr(D, "PARTIAL_OOV_CHARS", 10 ** 9)
+        patch.setattr(ctc_scorers.unknown_words, "PARTIAL_OOV_CHARS", 10 ** 9)
         old = decode(unk_score=0.0, partial_oov=-10.0, token_min_logp=None,
                      beam_threshold=None)
     for hyp in old:

@@ -33,7 +33,10 @@ def test_wheel_holds_license_version_and_py_typed(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("seq_loss_util.py", "ctc_decoder.py", "ngram_lm.py", "ctc_plot.py",
                    "_seq_loss_kernels/cpu.c", "_seq_loss_kernels/ctc_beam.c",
-                   "_seq_loss_kernels/py.typed", "_seq_loss_kernels/triton_ctc.py"):
+                   "_seq_loss_kernels/py.typed", "_seq_loss_kernels/triton_ctc.py",
+                   *(f"ctc_scorers/{name}.py" for name in (
+                       "__init__", "base", "word_lm", "word_bonus", "hotwords",
+                       "unknown_words", "token_lm"))):
         assert module in names, module
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
     metadata = zipfile.ZipFile(wheel).read(
