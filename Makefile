@@ -30,7 +30,7 @@ test-pytorch: $(STAMP)
 # Python for many minutes each (the C and PyTorch runs keep them).
 test-triton: $(STAMP)
 	SEQ_LOSS_UTIL_BACKEND=triton $(PY) -m pytest tests/test_module.py tests/test_misuse.py \
-		seq_loss_util_test.py -k "not long_utterance"
+		tests/test_wildcard.py seq_loss_util_test.py -k "not long_utterance"
 
 # ruff (pyflakes, bugbear, pyupgrade) over every Python file, and mypy over the public
 # modules; both configured in pyproject.toml.

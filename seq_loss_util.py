@@ -854,7 +854,9 @@ def _band(log_probs, labels, labels_len):
 
     Returns ``log_p`` ``(B, T', L)``, each state's label log-probability per frame
     (-inf on padded states, which can never be occupied), and ``skip_in`` ``(B, L)``,
-    0 where state ``j`` may be entered from ``j - 2`` (its label differs), else -inf.
+    0 where state ``j`` may be entered from ``j - 2`` (a label state, odd, whose label
+    differs: a gap holding the wildcard differs from the blank, and is never skipped
+    into), else -inf.
     """
     batch, t_max, _ = log_probs.shape
     width = labels.shape[1]
@@ -863,7 +865,8 @@ def _band(log_probs, labels, labels_len):
     log_p = torch.where(state_ok[:, None, :], log_p, -math.inf)
     skip_in = log_probs.new_full((batch, width), -math.inf)
     if width > 2:
-        skip_in[:, 2:] = torch.where(labels[:, 2:] != labels[:, :-2], 0.0, -math.inf)
+        odd = torch.arange(2, width, device=log_probs.device) % 2 == 1
+        skip_in[:, 2:] = torch.where((labels[:, 2:] != labels[:, :-2]) & odd, 0.0, -math.inf)
     return log_p, skip_in
 
 
@@ -1306,6 +1309,10 @@ class CtcLossModule(torch.nn.Module):
     * ``zero_infinity`` (False): infeasible examples get loss 0 instead of ``inf``.
     * ``exact`` (True): the exact CTC negative log-likelihood. False gives the TF
       original's approximation (see :func:`ctc_loss`).
+    * ``wildcard`` (None): an id (>= C) that marks a wildcard in ``labels``: any run of
+      frames, none included, where the transcript is partial (Star-CTC, W-CTC): each
+      of its frames scores ``wildcard_score`` (0) whatever the model says, and adds no
+      gradient. Exact mode only. See :func:`forced_align`.
 
     The loss is float32 for float16 and bfloat16 logits (float64 for float64), so
     reductions never overflow; the gradient comes back in the logits' dtype. An empty
@@ -1315,8 +1322,15 @@ class CtcLossModule(torch.nn.Module):
     """
 
     def __init__(self, *, blank: int = 0, shift_labels: bool = False,
-                 reduction: str = "mean", zero_infinity: bool = False, exact: bool = True):
+                 reduction: str = "mean", zero_infinity: bool = False, exact: bool = True,
+                 wildcard: int | None = None, wildcard_score: float = 0.0):
         super().__init__()
+        _check_wildcard(wildcard, wildcard_score)
+        if wildcard is not None and not exact:
+            raise ValueError("a wildcard needs exact=True: the original's approximation "
+                             "has no wildcard")
+        self.wildcard = None if wildcard is None else int(wildcard)
+        self.wildcard_score = float(wildcard_score)
         if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or blank < 0:
             raise ValueError(f"blank must be a class id >= 0, got {blank!r}")
         if reduction not in _REDUCTIONS:
@@ -1328,13 +1342,22 @@ class CtcLossModule(torch.nn.Module):
         self.exact = bool(exact)
 
     def extra_repr(self) -> str:
+        wildcard = (f", wildcard={self.wildcard}, wildcard_score={self.wildcard_score}"
+                    if self.wildcard is not None else "")
         return (f"blank={self.blank}, shift_labels={self.shift_labels}, "
                 f"reduction={self.reduction!r}, zero_infinity={self.zero_infinity}, "
-                f"exact={self.exact}")
+                f"exact={self.exact}{wildcard}")
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor,
                 logits_len: torch.Tensor | None = None,
                 labels_len: torch.Tensor | None = None) -> torch.Tensor:
+        if self.wildcard is not None:  # checked as it is prepared (a few host reads)
+            aug, aug_len, logits, logits_len, target_len = _prepare_batch_first(
+                logits, labels, logits_len, labels_len, self.blank, self.shift_labels,
+                wildcard=self.wildcard, wildcard_score=self.wildcard_score)
+            loss = _wildcard_loss(aug, aug_len, logits, logits_len, self.wildcard_score,
+                                  zero_infinity=self.zero_infinity)
+            return self._reduce(loss, target_len)
         fused = self._fused(logits, labels, logits_len, labels_len)
         if fused is not None:
             return fused
@@ -1345,6 +1368,9 @@ class CtcLossModule(torch.nn.Module):
         with _deferring(deferred) if deferred else contextlib.nullcontext():
             loss = ctc_loss(aug, aug_len, logits, logits_len, exact=self.exact,
                             zero_infinity=self.zero_infinity)  # (B,)
+        return self._reduce(loss, target_len)
+
+    def _reduce(self, loss: torch.Tensor, target_len: torch.Tensor) -> torch.Tensor:
         if self.reduction == "none":
             return loss
         if self.reduction == "sum" or loss.shape[0] == 0:
@@ -1432,12 +1458,16 @@ def _split_concatenated(targets: torch.Tensor, labels_len, logits) -> torch.Tens
 
 
 def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_labels,
-                         deferred: list | None = None):
+                         deferred: list | None = None, wildcard: int | None = None,
+                         wildcard_score: float = 0.0):
     """Checks batch-first inputs, as CtcLossModule and forced_align take them.
 
     Returns ``(aug, aug_len, logits, logits_len, labels_len)``: blank-augmented labels
     ``(B, 2U + 1)`` and their lengths, and the frame and raw label lengths (filled in
-    where None was given). While torch.compile traces, the checks that read values
+    where None was given). With ``wildcard`` (an id >= C), that id in ``labels`` is a
+    wildcard: it is taken out of the labels, and the blank of the gap it stood in
+    (before the first label, between two, after the last) becomes class C, the column
+    :func:`_wildcard_logits` appends; ``labels_len`` then counts the other labels. While torch.compile traces, the checks that read values
     are skipped (the loss operator checks the blank-augmented labels when it runs).
 
     With ``deferred`` (a list), the checks that read values are appended to it as
@@ -1461,6 +1491,7 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
     if blank >= classes:
         raise ValueError(f"blank {blank} is outside the vocabulary [0, {classes - 1}] "
                          f"of logits with C={classes} classes")
+    _check_wildcard(wildcard, wildcard_score, classes)
     labels = _as_tensor(labels, "labels", logits.device)
     if labels.dim() == 1 and labels.dtype != torch.bool and not labels.dtype.is_floating_point:
         labels = _split_concatenated(labels, labels_len, logits)
@@ -1500,12 +1531,16 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
 
     valid = positions < labels_len[:, None]
     labels = torch.where(valid, labels, 0).long()
+    star = valid & (labels == wildcard) if wildcard is not None else None
     if shift_labels:
         bad = valid & ((labels < 0) | (labels >= classes - 1))
         rule = f"raw ids in [0, {classes - 2}] (ids >= blank are raised by one)"
     else:
         bad = valid & ((labels < 0) | (labels >= classes) | (labels == blank))
         rule = f"class ids in [0, {classes - 1}] other than the blank {blank}"
+    if star is not None:
+        bad = bad & ~star
+        rule += f", or the wildcard {wildcard}"
 
     def bad_id(labels=labels, bad=bad):
         b, j = _first(bad)
@@ -1514,10 +1549,91 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
 
     if checking and bad.numel():
         check(bad.any(), bad_id)
+    if star is not None:
+        labels, labels_len, gaps = _take_out_wildcards(labels, valid, star)
     if shift_labels:
         labels = labels + (labels >= blank).long()
     aug, aug_len = _interleave_blanks(labels, labels_len.long(), blank)
+    if star is not None:
+        aug[:, 0::2] = torch.where(gaps, classes, aug[:, 0::2])
     return aug, aug_len, logits, logits_len, labels_len
+
+
+def _take_out_wildcards(labels, valid, star):
+    """``(labels, labels_len, gaps)``: the labels less the wildcards, moved up ``(B, U)``;
+    their count ``(B,)``; and ``(B, U + 1)`` whether a wildcard stood in each gap: before
+    the first label, between two, after the last (several in one gap are one)."""
+    batch, width = labels.shape
+    real = valid & ~star
+    before = real.long().cumsum(1) - real.long()  # real labels before each position
+    out = labels.new_zeros(batch, width + 1)  # the last column takes what is dropped
+    out.scatter_(1, torch.where(real, before, width), labels)
+    gaps = torch.zeros(batch, width + 2, dtype=torch.bool, device=labels.device)
+    gaps.scatter_(1, torch.where(star, before, width + 1), True)
+    return out[:, :width], real.sum(1), gaps[:, :width + 1]
+
+
+def _check_wildcard(wildcard, wildcard_score, classes: int | None = None) -> None:
+    """A wildcard id must name no class (>= C; negative ids are padding), and its
+    per-frame score must be a finite number."""
+    if wildcard is None:
+        return
+    if isinstance(wildcard, bool) or not isinstance(wildcard, (int, np.integer)):
+        raise TypeError(f"wildcard must be an int id (>= C, the number of classes), got "
+                        f"{type(wildcard).__name__}")
+    if wildcard < 0 or (classes is not None and wildcard < classes):
+        where = "a negative id is padding" if wildcard < 0 else \
+            f"it collides with a real class of logits with C={classes} classes (ids 0 to " \
+            f"{classes - 1})"
+        raise ValueError(f"wildcard id {wildcard} cannot mark a wildcard: {where}; use an id "
+                         f">= C, such as C itself ({classes if classes is not None else 'C'})")
+    if isinstance(wildcard_score, bool) or not isinstance(
+            wildcard_score, (int, float, np.integer, np.floating)) or not math.isfinite(
+            wildcard_score):
+        raise ValueError(f"wildcard_score must be a finite number (a log-score per frame), "
+                         f"got {wildcard_score!r}")
+
+
+def _wildcard_logits(logits: torch.Tensor, wildcard_score: float) -> torch.Tensor:
+    """``(B, T, C + 1)``: the logits and a wildcard column at ``wildcard_score +
+    logsumexp(logits)``. Their log_softmax is the model's log-probabilities and
+    ``wildcard_score`` for the wildcard, every frame lowered by the same
+    ``softplus(wildcard_score)``: so a path's score through the wildcard is the model's
+    for its other frames plus ``wildcard_score`` per wildcard frame, less that constant
+    per frame (the callers add it back), and the gradient flows to the logits through
+    the column (its frames' targets are the model's own distribution)."""
+    compute = _compute_dtype(logits.dtype)
+    column = torch.logsumexp(logits.to(compute), dim=2, keepdim=True) + wildcard_score
+    return torch.cat([logits.to(compute), column], dim=2)
+
+
+def _wildcard_loss(aug, aug_len, logits, logits_len, wildcard_score: float, *,
+                   zero_infinity: bool, warn_infeasible: bool = True) -> torch.Tensor:
+    """The exact CTC loss ``(B,)`` of blank-augmented labels whose gaps may hold the
+    wildcard (class C, see :func:`_prepare_batch_first`), checked there: through
+    :func:`_wildcard_logits` and back by the constant it takes off each frame. The
+    misuse warnings ``ctc_loss`` gives are given here (its checks of the augmented
+    labels would take the wildcard for a misplaced label)."""
+    _warn_if_probabilities(logits, logits_len, bool(_probability_suspects(logits,
+                                                                           logits_len)))
+    token = _PRECHECKED.set(aug)
+    try:
+        loss = ctc_loss(aug, aug_len, _wildcard_logits(logits, wildcard_score), logits_len,
+                        exact=True)
+    finally:
+        _PRECHECKED.reset(token)
+    shift = torch.nn.functional.softplus(torch.tensor(float(wildcard_score),
+                                                      dtype=torch.float64))
+    loss = torch.where(torch.isinf(loss), loss, loss - logits_len.to(loss.dtype) * float(shift))
+    infeasible = torch.isinf(loss)
+    if warn_infeasible and not zero_infinity and bool(infeasible.any()):
+        bad = infeasible.nonzero()[:, 0].tolist()
+        _warn(f"{len(bad)} example(s) cannot be aligned: {bad[:10]} have fewer frames than "
+              "their labels need (the wildcards aside); their loss is inf and their "
+              "gradient 0 (zero_infinity=True makes the loss 0)")
+    if zero_infinity:
+        loss = torch.where(infeasible, 0.0, loss)
+    return loss
 
 
 # ----------------------------------------------------------------------------------
@@ -1550,7 +1666,8 @@ def _infeasible_message(labels_len, logits_len, raw, b) -> str:
 def forced_align(logits: torch.Tensor, labels: torch.Tensor,
                  logits_len: torch.Tensor | None = None,
                  labels_len: torch.Tensor | None = None, *, blank: int = 0,
-                 strict: bool = True) -> Alignment:
+                 strict: bool = True, wildcard: int | None = None,
+                 wildcard_score: float = 0.0) -> Alignment:
     """The most probable CTC alignment (Viterbi) of each example, batched.
 
     Args:
@@ -1563,18 +1680,27 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
       strict: keyword-only. An example with fewer frames than labels plus adjacent
         repeats has no alignment: True raises ``ValueError`` naming it; False gives it
         an empty alignment (every frame -1, ``log_prob`` -inf).
+      wildcard: keyword-only, an id (>= C, e.g. C) that marks a wildcard in ``labels``:
+        any run of frames, none included, before the first label, between two or after
+        the last, where the transcript is missing (MMS's ``<star>``). It takes the place
+        of the blank there: its frames are labelled ``wildcard`` in the result, their
+        states are even, and :func:`alignment_segments` skips them as blanks.
+      wildcard_score: keyword-only, the log-score of each wildcard frame, whatever the
+        model says (0, as MMS: a wildcard frame costs nothing; lower makes the
+        wildcard take only what the transcript cannot explain).
 
     Returns:
       :class:`Alignment` with ``labels`` (B, T), ``states`` (B, T) and ``log_prob`` (B,).
-      The path's log-probability is the sum of its frames' log-probabilities, at most
-      the exact CTC log-likelihood. Back-pointers take one byte per state and frame;
+      The path's log-probability is the sum of its frames' log-probabilities (and
+      ``wildcard_score`` per wildcard frame), at most the exact CTC log-likelihood. Back-pointers take one byte per state and frame;
       on CPU a compiled kernel runs (see :func:`backend`), elsewhere a PyTorch loop
       over time. No gradient flows.
     """
     with torch.no_grad():
         aug, aug_len, logits, logits_len, labels_len = _prepare_batch_first(
-            logits, labels, logits_len, labels_len, blank, False)
-        batch, frames, _ = logits.shape
+            logits, labels, logits_len, labels_len, blank, False, wildcard=wildcard,
+            wildcard_score=wildcard_score)
+        batch, frames, classes = logits.shape
         raw = aug[:, 1::2]  # (B, U) the labels again, to count repeats for messages
         states = torch.full((batch, frames), -1, dtype=torch.long, device=logits.device)
         log_prob = torch.full((batch,), -math.inf, dtype=_compute_dtype(logits.dtype),
@@ -1582,6 +1708,9 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
         t_max = int(logits_len.max()) if batch else 0
         width = int(aug_len.max()) if batch else 0
         log_probs = torch.log_softmax(logits[:, :t_max].to(log_prob.dtype), dim=2)
+        if wildcard is not None:  # class C, the wildcard's own column
+            log_probs = torch.cat([log_probs, log_probs.new_full((batch, t_max, 1),
+                                                                 float(wildcard_score))], 2)
         args = (log_probs.contiguous(), aug[:, :width].contiguous(),
                 aug_len.long().contiguous(), logits_len.long().contiguous())
         if _OPS is None or not _compiling():  # eager: no operator call (see ctc_loss)
@@ -1594,6 +1723,8 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
             raise ValueError(_infeasible_message(labels_len, logits_len, raw,
                                                  int(missing.nonzero()[0])))
         frame_labels = torch.where(states >= 0, aug.gather(1, states.clamp(min=0)), -1)
+        if wildcard is not None:
+            frame_labels = torch.where(frame_labels == classes, wildcard, frame_labels)
         return Alignment(frame_labels, states, log_prob)
 
 
@@ -1616,7 +1747,8 @@ def alignment_segments(alignment: Alignment, example: int = 0) -> list:
 def alignment_targets(logits: torch.Tensor, labels: torch.Tensor,
                       logits_len: torch.Tensor | None = None,
                       labels_len: torch.Tensor | None = None, *,
-                      blank: int = 0) -> torch.Tensor:
+                      blank: int = 0, wildcard: int | None = None,
+                      wildcard_score: float = 0.0) -> torch.Tensor:
     """Per-frame class posteriors under the CTC alignment distribution: soft targets.
 
     ``targets[b, t, c]`` is the probability, over all alignments of the label sequence
@@ -1625,17 +1757,24 @@ def alignment_targets(logits: torch.Tensor, labels: torch.Tensor,
     can be smoothed or re-weighted and trained on instead (label smoothing,
     re-weighting: Li et al. 2019, arXiv:1904.10619; focal CTC: Feng et al. 2019).
 
-    Args: as :func:`forced_align` (batch-first, raw class ids).
+    Args: as :func:`forced_align` (batch-first, raw class ids). With a wildcard, a
+    frame the wildcard takes (with probability g) targets the model's own distribution
+    (times g): it adds no gradient there.
 
     Returns:
       ``(B, T, C)`` without gradient, in float32 (float64 for float64 logits). Rows sum
       to 1 on valid frames; padded frames and examples with no alignment are 0.
     """
     aug, aug_len, logits, logits_len, _ = _prepare_batch_first(
-        logits, labels, logits_len, labels_len, blank, False)
+        logits, labels, logits_len, labels_len, blank, False, wildcard=wildcard,
+        wildcard_score=wildcard_score)
     x = logits.detach().to(_compute_dtype(logits.dtype)).requires_grad_(True)
     with torch.enable_grad():
-        loss = ctc_loss(aug, aug_len, x, logits_len, exact=True)
+        if wildcard is None:
+            loss = ctc_loss(aug, aug_len, x, logits_len, exact=True)
+        else:
+            loss = _wildcard_loss(aug, aug_len, x, logits_len, wildcard_score,
+                                  zero_infinity=False, warn_infeasible=False)
         (grad,) = torch.autograd.grad(loss.sum(), x)
     # d loss / d logits = softmax - posterior, on every frame of a feasible example.
     targets = torch.softmax(x.detach(), dim=2) - grad

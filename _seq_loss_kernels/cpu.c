@@ -59,7 +59,7 @@ void FN(ctc_forward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels
             for (int64_t s = 0; s < Lb; ++s) {
                 REAL stay = prev[s];
                 REAL advance = s >= 1 ? prev[s - 1] : NEG_INF;
-                REAL skip = (s >= 2 && l[s] != l[s - 2]) ? prev[s - 2] : NEG_INF;
+                REAL skip = (s >= 2 && (s & 1) && l[s] != l[s - 2]) ? prev[s - 2] : NEG_INF;
                 REAL x = FN(lse3)(stay, advance, skip) + e[l[s]];
                 cur[s] = x;
                 if (x > m) m = x;
@@ -111,7 +111,7 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
                 for (int64_t s = 0; s < Lb; ++s) next[s] = beta[s] + e[l[s]];
                 REAL m = NEG_INF;
                 for (int64_t s = 0; s < Lb; ++s) {
-                    REAL skip = (s + 2 < Lb && l[s + 2] != l[s]) ? next[s + 2] : NEG_INF;
+                    REAL skip = ((s & 1) && s + 2 < Lb && l[s + 2] != l[s]) ? next[s + 2] : NEG_INF;
                     REAL y = FN(lse3)(next[s], next[s + 1], skip);
                     beta[s] = y;
                     if (y > m) m = y;
@@ -160,7 +160,7 @@ void FN(ctc_viterbi)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels
                 REAL best = prev[s];
                 uint8_t k = 0;
                 if (s >= 1 && prev[s - 1] > best) { best = prev[s - 1]; k = 1; }
-                if (s >= 2 && l[s] != l[s - 2] && prev[s - 2] > best) { best = prev[s - 2]; k = 2; }
+                if (s >= 2 && (s & 1) && l[s] != l[s - 2] && prev[s - 2] > best) { best = prev[s - 2]; k = 2; }
                 cur[s] = best + e[l[s]];
                 bk[t * L + s] = k;
             }

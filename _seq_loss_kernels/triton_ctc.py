@@ -91,13 +91,15 @@ if triton is not None:
     @triton.jit
     def _example(labels_ptr, labels_len_ptr, logits_len_ptr, b, B, L, s):
         """Example b's lengths, its valid states, their labels, and where the skip
-        s - 2 -> s is allowed (the labels differ)."""
+        s - 2 -> s is allowed (into a label state, odd, whose label differs: a wildcard
+        in a gap differs from the blank, and a gap is never skipped into)."""
         n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
         n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0)
         valid = s < n_states
         label = tl.load(labels_ptr + b * L + s, mask=valid, other=0)
         label_2 = tl.load(labels_ptr + b * L + s - 2, mask=valid & (s >= 2), other=-1)
-        return n_states, n_frames, valid, label, valid & (s >= 2) & (label != label_2)
+        may_skip = valid & (s >= 2) & (s % 2 == 1) & (label != label_2)
+        return n_states, n_frames, valid, label, may_skip
 
     @triton.jit
     def _alpha_rows(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr, finals_ptr,
@@ -160,7 +162,7 @@ if triton is not None:
         valid = s < n_states
         label = tl.load(labels_ptr + b * L + s, mask=valid, other=0)
         label_p2 = tl.load(labels_ptr + b * L + s + 2, mask=valid & (s + 2 < n_states), other=-1)
-        may_skip_out = valid & (s + 2 < n_states) & (label != label_p2)  # s -> s + 2
+        may_skip_out = valid & (s % 2 == 1) & (s + 2 < n_states) & (label != label_p2)  # s -> s + 2
         emit_row = lp_ptr + b * T * C + label
 
         # Frame T_b - 1: the two final states (one if L_b == 1) with their emission.

@@ -46,6 +46,7 @@ RULES = "tests/test_decoder_rules.py"
 KERNEL_OFF = {"SEQ_LOSS_UTIL_KERNEL": "0"}  # the tensor search
 UNK = "tests/test_unknown_words.py"
 TOKEN_LM = "tests/test_token_lm.py"
+WILDCARD = "tests/test_wildcard.py"
 TIES = [KNOWN, "-k", "tie or uniform or repeated or one_hot or advance_beats"]
 
 MUTANTS = [
@@ -116,8 +117,8 @@ MUTANTS = [
            "other=float(\"-inf\"))",
            ["tests/test_triton.py", "-k", "every_state_block or native"]),
     Mutant("triton beta skips between repeated labels", "_seq_loss_kernels/triton_ctc.py",
-           "may_skip_out = valid & (s + 2 < n_states) & (label != label_p2)  # s -> s + 2",
-           "may_skip_out = valid & (s + 2 < n_states)",
+           "may_skip_out = valid & (s % 2 == 1) & (s + 2 < n_states) & (label != label_p2)  # s -> s + 2",
+           "may_skip_out = valid & (s % 2 == 1) & (s + 2 < n_states)",
            ["tests/test_triton.py", "-k", "every_state_block or native"]),
     Mutant("triton gradient: every state starts its own class segment",
            "_seq_loss_kernels/triton_ctc.py",
@@ -136,8 +137,8 @@ MUTANTS = [
            "double total = 0;", "float total = 0;",
            ["tests/test_misuse.py", "-k", "float16"]),
     Mutant("c forward skips between repeated labels", "_seq_loss_kernels/cpu.c",
-           "REAL skip = (s >= 2 && l[s] != l[s - 2]) ? prev[s - 2] : NEG_INF;",
-           "REAL skip = (s >= 2) ? prev[s - 2] : NEG_INF;",
+           "REAL skip = (s >= 2 && (s & 1) && l[s] != l[s - 2]) ? prev[s - 2] : NEG_INF;",
+           "REAL skip = (s >= 2 && (s & 1)) ? prev[s - 2] : NEG_INF;",
            ["tests/test_exact.py", "-k", "equals_native"]),
     Mutant("pytorch forward: an unreachable frame's shift is -inf", "seq_loss_util.py",
            "n = x.amax(dim=1, keepdim=True).clamp(min=torch.finfo(x.dtype).min)  # (B, 1)",
@@ -378,6 +379,29 @@ MUTANTS = [
     Mutant("scorers: a scorer's end of utterance left out", "ctc_decoder.py",
            "            end = end + add.to(dtype)\n", "\n",
            ["tests/test_scorers.py", "-k", "events"], KERNEL_OFF),
+    # The wildcard (issue 27): skips only into label states, and the loss's constant.
+    Mutant("pytorch skip: a gap may be skipped into (a wildcard over a label)",
+           "seq_loss_util.py",
+           "skip_in[:, 2:] = torch.where((labels[:, 2:] != labels[:, :-2]) & odd, 0.0, -math.inf)",
+           "skip_in[:, 2:] = torch.where(labels[:, 2:] != labels[:, :-2], 0.0, -math.inf)",
+           [WILDCARD, "-k", "brute"], KERNEL_OFF),
+    Mutant("c viterbi: a gap may be skipped into", "_seq_loss_kernels/cpu.c",
+           "if (s >= 2 && (s & 1) && l[s] != l[s - 2] && prev[s - 2] > best)",
+           "if (s >= 2 && l[s] != l[s - 2] && prev[s - 2] > best)", [WILDCARD, "-k", "brute"]),
+    Mutant("c backward: a gap may be skipped into", "_seq_loss_kernels/cpu.c",
+           "REAL skip = ((s & 1) && s + 2 < Lb && l[s + 2] != l[s]) ? next[s + 2] : NEG_INF;",
+           "REAL skip = (s + 2 < Lb && l[s + 2] != l[s]) ? next[s + 2] : NEG_INF;",
+           [WILDCARD, "-k", "gradcheck or targets"]),
+    Mutant("triton: a gap may be skipped into", "_seq_loss_kernels/triton_ctc.py",
+           "may_skip = valid & (s >= 2) & (s % 2 == 1) & (label != label_2)",
+           "may_skip = valid & (s >= 2) & (label != label_2)",
+           [WILDCARD, "-k", "brute and triton"]),
+    Mutant("wildcard loss: the per-frame constant not given back", "seq_loss_util.py",
+           "loss - logits_len.to(loss.dtype) * float(shift)", "loss",
+           [WILDCARD, "-k", "brute and pytorch"]),
+    Mutant("wildcard: a gap with a wildcard keeps its blank", "seq_loss_util.py",
+           "aug[:, 0::2] = torch.where(gaps, classes, aug[:, 0::2])",
+           "aug[:, 0::2] = aug[:, 0::2]", [WILDCARD, "-k", "brute and pytorch"]),
     Mutant("distinct texts: repeats kept", "ctc_decoder.py",
            "                    if text in texts:\n                        continue",
            "                    if False:\n                        continue",
