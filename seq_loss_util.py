@@ -1581,12 +1581,13 @@ def _check_wildcard(wildcard, wildcard_score, classes: int | None = None) -> Non
     if isinstance(wildcard, bool) or not isinstance(wildcard, (int, np.integer)):
         raise TypeError(f"wildcard must be an int id (>= C, the number of classes), got "
                         f"{type(wildcard).__name__}")
-    if wildcard < 0 or (classes is not None and wildcard < classes):
-        where = "a negative id is padding" if wildcard < 0 else \
-            f"it collides with a real class of logits with C={classes} classes (ids 0 to " \
-            f"{classes - 1})"
-        raise ValueError(f"wildcard id {wildcard} cannot mark a wildcard: {where}; use an id "
-                         f">= C, such as C itself ({classes if classes is not None else 'C'})")
+    if wildcard < 0:
+        raise ValueError(f"wildcard id {wildcard} cannot mark a wildcard: a negative id is "
+                         "padding; use an id >= C, such as C itself")
+    if classes is not None and wildcard < classes:
+        raise ValueError(f"wildcard id {wildcard} cannot mark a wildcard: it collides with a "
+                         f"real class of logits with C={classes} classes (ids 0 to "
+                         f"{classes - 1}); use an id >= C, such as C itself ({classes})")
     if isinstance(wildcard_score, bool) or not isinstance(
             wildcard_score, (int, float, np.integer, np.floating)) or not math.isfinite(
             wildcard_score):
@@ -1655,12 +1656,13 @@ class Segment(NamedTuple):
     end: int
 
 
-def _infeasible_message(labels_len, logits_len, raw, b) -> str:
+def _infeasible_message(labels_len, logits_len, raw, b,
+                        hint: str = "; pass strict=False for an empty alignment instead") -> str:
     width = int(labels_len[b])
     repeats = int((raw[b, 1:width] == raw[b, : width - 1]).sum()) if width > 1 else 0
     return (f"example {b} cannot be aligned: {int(logits_len[b])} frames for {width} labels "
-            f"with {repeats} adjacent repeats (needs at least {width + repeats} frames); "
-            "pass strict=False for an empty alignment instead")
+            f"with {repeats} adjacent repeats (needs at least {width + repeats} frames)"
+            f"{hint}")
 
 
 def forced_align(logits: torch.Tensor, labels: torch.Tensor,
