@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 __all__ = ["Timed", "timed_tokens", "timed_words", "to_ctm", "to_srt", "to_webvtt"]
@@ -33,7 +34,8 @@ class Timed(NamedTuple):
 
 
 def _check_duration(frame_duration) -> float:
-    if isinstance(frame_duration, bool) or not isinstance(frame_duration, (int, float)) or \
+    if isinstance(frame_duration, bool) or not isinstance(
+            frame_duration, (int, float, np.integer, np.floating)) or \
             not (math.isfinite(frame_duration) and frame_duration > 0):
         raise ValueError(f"frame_duration must be a positive number of seconds (0.02 for "
                          f"wav2vec2's 20 ms frames), got {frame_duration!r}")
@@ -47,9 +49,12 @@ def timed_tokens(frame_labels, tokens: Sequence[str], *, frame_duration: float,
     seconds with its token's text ``tokens[id]`` and the mean of ``frame_scores``
     ``(T,)`` over its frames."""
     step = _check_duration(frame_duration)
-    labels = torch.as_tensor(frame_labels).long().flatten()
+    labels = torch.as_tensor(frame_labels).long().cpu()
+    if labels.dim() != 1:
+        raise ValueError(f"frame_labels must be one example's labels (T,), got shape "
+                         f"{tuple(labels.shape)}: pass each row of a batch on its own")
     if frame_scores is not None:
-        frame_scores = torch.as_tensor(frame_scores, dtype=torch.float64).flatten()
+        frame_scores = torch.as_tensor(frame_scores).to("cpu", torch.float64)
         if frame_scores.shape != labels.shape:
             raise ValueError(f"frame_scores has {frame_scores.numel()} frames, frame_labels "
                              f"{labels.numel()}: they must be the same")

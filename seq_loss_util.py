@@ -1311,8 +1311,9 @@ class CtcLossModule(torch.nn.Module):
       original's approximation (see :func:`ctc_loss`).
     * ``wildcard`` (None): an id (>= C) that marks a wildcard in ``labels``: any run of
       frames, none included, where the transcript is partial (Star-CTC, W-CTC): each
-      of its frames scores ``wildcard_score`` (0) whatever the model says, and adds no
-      gradient. Exact mode only. See :func:`forced_align`.
+      frame of its gap is the blank (at the model's odds) or the wildcard (at
+      ``wildcard_score``, 0, whatever the model says; such frames add no gradient).
+      Exact mode only. See :func:`forced_align`.
 
     The loss is float32 for float16 and bfloat16 logits (float64 for float64), so
     reductions never overflow; the gradient comes back in the logits' dtype. An empty
@@ -1355,8 +1356,8 @@ class CtcLossModule(torch.nn.Module):
             aug, aug_len, logits, logits_len, target_len = _prepare_batch_first(
                 logits, labels, logits_len, labels_len, self.blank, self.shift_labels,
                 wildcard=self.wildcard, wildcard_score=self.wildcard_score)
-            loss = _wildcard_loss(aug, aug_len, logits, logits_len, self.wildcard_score,
-                                  zero_infinity=self.zero_infinity)
+            loss = _wildcard_loss(aug, aug_len, logits, logits_len, self.blank,
+                                  self.wildcard_score, zero_infinity=self.zero_infinity)
             return self._reduce(loss, target_len)
         fused = self._fused(logits, labels, logits_len, labels_len)
         if fused is not None:
@@ -1467,8 +1468,9 @@ def _prepare_batch_first(logits, labels, logits_len, labels_len, blank, shift_la
     where None was given). With ``wildcard`` (an id >= C), that id in ``labels`` is a
     wildcard: it is taken out of the labels, and the blank of the gap it stood in
     (before the first label, between two, after the last) becomes class C, the column
-    :func:`_wildcard_logits` appends; ``labels_len`` then counts the other labels. While torch.compile traces, the checks that read values
-    are skipped (the loss operator checks the blank-augmented labels when it runs).
+    :func:`_wildcard_logits` appends; ``labels_len`` then counts the other labels.
+    While torch.compile traces, the checks that read values are skipped (the loss
+    operator checks the blank-augmented labels when it runs).
 
     With ``deferred`` (a list), the checks that read values are appended to it as
     ``(verdict, fail)`` pairs instead of read here: a 0-dim bool tensor, True when the
@@ -1595,37 +1597,44 @@ def _check_wildcard(wildcard, wildcard_score, classes: int | None = None) -> Non
                          f"got {wildcard_score!r}")
 
 
-def _wildcard_logits(logits: torch.Tensor, wildcard_score: float) -> torch.Tensor:
-    """``(B, T, C + 1)``: the logits and a wildcard column at ``wildcard_score +
-    logsumexp(logits)``. Their log_softmax is the model's log-probabilities and
-    ``wildcard_score`` for the wildcard, every frame lowered by the same
-    ``softplus(wildcard_score)``: so a path's score through the wildcard is the model's
-    for its other frames plus ``wildcard_score`` per wildcard frame, less that constant
-    per frame (the callers add it back), and the gradient flows to the logits through
-    the column (its frames' targets are the model's own distribution)."""
+def _wildcard_logits(logits: torch.Tensor, logits_len: torch.Tensor, blank: int,
+                     wildcard_score: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, shift)``: the logits ``(B, T, C + 1)`` with a wildcard column whose
+    log_softmax is ``log(p_blank + exp(wildcard_score))`` (a gap frame is the blank, at
+    the model's odds, or the wildcard, at ``wildcard_score``), every class's lowered by
+    ``log(1 + p_blank + exp(wildcard_score))`` at each frame: a path's score is then the
+    wildcard's less the sum of those, ``shift`` ``(B,)`` over the valid frames, which the
+    caller gives back (differentiably: it depends on the logits through ``p_blank``).
+    Padded frames are set to 0 (never read, and finite, so no NaN reaches a gradient)."""
     compute = _compute_dtype(logits.dtype)
-    column = torch.logsumexp(logits.to(compute), dim=2, keepdim=True) + wildcard_score
-    return torch.cat([logits.to(compute), column], dim=2)
+    frames = torch.arange(logits.shape[1], device=logits.device)[None, :] < logits_len[:, None]
+    x = logits.to(compute).masked_fill(~frames[:, :, None], 0.0)
+    lse = torch.logsumexp(x, dim=2)  # (B, T)
+    score = torch.full_like(lse, float(wildcard_score))
+    log_blank = x[:, :, blank] - lse
+    column = torch.logaddexp(x[:, :, blank], lse + score)
+    shift = torch.logsumexp(torch.stack([torch.zeros_like(lse), log_blank, score]), dim=0)
+    shift = torch.where(frames, shift, 0.0).sum(1, dtype=torch.float64).to(compute)
+    return torch.cat([x, column[:, :, None]], dim=2), shift
 
 
-def _wildcard_loss(aug, aug_len, logits, logits_len, wildcard_score: float, *,
+def _wildcard_loss(aug, aug_len, logits, logits_len, blank: int, wildcard_score: float, *,
                    zero_infinity: bool, warn_infeasible: bool = True) -> torch.Tensor:
     """The exact CTC loss ``(B,)`` of blank-augmented labels whose gaps may hold the
     wildcard (class C, see :func:`_prepare_batch_first`), checked there: through
-    :func:`_wildcard_logits` and back by the constant it takes off each frame. The
+    :func:`_wildcard_logits` and back by what it takes off each frame. The
     misuse warnings ``ctc_loss`` gives are given here (its checks of the augmented
     labels would take the wildcard for a misplaced label)."""
-    _warn_if_probabilities(logits, logits_len, bool(_probability_suspects(logits,
-                                                                           logits_len)))
+    if logits.shape[0]:
+        _warn_if_probabilities(logits, logits_len, bool(_probability_suspects(logits,
+                                                                               logits_len)))
+    x, shift = _wildcard_logits(logits, logits_len, blank, wildcard_score)
     token = _PRECHECKED.set(aug)
     try:
-        loss = ctc_loss(aug, aug_len, _wildcard_logits(logits, wildcard_score), logits_len,
-                        exact=True)
+        loss = ctc_loss(aug, aug_len, x, logits_len, exact=True)
     finally:
         _PRECHECKED.reset(token)
-    shift = torch.nn.functional.softplus(torch.tensor(float(wildcard_score),
-                                                      dtype=torch.float64))
-    loss = torch.where(torch.isinf(loss), loss, loss - logits_len.to(loss.dtype) * float(shift))
+    loss = torch.where(torch.isinf(loss), loss, loss - shift.to(loss.dtype))
     infeasible = torch.isinf(loss)
     if warn_infeasible and not zero_infinity and bool(infeasible.any()):
         bad = infeasible.nonzero()[:, 0].tolist()
@@ -1684,12 +1693,15 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
         an empty alignment (every frame -1, ``log_prob`` -inf).
       wildcard: keyword-only, an id (>= C, e.g. C) that marks a wildcard in ``labels``:
         any run of frames, none included, before the first label, between two or after
-        the last, where the transcript is missing (MMS's ``<star>``). It takes the place
-        of the blank there: its frames are labelled ``wildcard`` in the result, their
-        states are even, and :func:`alignment_segments` skips them as blanks.
+        the last, where the transcript is missing (MMS's ``<star>``). Its gap's state
+        (even) takes each frame as the blank or as the wildcard, whichever scores more:
+        those frames are labelled ``blank`` or ``wildcard`` in the result, and
+        :func:`alignment_segments` skips them as blanks.
       wildcard_score: keyword-only, the log-score of each wildcard frame, whatever the
-        model says (0, as MMS: a wildcard frame costs nothing; lower makes the
-        wildcard take only what the transcript cannot explain).
+        model says (0, as MMS: a wildcard frame costs nothing, so beside a label it
+        takes every frame but the one the label needs; lower, it takes only what the
+        transcript cannot explain). A frame of a wildcard's gap is the blank where the
+        blank scores at least as much, so a wildcard never lowers the best path.
 
     Returns:
       :class:`Alignment` with ``labels`` (B, T), ``states`` (B, T) and ``log_prob`` (B,).
@@ -1710,9 +1722,9 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
         t_max = int(logits_len.max()) if batch else 0
         width = int(aug_len.max()) if batch else 0
         log_probs = torch.log_softmax(logits[:, :t_max].to(log_prob.dtype), dim=2)
-        if wildcard is not None:  # class C, the wildcard's own column
-            log_probs = torch.cat([log_probs, log_probs.new_full((batch, t_max, 1),
-                                                                 float(wildcard_score))], 2)
+        if wildcard is not None:  # class C: a gap frame is the blank or the wildcard
+            column = log_probs[:, :, blank].clamp(min=float(wildcard_score))
+            log_probs = torch.cat([log_probs, column[:, :, None]], 2)
         args = (log_probs.contiguous(), aug[:, :width].contiguous(),
                 aug_len.long().contiguous(), logits_len.long().contiguous())
         if _OPS is None or not _compiling():  # eager: no operator call (see ctc_loss)
@@ -1725,8 +1737,11 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
             raise ValueError(_infeasible_message(labels_len, logits_len, raw,
                                                  int(missing.nonzero()[0])))
         frame_labels = torch.where(states >= 0, aug.gather(1, states.clamp(min=0)), -1)
-        if wildcard is not None:
-            frame_labels = torch.where(frame_labels == classes, wildcard, frame_labels)
+        if wildcard is not None:  # the wildcard where it outscored the blank, else the blank
+            blank_won = torch.zeros_like(states, dtype=torch.bool)
+            blank_won[:, :t_max] = log_probs[:, :, blank] >= float(wildcard_score)
+            frame_labels = torch.where(frame_labels == classes,
+                                       torch.where(blank_won, blank, wildcard), frame_labels)
         return Alignment(frame_labels, states, log_prob)
 
 
@@ -1775,7 +1790,7 @@ def alignment_targets(logits: torch.Tensor, labels: torch.Tensor,
         if wildcard is None:
             loss = ctc_loss(aug, aug_len, x, logits_len, exact=True)
         else:
-            loss = _wildcard_loss(aug, aug_len, x, logits_len, wildcard_score,
+            loss = _wildcard_loss(aug, aug_len, x, logits_len, blank, wildcard_score,
                                   zero_infinity=False, warn_infeasible=False)
         (grad,) = torch.autograd.grad(loss.sum(), x)
     # d loss / d logits = softmax - posterior, on every frame of a feasible example.
@@ -1814,7 +1829,8 @@ def __dir__() -> list:
 
 
 # Alone, `from seq_loss_util import *` takes what this file has, and no error.
-if importlib.util.find_spec("ctc_decoder") is not None:
+if all(importlib.util.find_spec(m) is not None for m in ("ctc_decoder", "ngram_lm",
+                                                         "ctc_scorers")):
     __all__.extend(_DECODER_NAMES)
 
 

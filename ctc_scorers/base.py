@@ -113,7 +113,9 @@ class Scorer:
         return {"total": torch.zeros(batch, beam, dtype=dtype, device=device)}
 
     def weighted(self, state: State) -> torch.Tensor:
-        """``(B, K)``: the part of each prefix's score added so far, in its dtype."""
+        """``(B, K)``: the part of each prefix's score added so far: the sum of what
+        close/step-append/end returned for it (the search ranks by those at the event and
+        by this afterwards, so the two must agree). By default the state's "total"."""
         return state["total"]
 
     def total(self, state: State) -> torch.Tensor:

@@ -3,6 +3,7 @@ text, to known values and round trips."""
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,5 +88,8 @@ def test_timestamp_errors():
     for bad in ([Timed(2.0, 1.0, "x")], [Timed(math.nan, 1.0, "x")], [Timed(-1.0, 1.0, "x")]):
         with pytest.raises(ValueError, match="item 0 has times"):
             to_srt(bad)
+    with pytest.raises(ValueError, match=r"one example's labels \(T,\), got shape \(2, 2\)"):
+        timed_tokens(torch.tensor([[0, 2], [3, 0]]), TOKENS, frame_duration=0.02)
+    assert timed_tokens(torch.tensor([2]), TOKENS, frame_duration=np.float32(0.5))[0].end_s == 0.5
     with pytest.raises(ValueError, match="without spaces"):
         to_ctm(ITEMS, utterance="my talk")

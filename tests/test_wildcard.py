@@ -4,6 +4,7 @@ Held to brute force over every path, gradcheck, and a planted alignment."""
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -16,9 +17,10 @@ STAR = 4  # the wildcard's id for logits of C = 4 classes (blank 0)
 
 def brute_force(log_probs, transcript, score):
     """(best path's log-score, log-sum over paths) by enumerating every state sequence
-    of the transcript's graph: gaps (a blank, or the wildcard where one stands) around
-    the labels; a label takes one frame or more, a gap none or more, except between two
-    equal labels, where the gap takes one or more."""
+    of the transcript's graph: gaps around the labels; a label takes one frame or more, a
+    gap none or more, except between two equal labels, where the gap takes one or more.
+    A gap's frame is the blank, or in a wildcard's gap the blank or the wildcard (best:
+    the larger; summed: both)."""
     labels = [t for t in transcript if t != STAR]
     gaps = [False] * (len(labels) + 1)
     seen = 0
@@ -45,15 +47,20 @@ def brute_force(log_probs, transcript, score):
                 break
         if not ok:
             continue
-        total = 0.0
+        total = summed = 0.0
         for t, s in enumerate(path):
             kind, value = states[s]
             if kind == "label":
-                total += float(log_probs[t, value])
+                best_t = sum_t = float(log_probs[t, value])
+            elif value:  # a wildcard's gap: the frame is the blank or the wildcard
+                blank = float(log_probs[t, 0])
+                best_t, sum_t = max(blank, score), float(np.logaddexp(blank, score))
             else:
-                total += score if value else float(log_probs[t, 0])
+                best_t = sum_t = float(log_probs[t, 0])
+            total += best_t
+            summed += sum_t
         best = max(best, total)
-        paths.append(total)
+        paths.append(summed)
     return best, (torch.tensor(paths, dtype=torch.float64).logsumexp(0).item()
                   if paths else -math.inf)
 
@@ -191,3 +198,35 @@ def test_wildcard_errors():
         S.forced_align(logits, torch.tensor([[5, 1]]), wildcard=STAR)
     with pytest.raises(ValueError, match="cannot be aligned"):
         S.forced_align(logits[:, :1], torch.tensor([[1, STAR, 2]]), wildcard=STAR)
+
+
+def test_a_wildcard_never_lowers_the_best_path():
+    """"a _ _ b" with a wildcard between a and b: its gap's frames stay blank where the
+    blank scores more than wildcard_score, so the path and its score are those without
+    the wildcard (a wildcard that replaced the blank once cost 10 here)."""
+    x = torch.full((1, 4, 3), -10.0)
+    x[0, 0, 1] = x[0, 1, 0] = x[0, 2, 0] = x[0, 3, 2] = 10.0
+    plain = S.forced_align(x, torch.tensor([[1, 2]]))
+    found = S.forced_align(x, torch.tensor([[1, 3, 2]]), wildcard=3, wildcard_score=-5.0)
+    assert found.labels[0].tolist() == plain.labels[0].tolist() == [1, 0, 0, 2]
+    assert found.log_prob.item() == pytest.approx(plain.log_prob.item(), abs=1e-6)
+
+
+def test_padded_frames_and_empty_batches_with_a_wildcard():
+    """-inf padding past an example's length (a mask) once made the wildcard's column
+    NaN there and the gradient NaN; it is 0 now. An empty batch gives what it gives
+    without a wildcard."""
+    x = torch.randn(2, 5, 4)
+    x[0, 3:] = -math.inf
+    x.requires_grad_(True)
+    labels = torch.tensor([[1, STAR], [1, 2]])
+    loss = S.CtcLossModule(wildcard=STAR, reduction="none")(x, labels, torch.tensor([3, 5]))
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
+    assert float(grad[0, 3:].abs().sum()) == 0.0
+    empty = torch.randn(0, 4, 4, requires_grad=True)
+    out = S.CtcLossModule(wildcard=STAR)(empty, torch.zeros(0, 2, dtype=torch.long))
+    assert out.item() == 0.0
+    out.backward()
+    assert S.alignment_targets(empty.detach(), torch.zeros(0, 2, dtype=torch.long),
+                               wildcard=STAR).shape == (0, 4, 4)
