@@ -397,7 +397,7 @@ MUTANTS = [
            "may_skip = valid & (s >= 2) & (label != label_2)",
            [WILDCARD, "-k", "brute and triton"]),
     Mutant("wildcard loss: the per-frame constant not given back", "seq_loss_util.py",
-           "loss - logits_len.to(loss.dtype) * float(shift)", "loss",
+           "loss - shift.to(loss.dtype))", "loss)",
            [WILDCARD, "-k", "brute and pytorch"]),
     Mutant("wildcard: a gap with a wildcard keeps its blank", "seq_loss_util.py",
            "aug[:, 0::2] = torch.where(gaps, classes, aug[:, 0::2])",
