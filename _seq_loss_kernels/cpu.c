@@ -178,3 +178,146 @@ void FN(ctc_viterbi)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels
     free(prev);
     free(cur);
 }
+
+/* The Viterbi recursion (Graves et al. 2006, eq. 6-7 with max for sum) of one example
+ * inside a band: at frame t only states lo[t] <= s < lo[t] + W are kept (lo never
+ * decreases). Frames t0 <= t < t1 are computed from rows lp[(t - t0) * C], so a long
+ * recording can come in chunks: carry holds the W scores of frame t0 - 1 (band lo[t0 - 1])
+ * on entry and those of frame t1 - 1 on return; for t0 == 0 it is ignored and the start
+ * (state 0 before the first frame) is used. back receives 2 bits per frame and band slot,
+ * rows of (W + 3) / 4 bytes from frame t0: 0 stay, 1 advance, 2 skip (into a label
+ * state, odd, whose label differs from the one two before), 3 unreachable; exits (from
+ * frame t0) the best score of a state at frame t - 1 that a path can leave the band
+ * from at frame t (-inf at t = 0). */
+void FN(ctc_viterbi_band)(const REAL *lp, int64_t t0, int64_t t1, int64_t C,
+                          const int64_t *l, int64_t L, const int64_t *lo, int64_t W,
+                          REAL *carry, uint8_t *back, REAL *exits) {
+    /* prev sits at buf[2 .. W + 2), with two -inf before it (advance and skip from below
+     * the band) and W after it (stay past its top): every read below is in range. */
+    REAL *buf = (REAL *)malloc(sizeof(REAL) * (2 * W + 2));
+    REAL *cur = (REAL *)malloc(sizeof(REAL) * (W > 0 ? W : 1));
+    uint8_t *skip = (uint8_t *)malloc(L > 0 ? L : 1);
+    for (int64_t s = 0; s < L; ++s) skip[s] = s >= 2 && (s & 1) && l[s] != l[s - 2];
+    for (int64_t i = 0; i < 2 * W + 2; ++i) buf[i] = NEG_INF;
+    REAL *prev = buf + 2;
+    int64_t row = (W + 3) / 4;
+    int64_t plo = 0;
+    if (t0 == 0) {
+        if (W > 0) prev[0] = 0;  /* the start: state 0 before the first frame */
+    } else {
+        memcpy(prev, carry, sizeof(REAL) * W);
+        plo = lo[t0 - 1];
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+        const REAL *e = lp + (t - t0) * C;
+        const int64_t clo = lo[t], d = clo - plo;
+        uint8_t *bk = back + (t - t0) * row;
+        memset(bk, 0xff, row);  /* unreachable (3) unless set below */
+        /* The best score of frame t - 1 at a state from which a path can leave the band
+         * at frame t: below it (s < lo[t]) or at its top (s + 1 or s + 2 past it). With
+         * the best the later frames could add, it bounds every path that is outside the
+         * band anywhere (the caller's certificate of exactness). */
+        REAL out = NEG_INF;
+        if (t > 0) {
+            for (int64_t j = 0; j < (d < W ? d : W); ++j) if (prev[j] > out) out = prev[j];
+            for (int64_t j = W - 2 + d; j < W; ++j)  /* s = plo + j >= lo[t] + W - 2 */
+                if (j >= 0 && plo + j + 1 < L && prev[j] > out) out = prev[j];
+        }
+        exits[t - t0] = out;
+        int64_t n = L - clo < W ? L - clo : W;
+        if (d >= W) n = 0;  /* the band moved past every state it held: nothing is reached */
+        for (int64_t j = 0; j < n; ++j) {
+            int64_t s = clo + j;
+            const REAL *p = prev + j + d;
+            REAL best = p[0];
+            uint8_t k = 0;
+            if (p[-1] > best) { best = p[-1]; k = 1; }
+            if (skip[s] && p[-2] > best) { best = p[-2]; k = 2; }
+            if (best == NEG_INF) { cur[j] = NEG_INF; continue; }
+            cur[j] = best + e[l[s]];
+            bk[j >> 2] &= (uint8_t)~(3u << ((j & 3) * 2));
+            bk[j >> 2] |= (uint8_t)(k << ((j & 3) * 2));
+        }
+        for (int64_t j = n; j < W; ++j) cur[j] = NEG_INF;
+        memcpy(prev, cur, sizeof(REAL) * W);
+        plo = clo;
+    }
+    memcpy(carry, prev, sizeof(REAL) * W);
+    free(buf);
+    free(cur);
+    free(skip);
+}
+
+/* The backward Viterbi of a band (Graves et al. 2006, eq. 10-11 with max for sum):
+ * G_t(s), the best score of frames t..T-1 from state s at frame t (its emission
+ * included) to a final state (L - 1 or L - 2) at frame T - 1, inside the band. Frames
+ * t1 > t >= t0, descending, from rows lp[(t - t0) * C]; carry holds G_{t1} (band
+ * lo[t1]) on entry, ignored when t1 == T, and G_{t0} on return. entries[t - t0]
+ * receives the best G_t(s) over the states s a path can enter the band at from outside
+ * it at frame t - 1 (s < lo[t - 1] + 2, or s past lo[t - 1] + W - 1); -inf at t = 0. */
+void FN(ctc_viterbi_band_back)(const REAL *lp, int64_t t0, int64_t t1, int64_t T, int64_t C,
+                               const int64_t *l, int64_t L, const int64_t *lo, int64_t W,
+                               REAL *carry, REAL *entries) {
+    /* next sits at buf[W .. 2W), with W -inf before it and 2 after it. */
+    REAL *buf = (REAL *)malloc(sizeof(REAL) * (3 * W + 2));
+    REAL *cur = (REAL *)malloc(sizeof(REAL) * (W > 0 ? W : 1));
+    uint8_t *skip = (uint8_t *)malloc(L > 0 ? L : 1);
+    for (int64_t s = 0; s < L; ++s) skip[s] = s >= 2 && (s & 1) && l[s] != l[s - 2];
+    for (int64_t i = 0; i < 3 * W + 2; ++i) buf[i] = NEG_INF;
+    REAL *next = buf + W;
+    if (t1 < T) memcpy(next, carry, sizeof(REAL) * W);
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+        const REAL *e = lp + (t - t0) * C;
+        const int64_t clo = lo[t];
+        for (int64_t j = 0; j < W; ++j) {
+            int64_t s = clo + j;
+            REAL best = NEG_INF;
+            if (s < L) {
+                if (t == T - 1) {
+                    best = (s == L - 1 || s == L - 2) ? 0 : NEG_INF;
+                } else {
+                    int64_t d = lo[t + 1] - clo;
+                    int64_t k = j - d;  /* s's index in the band of frame t + 1 */
+                    if (k >= -W) {
+                        const REAL *q = next + k;
+                        best = q[0];
+                        if (s + 1 < L && q[1] > best) best = q[1];
+                        if (s + 2 < L && skip[s + 2] && q[2] > best) best = q[2];
+                    }
+                }
+            }
+            cur[j] = best == NEG_INF ? NEG_INF : best + e[l[s]];
+        }
+        REAL in = NEG_INF;
+        if (t > 0) {
+            const int64_t plo = lo[t - 1];
+            for (int64_t j = 0; j < W; ++j) {
+                int64_t s = clo + j;
+                if (s < L && (s < plo + 2 || s > plo + W - 1) && cur[j] > in) in = cur[j];
+            }
+        }
+        entries[t - t0] = in;
+        memcpy(next, cur, sizeof(REAL) * W);
+    }
+    memcpy(carry, next, sizeof(REAL) * W);
+    free(buf);
+    free(cur);
+    free(skip);
+}
+
+/* The path back from state `end` at frame T - 1 through a band's 2-bit back-pointers
+ * (ctc_viterbi_band's, all T frames): path (T,) the state at each frame. Returns 0, or
+ * -1 where a pointer says unreachable (the band lost the path). */
+int FN(ctc_band_backtrace)(const uint8_t *back, int64_t T, const int64_t *lo, int64_t W,
+                           int64_t end, int64_t *path) {
+    int64_t row = (W + 3) / 4, s = end;
+    for (int64_t t = T - 1; t >= 0; --t) {
+        int64_t j = s - lo[t];
+        if (j < 0 || j >= W) return -1;
+        uint8_t k = (back[t * row + (j >> 2)] >> ((j & 3) * 2)) & 3;
+        if (k == 3) return -1;
+        path[t] = s;
+        s -= k;
+    }
+    return 0;
+}

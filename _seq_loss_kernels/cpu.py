@@ -14,6 +14,7 @@ build never shares a cached library with a plain one.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 from pathlib import Path
 
@@ -137,7 +138,10 @@ def _bind_kernel(lib) -> bool:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     signatures = {"ctc_forward": [p, i64, i64, p, i64, p, p, i64, i64, p, p],
                   "ctc_backward": [p, i64, i64, p, i64, p, p, p, p, i64, i64, p],
-                  "ctc_viterbi": [p, i64, i64, p, i64, p, p, i64, i64, p, p, p]}
+                  "ctc_viterbi": [p, i64, i64, p, i64, p, p, i64, i64, p, p, p],
+                  "ctc_viterbi_band": [p, i64, i64, i64, p, i64, p, i64, p, p, p],
+                  "ctc_band_backtrace": [p, i64, p, i64, i64, p],
+                  "ctc_viterbi_band_back": [p, i64, i64, i64, i64, p, i64, p, i64, p, p]}
     d = ctypes.c_double
     signatures["ctc_beam_search"] = [p, i64, i64, p, i64, i64, i64, i64, i64, i64, d, d,
                                       ctypes.POINTER(_CtcWords), p, p, p, p, p, p, p, p, p]
@@ -148,6 +152,7 @@ def _bind_kernel(lib) -> bool:
                 getattr(lib, f"{name}_{sfx}").argtypes = argtypes
             getattr(lib, f"ctc_beam_search_{sfx}").restype = ctypes.c_int
             getattr(lib, f"ctc_beam_children_{sfx}").restype = ctypes.c_int
+            getattr(lib, f"ctc_band_backtrace_{sfx}").restype = ctypes.c_int
     except AttributeError:
         return False
     return True
@@ -506,3 +511,86 @@ class KernelBackend:
             labels_len.data_ptr(), logits_len.data_ptr(), b0, b1, back.data_ptr(),
             path.data_ptr(), score.data_ptr()), batch, batch * t_max * width)
         return path, score
+
+
+def viterbi_band(emissions, labels, lo, width: int, chunks=None, backward_chunks=None,
+                 prove=None):
+    """The banded Viterbi of one example (cpu.c's ``ctc_viterbi_band``): ``emissions``
+    ``(T, C)`` float32 or float64 log-scores (or ``chunks``, an iterable of such blocks
+    in order, whose rows sum to T = ``lo.numel()``), ``labels`` ``(S,)`` int64 states,
+    ``lo`` ``(T,)`` int64 non-decreasing band starts, ``width`` states. Returns
+    ``(path (T,) int64, score, exact)``, path all -1 and score -inf where the band holds
+    no path to a final state. ``exact``: no path that leaves the band anywhere can score
+    as much (each such path scores at most the best score at a state it leaves from, plus
+    the largest emission of every frame after), so the path is the full Viterbi's."""
+    T = lo.numel()
+    labels, lo = labels.contiguous(), lo.contiguous()
+    blocks = [emissions] if chunks is None else chunks
+    width = int(width)
+    row = (width + 3) // 4
+    back = torch.empty(T * row, dtype=torch.uint8)
+    exits = None
+    frame_max = []
+    dtype, carry, t0, sfx = None, None, 0, None
+    for block in blocks:
+        block = block.contiguous()
+        if dtype is None:
+            dtype = block.dtype
+            sfx = _KERNEL_VARIANTS[dtype][0]
+            carry = torch.empty(max(width, 1), dtype=dtype)
+            exits = torch.empty(T, dtype=dtype)
+        if block.dtype != dtype or block.dim() != 2:
+            raise ValueError("every chunk must be 2-D (frames, C) of one dtype")
+        assert carry is not None and exits is not None
+        t1 = t0 + block.shape[0]
+        if t1 > T:
+            raise ValueError(f"the chunks hold more frames than the band ({T})")
+        getattr(_kernel_lib, f"ctc_viterbi_band_{sfx}")(
+            block.data_ptr(), t0, t1, block.shape[1], labels.data_ptr(), labels.numel(),
+            lo.data_ptr(), width, carry.data_ptr(), back.data_ptr() + t0 * row,
+            exits.data_ptr() + t0 * exits.element_size())
+        frame_max.append(block.amax(1).double())
+        t0 = t1
+    if t0 != T:
+        raise ValueError(f"the chunks hold {t0} frames, the band {T}")
+    path = torch.full((T,), -1, dtype=torch.long)
+    S = labels.numel()
+    if carry is None or not T:
+        return path, -math.inf, False
+    end_lo = int(lo[T - 1])
+    finals = [(float(carry[s - end_lo]), s) for s in (S - 1, S - 2)
+              if 0 <= s - end_lo < width and s >= 0]
+    if not finals:
+        return path, -math.inf, False
+    score, end = max(finals, key=lambda x: (x[0], x[1]))
+    if score == -math.inf:
+        return path, -math.inf, False
+    if getattr(_kernel_lib, f"ctc_band_backtrace_{sfx}")(back.data_ptr(), T, lo.data_ptr(),
+                                                         width, end, path.data_ptr()):
+        return torch.full((T,), -1, dtype=torch.long), -math.inf, False
+    if backward_chunks is None or (prove is not None and not prove(path)):
+        return path, score, False
+    assert exits is not None
+    # A path outside the band somewhere leaves it first at some frame a (from a state
+    # whose forward score is at most exits[a]) and comes back last at some frame b + 1
+    # (to a state whose backward score is at most entries[b + 1]); frames a..b add at
+    # most their largest emissions. No such path reaches the band's best: exact.
+    entries = torch.empty(T, dtype=dtype)
+    back_carry = torch.empty(max(width, 1), dtype=dtype)
+    t1 = T
+    for t0, block in backward_chunks:
+        block = block.contiguous()
+        if t0 + block.shape[0] != t1:
+            raise ValueError("the backward chunks must come in descending order")
+        getattr(_kernel_lib, f"ctc_viterbi_band_back_{sfx}")(
+            block.data_ptr(), t0, t1, T, block.shape[1], labels.data_ptr(), labels.numel(),
+            lo.data_ptr(), width, back_carry.data_ptr(),
+            entries.data_ptr() + t0 * entries.element_size())
+        t1 = t0
+    if T < 3:
+        return path, score, True
+    prefix = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cat(frame_max).cumsum(0)])
+    leave = exits.double()[1:T - 1] - prefix[1:T - 1]          # a = 1 .. T - 2
+    come = prefix[2:T] + entries.double()[2:T]                  # b + 1 = 2 .. T - 1
+    bound = (torch.cummax(leave, 0).values + come).max().item()
+    return path, score, bound < score

@@ -32,7 +32,7 @@ def test_wheel_holds_license_version_and_py_typed(wheel):
     assert wheel.name.startswith(f"seq_loss_util-{S.__version__}-")
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("seq_loss_util.py", "ctc_decoder.py", "ngram_lm.py", "ctc_plot.py",
-                   "torchaudio_compat.py", "ctc_timestamps.py",
+                   "torchaudio_compat.py", "ctc_timestamps.py", "ctc_long_align.py",
                    "_seq_loss_kernels/cpu.c", "_seq_loss_kernels/ctc_beam.c",
                    "_seq_loss_kernels/py.typed", "_seq_loss_kernels/triton_ctc.py",
                    *(f"ctc_scorers/{name}.py" for name in (

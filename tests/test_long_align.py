@@ -1,0 +1,164 @@
+"""ctc_long_align: a long recording against a transcript in segments, with wildcards
+between them. The banded Viterbi against the full one (forced_align with wildcards), a
+planted recording's boundaries, untranscribed stretches, chunks from a callable, the
+confidence of a sentence that is not in the audio, and the errors."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import seq_loss_util as S
+from ctc_long_align import align_long
+from optional_deps import need_c_kernel
+
+C = 12
+JUNK = 9  # segments use classes 1-8, untranscribed speech 9-11
+
+
+def recording(seed, segments=12, junk=(300, 200, 250), noise=1.5):
+    """Log-probabilities (T, C) of planted speech: untranscribed stretches (confident
+    random letters) at the start, in the middle and at the end, and between them the
+    segments, each token 1-2 frames then 0-2 blanks, 5-30 blank frames between
+    segments. Returns (log_probs, segments, truth [(start, end)] of each segment's
+    tokens)."""
+    g = torch.Generator().manual_seed(seed)
+    frames, segs, truth = [], [], []
+
+    def stretch(n):  # letters no segment uses, so that no boundary is ambiguous
+        frames.extend(torch.randint(JUNK, C, (n,), generator=g).tolist())
+
+    stretch(junk[0])
+    for k in range(segments):
+        seg = torch.randint(1, JUNK, (int(torch.randint(5, 25, (1,), generator=g)),),
+                            generator=g).tolist()
+        start = len(frames)
+        for i, token in enumerate(seg):
+            if i and seg[i - 1] == token:
+                frames.append(0)
+            frames += [token] * int(torch.randint(1, 3, (1,), generator=g))
+            end = len(frames)
+            frames += [0] * int(torch.randint(0, 3, (1,), generator=g))
+        truth.append((start, end))
+        segs.append(seg)
+        frames += [0] * int(torch.randint(5, 30, (1,), generator=g))
+        if k == segments // 2:
+            stretch(junk[1])
+    stretch(junk[2])
+    x = noise * torch.randn(len(frames), C, generator=g)
+    x[torch.arange(len(frames)), torch.tensor(frames)] += 6.0
+    return torch.log_softmax(x, 1), segs, truth
+
+
+def full_viterbi(log_probs, segs, score):
+    """The same alignment by forced_align over every state (wildcard id C)."""
+    flat = [C] + [t for seg in segs for t in [*seg, C]]
+    found = S.forced_align(log_probs[None].double(), torch.tensor([flat]), wildcard=C,
+                           wildcard_score=score)
+    return [tuple(s) for s in S.alignment_segments(found)]
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31), width=st.sampled_from([8, 64, 256]))
+def test_the_band_finds_the_full_viterbi_on_recordings(seed, width):
+    """A band of 8, 64 or 256 states (of about 400), widened as it needs, gives the
+    full Viterbi's path on planted recordings."""
+    need_c_kernel()
+    log_probs, segs, _ = recording(seed, segments=6, junk=(40, 30, 20))
+    got = align_long(log_probs.double(), segs, width=width)
+    assert [t for seg in got for t in seg.tokens] == full_viterbi(log_probs, segs, -5.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), frames=st.integers(6, 30))
+def test_a_band_of_every_state_is_the_full_viterbi(seed, frames):
+    """Random emissions (no structure at all), a band as wide as the states: the same
+    token spans as forced_align's."""
+    need_c_kernel()
+    g = torch.Generator().manual_seed(seed)
+    log_probs = torch.log_softmax(3.0 * torch.randn(frames, C, generator=g,
+                                                    dtype=torch.float64), 1)
+    segs = [torch.randint(1, C, (int(torch.randint(1, 3, (1,), generator=g)),),
+                          generator=g).tolist() for _ in range(int(torch.randint(1, 4, (1,),
+                                                                                 generator=g)))]
+    try:
+        want = full_viterbi(log_probs, segs, -5.0)
+    except ValueError:
+        with pytest.raises(ValueError, match="transcript needs at least"):
+            align_long(log_probs, segs, width=10**6)
+        return
+    got = align_long(log_probs, segs, width=10**6)
+    assert [t for seg in got for t in seg.tokens] == want
+
+
+def test_planted_boundaries_stretches_and_chunks():
+    """Every segment's boundaries within 2 frames of the planted ones; no frame of the
+    untranscribed stretches given to a segment; the same result from 500-frame chunks
+    of a callable; seconds from the frame duration."""
+    need_c_kernel()
+    log_probs, segs, truth = recording(1)
+    got = align_long(log_probs, segs, frame_duration=0.02, width=64)
+    assert [g.segment for g in got] == list(range(len(segs)))
+    for seg, (start, end) in zip(got, truth, strict=True):
+        assert abs(seg.start - start) <= 2 and abs(seg.end - end) <= 2, (seg, start, end)
+        assert seg.start_s == pytest.approx(seg.start * 0.02)
+        assert [t for t, _, _ in seg.tokens] == segs[seg.segment]
+    assert got[0].start >= 300 and got[-1].end <= log_probs.shape[0] - 250
+    calls = []
+
+    def chunks(start, stop):
+        calls.append((start, stop))
+        return log_probs[start:stop]
+
+    again = align_long(chunks, segs, frame_duration=0.02, width=64,
+                       num_frames=log_probs.shape[0], chunk_frames=500)
+    assert again == got and calls[0] == (0, 500)
+
+
+def test_a_sentence_not_in_the_audio_has_the_lowest_confidence():
+    need_c_kernel()
+    log_probs, segs, _ = recording(2)
+    g = torch.Generator().manual_seed(99)
+    wrong = torch.randint(1, JUNK, (15,), generator=g).tolist()
+    segs = segs[:5] + [wrong] + segs[5:]
+    got = align_long(log_probs, segs, width=64)
+    right = [s.score for s in got if s.segment != 5]
+    assert got[5].score < min(right) - 1.0, (got[5].score, min(right))
+    assert max(right) <= 0.0
+
+
+def test_long_alignment_errors():
+    need_c_kernel()
+    log_probs = torch.log_softmax(torch.randn(10, C), 1)
+    with pytest.raises(ValueError, match="segment 1 is empty"):
+        align_long(log_probs, [[1], []])
+    with pytest.raises(ValueError, match="the recording has 10 frames, the transcript needs "
+                                         "at least 14 .12 tokens and 2 adjacent repeats."):
+        align_long(log_probs, [[1, 2, 3, 4, 5, 6], [1, 1, 2, 2, 3, 4]])
+    with pytest.raises(ValueError, match="segment 0 holds id 0"):
+        align_long(log_probs, [[0, 1]])
+    with pytest.raises(ValueError, match="need num_frames"):
+        align_long(lambda a, b: log_probs[a:b], [[1]])
+    with pytest.raises(ValueError, match="every chunk must have the same width"):
+        align_long(lambda a, b: log_probs[a:b, :C if a == 0 else C - 1], [[1]],
+                   num_frames=10, chunk_frames=5)
+    with pytest.raises(ValueError, match=r"log_probs must be a floating-point tensor \(T, C\)"):
+        align_long(log_probs[None], [[1]])
+    with pytest.raises(MemoryError, match="over max_memory"):
+        align_long(log_probs, [[1, 2]], max_memory=10)
+
+
+@pytest.mark.parametrize("seed", [85, 137, 160, 345, 381])
+def test_a_narrow_band_is_proven_or_widened(seed):
+    """Random emissions in which a band of 8 states holds a path that keeps clear of
+    its edges and is still not the best one (found by a search over seeds with the
+    proof switched off): the proof refuses it, the band widens, and the full Viterbi's
+    path comes back."""
+    need_c_kernel()
+    g = torch.Generator().manual_seed(seed)
+    frames = int(torch.randint(8, 40, (1,), generator=g))
+    segs = [torch.randint(1, C, (int(torch.randint(1, 3, (1,), generator=g)),),
+                          generator=g).tolist()
+            for _ in range(int(torch.randint(1, 4, (1,), generator=g)))]
+    log_probs = torch.log_softmax(3.0 * torch.randn(frames, C, generator=g,
+                                                    dtype=torch.float64), 1)
+    got = align_long(log_probs, segs, width=8)
+    assert [t for seg in got for t in seg.tokens] == full_viterbi(log_probs, segs, -5.0)
