@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import torch
 
+import seq_loss_util
+
 __all__ = ["AlignedSegment", "align_long"]
 
 
@@ -125,8 +127,6 @@ def align_long(log_probs, segments: Sequence[Sequence[int]], *, blank: int = 0,
     Returns a list of :class:`AlignedSegment`, one per segment, in order. Raises
     ``ValueError`` where the recording is too short for the transcript, naming the
     frames needed."""
-    import seq_loss_util
-
     if seq_loss_util._kernel_backend() is None:
         raise RuntimeError("align_long needs the compiled C kernel, which is not built here "
                            "or is switched off (SEQ_LOSS_UTIL_KERNEL=0); see backend()")
@@ -219,10 +219,7 @@ def _segments(path, labels, spans, extended, frame_duration, window) -> list:
         where = inside.nonzero()[:, 0]
         start, end = int(where[0]), int(where[-1]) + 1
         seg = path[start:end]
-        runs = torch.ones_like(seg, dtype=torch.bool)
-        runs[1:] = seg[1:] != seg[:-1]
-        begin = runs.nonzero()[:, 0]
-        finish = torch.cat([begin[1:], torch.tensor([seg.numel()])])
+        begin, finish = seq_loss_util._runs(seg)
         token_spans = [(int(labels[s]), start + int(a), start + int(z))
                        for s, a, z in zip(seg[begin].tolist(), begin.tolist(), finish.tolist(),
                                           strict=True) if s % 2 == 1]

@@ -20,6 +20,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+import seq_loss_util
+
 __all__ = ["Timed", "timed_tokens", "timed_words", "to_ctm", "to_srt", "to_webvtt"]
 
 
@@ -60,10 +62,7 @@ def timed_tokens(frame_labels, tokens: Sequence[str], *, frame_duration: float,
                              f"{labels.numel()}: they must be the same")
     if not labels.numel():
         return []
-    starts = torch.ones_like(labels, dtype=torch.bool)
-    starts[1:] = labels[1:] != labels[:-1]
-    begin = starts.nonzero()[:, 0]
-    end = torch.cat([begin[1:], torch.tensor([labels.numel()])])
+    begin, end = seq_loss_util._runs(labels)
     if frame_scores is not None:
         sums = torch.cat([torch.zeros(1, dtype=torch.float64), frame_scores.cumsum(0)])
         means = ((sums[end] - sums[begin]) / (end - begin)).tolist()

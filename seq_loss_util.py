@@ -1745,6 +1745,17 @@ def forced_align(logits: torch.Tensor, labels: torch.Tensor,
         return Alignment(frame_labels, states, log_prob)
 
 
+def _runs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(begin, end)``: where each run of one value in the non-empty 1-D ``x`` starts and
+    ends (exclusive), on its device. The span helpers beside the port share it
+    (torchaudio_compat, ctc_timestamps, ctc_long_align)."""
+    starts = torch.ones_like(x, dtype=torch.bool)
+    starts[1:] = x[1:] != x[:-1]
+    begin = starts.nonzero()[:, 0]
+    end = torch.cat([begin[1:], torch.tensor([x.numel()], device=x.device)])
+    return begin, end
+
+
 def alignment_segments(alignment: Alignment, example: int = 0) -> list:
     """Each label's frames in one example's alignment, in order: ``[Segment(label,
     start, end), ...]`` with ``end`` exclusive (what time-stamping speech needs)."""

@@ -103,11 +103,7 @@ def merge_tokens(tokens: torch.Tensor, scores: torch.Tensor, blank: int = 0) -> 
     tokens = tokens.long()
     if not tokens.numel():
         return []
-    # A run starts where the token changes; the blanks' runs are dropped after.
-    starts = torch.ones_like(tokens, dtype=torch.bool)
-    starts[1:] = tokens[1:] != tokens[:-1]
-    begin = starts.nonzero()[:, 0]
-    end = torch.cat([begin[1:], torch.tensor([tokens.numel()], device=begin.device)])
+    begin, end = S._runs(tokens)  # the blanks' runs are dropped after
     sums = torch.cat([torch.zeros(1, dtype=torch.float64, device=scores.device),
                       scores.double().cumsum(0)])
     means = (sums[end] - sums[begin]) / (end - begin)
