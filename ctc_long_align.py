@@ -103,7 +103,7 @@ def align_long(log_probs, segments: Sequence[Sequence[int]], *, blank: int = 0,
                frame_duration: float | None = None, wildcard_score: float = -5.0,
                num_frames: int | None = None, chunk_frames: int = 65536,
                width: int | None = None, window: int = 30,
-               max_memory: int = 2 << 30) -> list:
+               max_memory: int = 2 << 30, threads: int = 2) -> list:
     """Aligns ``segments`` (lists of class ids, no blank) to one recording.
 
     Args:
@@ -117,12 +117,15 @@ def align_long(log_probs, segments: Sequence[Sequence[int]], *, blank: int = 0,
         blank or the wildcard at this log-score, whichever scores more: below what the
         model gives the transcript where it is confident, so that segments keep their
         frames and untranscribed speech goes to the wildcard.
-      width: the band's first width in states (None: a 32nd of them, at least 1024),
+      width: the band's first width in states (None: a 16th of them, at least 1024),
         doubled until the path is proven the full Viterbi's.
       window: frames per window of the confidence score.
       max_memory: bytes the back-pointers may take (2 bits per state and frame in the
         band); a band that would need more raises ``MemoryError`` naming how much,
         rather than take the machine's memory (default 2 GiB).
+      threads: 2 runs each pass's backward pass (the proof) on a second thread beside the
+        forward pass; 1 runs them one after the other. A callable giving the emissions is
+        then called from both threads, never at once, with the caller's grad mode.
 
     Returns a list of :class:`AlignedSegment`, one per segment, in order. Raises
     ``ValueError`` where the recording is too short for the transcript, naming the
@@ -166,14 +169,17 @@ def align_long(log_probs, segments: Sequence[Sequence[int]], *, blank: int = 0,
             yield t1, extend(block)
 
     states = labels.numel()
-    # The first band: a 32nd of the states (at least 1024): an hour's path strays some
-    # thousands of states from the diagonal, and each doubling costs a pass.
-    first = max(1024, states // 32) if width is None else int(width)
+    # The first band: a 16th of the states (at least 1024). An hour's path strays some
+    # thousands of states from the diagonal (untranscribed stretches hold it back), and
+    # the bound is loose across such a stretch (it allows every frame outside the band
+    # its best class, where the path pays the wildcard's score): a 32nd of the states
+    # was proven only at twice its width on the synthetic hours, one pass wasted.
+    first = max(1024, states // 16) if width is None else int(width)
     band = min(max(first, 8), states)
     centre = torch.linspace(0, states - 1, frames, dtype=torch.float64)
-    # The backward pass that proves the path exact runs only where the path keeps a
-    # quarter of the band's width from both edges: nearer, the band is plainly too
-    # narrow there, and it widens at once.
+    # With one thread, the backward pass that proves the path exact runs only where the
+    # path keeps a quarter of the band's width from both edges: nearer, the band is
+    # plainly too narrow there, and it widens at once.
     while True:
         needed = frames * ((band + 3) // 4)
         if needed > max_memory:
@@ -192,7 +198,8 @@ def align_long(log_probs, segments: Sequence[Sequence[int]], *, blank: int = 0,
             return not bool(near.any())
 
         path, best, exact = cpu.viterbi_band(None, labels, lo, band, chunks=extended(),
-                                             backward_chunks=backwards(), prove=clear)
+                                             backward_chunks=backwards(), prove=clear,
+                                             threads=threads)
         if exact or band >= states:
             break
         if best > -math.inf:

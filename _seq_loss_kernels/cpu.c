@@ -212,7 +212,7 @@ void FN(ctc_viterbi_band)(const REAL *lp, int64_t t0, int64_t t1, int64_t C,
         const REAL *e = lp + (t - t0) * C;
         const int64_t clo = lo[t], d = clo - plo;
         uint8_t *bk = back + (t - t0) * row;
-        memset(bk, 0xff, row);  /* unreachable (3) unless set below */
+        memset(bk, 0xff, row);  /* unreachable (3) past the states set below */
         /* The best score of frame t - 1 at a state from which a path can leave the band
          * at frame t: below it (s < lo[t]) or at its top (s + 1 or s + 2 past it). With
          * the best the later frames could add, it bounds every path that is outside the
@@ -226,18 +226,22 @@ void FN(ctc_viterbi_band)(const REAL *lp, int64_t t0, int64_t t1, int64_t C,
         exits[t - t0] = out;
         int64_t n = L - clo < W ? L - clo : W;
         if (d >= W) n = 0;  /* the band moved past every state it held: nothing is reached */
+        /* Four slots' codes are gathered in a register and stored as one byte: a
+         * read-modify-write of the byte per slot chained each slot on the last. */
+        unsigned codes = 0;
         for (int64_t j = 0; j < n; ++j) {
             int64_t s = clo + j;
             const REAL *p = prev + j + d;
             REAL best = p[0];
-            uint8_t k = 0;
+            unsigned k = 0;
             if (p[-1] > best) { best = p[-1]; k = 1; }
             if (skip[s] && p[-2] > best) { best = p[-2]; k = 2; }
-            if (best == NEG_INF) { cur[j] = NEG_INF; continue; }
-            cur[j] = best + e[l[s]];
-            bk[j >> 2] &= (uint8_t)~(3u << ((j & 3) * 2));
-            bk[j >> 2] |= (uint8_t)(k << ((j & 3) * 2));
+            if (best == NEG_INF) k = 3;
+            cur[j] = best + e[l[s]];  /* -inf stays -inf: emissions are finite or -inf */
+            codes |= k << ((j & 3) * 2);
+            if ((j & 3) == 3) { bk[j >> 2] = (uint8_t)codes; codes = 0; }
         }
+        if (n & 3) bk[n >> 2] = (uint8_t)(codes | (0xffu << ((n & 3) * 2)));
         for (int64_t j = n; j < W; ++j) cur[j] = NEG_INF;
         memcpy(prev, cur, sizeof(REAL) * W);
         plo = clo;
@@ -258,43 +262,49 @@ void FN(ctc_viterbi_band)(const REAL *lp, int64_t t0, int64_t t1, int64_t C,
 void FN(ctc_viterbi_band_back)(const REAL *lp, int64_t t0, int64_t t1, int64_t T, int64_t C,
                                const int64_t *l, int64_t L, const int64_t *lo, int64_t W,
                                REAL *carry, REAL *entries) {
-    /* next sits at buf[W .. 2W), with W -inf before it and 2 after it. */
+    /* next sits at buf[W .. 2W), with W -inf before it and 2 after it; slots of states
+     * past the last hold -inf too, so the reads of s + 1 and s + 2 need no bound. */
     REAL *buf = (REAL *)malloc(sizeof(REAL) * (3 * W + 2));
     REAL *cur = (REAL *)malloc(sizeof(REAL) * (W > 0 ? W : 1));
-    uint8_t *skip = (uint8_t *)malloc(L > 0 ? L : 1);
-    for (int64_t s = 0; s < L; ++s) skip[s] = s >= 2 && (s & 1) && l[s] != l[s - 2];
+    /* skip2[s]: a path may skip from s to s + 2 (into a label state whose label differs
+     * from s's); two slots of padding past the last state. */
+    uint8_t *skip2 = (uint8_t *)calloc((size_t)(L > 0 ? L : 1) + 2, 1);
+    for (int64_t s = 0; s + 2 < L; ++s) skip2[s] = ((s + 2) & 1) && l[s + 2] != l[s];
     for (int64_t i = 0; i < 3 * W + 2; ++i) buf[i] = NEG_INF;
     REAL *next = buf + W;
     if (t1 < T) memcpy(next, carry, sizeof(REAL) * W);
     for (int64_t t = t1 - 1; t >= t0; --t) {
         const REAL *e = lp + (t - t0) * C;
         const int64_t clo = lo[t];
-        for (int64_t j = 0; j < W; ++j) {
-            int64_t s = clo + j;
-            REAL best = NEG_INF;
-            if (s < L) {
-                if (t == T - 1) {
-                    best = (s == L - 1 || s == L - 2) ? 0 : NEG_INF;
-                } else {
-                    int64_t d = lo[t + 1] - clo;
-                    int64_t k = j - d;  /* s's index in the band of frame t + 1 */
-                    if (k >= -W) {
-                        const REAL *q = next + k;
-                        best = q[0];
-                        if (s + 1 < L && q[1] > best) best = q[1];
-                        if (s + 2 < L && skip[s + 2] && q[2] > best) best = q[2];
-                    }
-                }
+        const int64_t n = L - clo < W ? (L - clo > 0 ? L - clo : 0) : W;
+        if (t == T - 1) {
+            for (int64_t j = 0; j < n; ++j) {
+                int64_t s = clo + j;
+                cur[j] = (s == L - 1 || s == L - 2) ? e[l[s]] : NEG_INF;
             }
-            cur[j] = best == NEG_INF ? NEG_INF : best + e[l[s]];
+        } else {
+            /* s's slot in the band of frame t + 1 is j - d; below -W it has left it. */
+            const int64_t d = lo[t + 1] - clo;
+            const int64_t j0 = d - W > 0 ? (d - W < n ? d - W : n) : 0;
+            for (int64_t j = 0; j < j0; ++j) cur[j] = NEG_INF;
+            for (int64_t j = j0; j < n; ++j) {
+                const int64_t s = clo + j;
+                const REAL *q = next + (j - d);
+                REAL best = q[0];
+                if (q[1] > best) best = q[1];
+                if (skip2[s] && q[2] > best) best = q[2];
+                cur[j] = best + e[l[s]];  /* -inf stays -inf */
+            }
         }
+        for (int64_t j = n; j < W; ++j) cur[j] = NEG_INF;
+        /* Entry states: s < lo[t - 1] + 2 or s > lo[t - 1] + W - 1, two short runs. */
         REAL in = NEG_INF;
         if (t > 0) {
             const int64_t plo = lo[t - 1];
-            for (int64_t j = 0; j < W; ++j) {
-                int64_t s = clo + j;
-                if (s < L && (s < plo + 2 || s > plo + W - 1) && cur[j] > in) in = cur[j];
-            }
+            const int64_t low = plo + 2 - clo < n ? plo + 2 - clo : n;
+            for (int64_t j = 0; j < low; ++j) if (cur[j] > in) in = cur[j];
+            for (int64_t j = plo + W - clo > 0 ? plo + W - clo : 0; j < n; ++j)
+                if (cur[j] > in) in = cur[j];
         }
         entries[t - t0] = in;
         memcpy(next, cur, sizeof(REAL) * W);
@@ -302,7 +312,7 @@ void FN(ctc_viterbi_band_back)(const REAL *lp, int64_t t0, int64_t t1, int64_t T
     memcpy(carry, next, sizeof(REAL) * W);
     free(buf);
     free(cur);
-    free(skip);
+    free(skip2);
 }
 
 /* The path back from state `end` at frame T - 1 through a band's 2-bit back-pointers

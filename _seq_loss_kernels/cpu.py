@@ -13,9 +13,11 @@ build never shares a cached library with a plain one.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import math
 import os
+import threading
 from pathlib import Path
 
 import torch
@@ -514,7 +516,7 @@ class KernelBackend:
 
 
 def viterbi_band(emissions, labels, lo, width: int, chunks=None, backward_chunks=None,
-                 prove=None):
+                 prove=None, threads: int = 2):
     """The banded Viterbi of one example (cpu.c's ``ctc_viterbi_band``): ``emissions``
     ``(T, C)`` float32 or float64 log-scores (or ``chunks``, an iterable of such blocks
     in order, whose rows sum to T = ``lo.numel()``), ``labels`` ``(S,)`` int64 states,
@@ -522,11 +524,64 @@ def viterbi_band(emissions, labels, lo, width: int, chunks=None, backward_chunks
     ``(path (T,) int64, score, exact)``, path all -1 and score -inf where the band holds
     no path to a final state. ``exact``: no path that leaves the band anywhere can score
     as much (each such path scores at most the best score at a state it leaves from, plus
-    the largest emission of every frame after), so the path is the full Viterbi's."""
+    the largest emission of every frame after), so the path is the full Viterbi's.
+
+    ``backward_chunks`` (``(first frame, block)`` pairs, last block first) run the banded
+    backward pass that the bound needs, after the forward pass where ``prove(path)`` is
+    true. With ``threads`` 2 it runs on a second thread while the forward pass runs (the
+    kernel releases the GIL) and the bound is always checked (``prove`` is not asked):
+    the pair costs about one pass's time on two cores instead of two. The iterables are read under one lock, so a
+    callable behind them is never entered by both threads at once."""
     T = lo.numel()
     labels, lo = labels.contiguous(), lo.contiguous()
-    blocks = [emissions] if chunks is None else chunks
     width = int(width)
+    if backward_chunks is not None and int(threads) > 1 and T:
+        lock = threading.Lock()
+        grad = torch.is_grad_enabled()
+
+        def backward():
+            with torch.set_grad_enabled(grad):  # grad mode is per thread: keep the caller's
+                return _band_backward(_locked(backward_chunks, lock), labels, lo, width, T)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(backward)
+            try:
+                forward = _band_forward(emissions, chunks, labels, lo, width, T, lock)
+            except BaseException:
+                concurrent.futures.wait([pending])  # the forward pass's error is the one raised
+                raise
+            entries = pending.result()
+        path, score, exits, frame_max = forward
+        if exits is None:
+            return path, score, False
+        return path, score, _proven(score, exits, entries, frame_max, T)
+    path, score, exits, frame_max = _band_forward(emissions, chunks, labels, lo, width, T)
+    if exits is None or backward_chunks is None or (prove is not None and not prove(path)):
+        return path, score, False
+    entries = _band_backward(backward_chunks, labels, lo, width, T)
+    return path, score, _proven(score, exits, entries, frame_max, T)
+
+
+def _locked(iterable, lock):
+    """``iterable``'s items, each fetched holding ``lock``."""
+    items = iter(iterable)
+    while True:
+        with lock:
+            item = next(items, _DONE)
+        if item is _DONE:
+            return
+        yield item
+
+
+_DONE = object()
+
+
+def _band_forward(emissions, chunks, labels, lo, width, T, lock=None):
+    """The forward pass and backtrace: ``(path, score, exits, frame_max)``, ``exits``
+    None where the band holds no path."""
+    blocks = [emissions] if chunks is None else chunks
+    if lock is not None:
+        blocks = _locked(blocks, lock)
     row = (width + 3) // 4
     back = torch.empty(T * row, dtype=torch.uint8)
     exits = None
@@ -555,42 +610,54 @@ def viterbi_band(emissions, labels, lo, width: int, chunks=None, backward_chunks
         raise ValueError(f"the chunks hold {t0} frames, the band {T}")
     path = torch.full((T,), -1, dtype=torch.long)
     S = labels.numel()
+    lost = path, -math.inf, None, None
     if carry is None or not T:
-        return path, -math.inf, False
+        return lost
     end_lo = int(lo[T - 1])
     finals = [(float(carry[s - end_lo]), s) for s in (S - 1, S - 2)
               if 0 <= s - end_lo < width and s >= 0]
     if not finals:
-        return path, -math.inf, False
+        return lost
     score, end = max(finals, key=lambda x: (x[0], x[1]))
     if score == -math.inf:
-        return path, -math.inf, False
+        return lost
     if getattr(_kernel_lib, f"ctc_band_backtrace_{sfx}")(back.data_ptr(), T, lo.data_ptr(),
                                                          width, end, path.data_ptr()):
-        return torch.full((T,), -1, dtype=torch.long), -math.inf, False
-    if backward_chunks is None or (prove is not None and not prove(path)):
-        return path, score, False
-    assert exits is not None
-    # A path outside the band somewhere leaves it first at some frame a (from a state
-    # whose forward score is at most exits[a]) and comes back last at some frame b + 1
-    # (to a state whose backward score is at most entries[b + 1]); frames a..b add at
-    # most their largest emissions. No such path reaches the band's best: exact.
-    entries = torch.empty(T, dtype=dtype)
-    back_carry = torch.empty(max(width, 1), dtype=dtype)
-    t1 = T
+        return torch.full((T,), -1, dtype=torch.long), -math.inf, None, None
+    return path, score, exits, frame_max
+
+
+def _band_backward(backward_chunks, labels, lo, width, T):
+    """The banded backward pass: per frame, the best backward score of a state a path
+    can come back into the band at."""
+    entries, back_carry, t1 = None, None, T
     for t0, block in backward_chunks:
         block = block.contiguous()
-        if t0 + block.shape[0] != t1:
-            raise ValueError("the backward chunks must come in descending order")
-        getattr(_kernel_lib, f"ctc_viterbi_band_back_{sfx}")(
+        if entries is None:
+            entries = torch.empty(T, dtype=block.dtype)
+            back_carry = torch.empty(max(width, 1), dtype=block.dtype)
+        if t0 + block.shape[0] != t1 or block.dtype != entries.dtype:
+            raise ValueError("the backward chunks must come in descending order, of one dtype")
+        getattr(_kernel_lib, f"ctc_viterbi_band_back_{_KERNEL_VARIANTS[block.dtype][0]}")(
             block.data_ptr(), t0, t1, T, block.shape[1], labels.data_ptr(), labels.numel(),
             lo.data_ptr(), width, back_carry.data_ptr(),
             entries.data_ptr() + t0 * entries.element_size())
         t1 = t0
+    if t1 != 0:
+        raise ValueError(f"the backward chunks end at frame {t1}, not 0")
+    return entries
+
+
+def _proven(score, exits, entries, frame_max, T) -> bool:
+    """Whether no path that leaves the band scores as much as ``score``."""
     if T < 3:
-        return path, score, True
+        return True
+    # A path outside the band somewhere leaves it first at some frame a (from a state
+    # whose forward score is at most exits[a]) and comes back last at some frame b + 1
+    # (to a state whose backward score is at most entries[b + 1]); frames a..b add at
+    # most their largest emissions. No such path reaches the band's best: exact.
     prefix = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cat(frame_max).cumsum(0)])
     leave = exits.double()[1:T - 1] - prefix[1:T - 1]          # a = 1 .. T - 2
     come = prefix[2:T] + entries.double()[2:T]                  # b + 1 = 2 .. T - 1
     bound = (torch.cummax(leave, 0).values + come).max().item()
-    return path, score, bound < score
+    return bound < score

@@ -86,3 +86,20 @@ def test_lm_load_benchmark_smoke(capsys):
     assert bench.main(["--smoke"]) == 0
     out = capsys.readouterr().out
     assert "ours, mapping the compact file" in out and "goal: compact load < 1 s" in out
+
+
+def test_long_align_benchmark_smoke(capsys, monkeypatch):
+    """The long-alignment benchmark on two minutes of the built-in word list's sentences
+    (a fresh clone has no Bible archive): it runs and prints both thread settings' rows.
+    Its accuracy is not asserted here: with a 50-word list the untranscribed speech says
+    the transcript's words too (tests/test_long_align.py plants unambiguous recordings)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_long_align", BENCH.with_name("bench_long_align.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "kjv_sentences", lambda: None)
+    assert bench.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "(segments)" in line]
+    assert [r.split("(")[0].strip() for r in rows][:2] == ["align_long", "align_long threads=1"]
+    assert "failed" not in out

@@ -57,13 +57,15 @@ def full_viterbi(log_probs, segs, score):
 
 
 @settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 2**31), width=st.sampled_from([8, 64, 256]))
-def test_the_band_finds_the_full_viterbi_on_recordings(seed, width):
+@given(seed=st.integers(0, 2**31), width=st.sampled_from([8, 64, 256]),
+       threads=st.sampled_from([1, 2]))
+def test_the_band_finds_the_full_viterbi_on_recordings(seed, width, threads):
     """A band of 8, 64 or 256 states (of about 400), widened as it needs, gives the
-    full Viterbi's path on planted recordings."""
+    full Viterbi's path on planted recordings, the proof's pass on a thread of its own
+    or after the forward pass."""
     need_c_kernel()
     log_probs, segs, _ = recording(seed, segments=6, junk=(40, 30, 20))
-    got = align_long(log_probs.double(), segs, width=width)
+    got = align_long(log_probs.double(), segs, width=width, threads=threads)
     assert [t for seg in got for t in seg.tokens] == full_viterbi(log_probs, segs, -5.0)
 
 
@@ -146,8 +148,9 @@ def test_long_alignment_errors():
         align_long(log_probs, [[1, 2]], max_memory=10)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("seed", [85, 137, 160, 345, 381])
-def test_a_narrow_band_is_proven_or_widened(seed):
+def test_a_narrow_band_is_proven_or_widened(seed, threads):
     """Random emissions in which a band of 8 states holds a path that keeps clear of
     its edges and is still not the best one (found by a search over seeds with the
     proof switched off): the proof refuses it, the band widens, and the full Viterbi's
@@ -160,5 +163,33 @@ def test_a_narrow_band_is_proven_or_widened(seed):
             for _ in range(int(torch.randint(1, 4, (1,), generator=g)))]
     log_probs = torch.log_softmax(3.0 * torch.randn(frames, C, generator=g,
                                                     dtype=torch.float64), 1)
-    got = align_long(log_probs, segs, width=8)
+    got = align_long(log_probs, segs, width=8, threads=threads)
     assert [t for seg in got for t in seg.tokens] == full_viterbi(log_probs, segs, -5.0)
+
+
+def test_a_callable_is_never_entered_by_two_threads_at_once():
+    """With the proof's pass on a second thread, the emissions callable is called by
+    both threads (forward chunks in order, backward ones in reverse), one call at a time,
+    under the caller's grad mode; the result is the one-thread result."""
+    import threading
+    import time
+
+    need_c_kernel()
+    log_probs, segs, _ = recording(3)
+    inside, overlaps, callers, grad = [0], [0], set(), set()
+
+    def chunks(start, stop):
+        inside[0] += 1
+        overlaps[0] += inside[0] > 1
+        callers.add(threading.get_ident())
+        grad.add(torch.is_grad_enabled())
+        time.sleep(0.002)  # long enough for the other thread to come in, were it let
+        inside[0] -= 1
+        return log_probs[start:stop]
+
+    kwargs = dict(num_frames=log_probs.shape[0], chunk_frames=100, width=64,
+                  frame_duration=0.02)
+    with torch.no_grad():
+        two = align_long(chunks, segs, threads=2, **kwargs)
+    assert overlaps == [0] and len(callers) >= 2 and grad == {False}  # a worker per pass
+    assert two == align_long(chunks, segs, threads=1, **kwargs)
