@@ -10,6 +10,10 @@ extra: ``pip install ".[plot]"``; nothing else in the package imports it).
   class) with the ``forced_align`` path drawn over it and the token segments of
   ``alignment_segments`` marked and labelled, as torchaudio's alignment tutorial
   draws them.
+* :func:`plot_long_alignment`: ``ctc_long_align.align_long``'s segments over the
+  recording's time, each a bar as high as its confidence (below ``threshold`` in red),
+  and a track of the segments with the stretches between them (the wildcard's, or
+  pauses) marked, the long ones labelled with their length.
 
 Each plot function returns the ``matplotlib.figure.Figure``; the data it draws come
 from :func:`lattice` and ``forced_align``, so tests check those numbers in the figure.
@@ -23,7 +27,8 @@ import torch
 
 import seq_loss_util as S
 
-__all__ = ["Lattice", "lattice", "plot_lattice", "plot_alignment"]
+__all__ = ["Lattice", "lattice", "plot_lattice", "plot_alignment", "long_alignment_gaps",
+           "plot_long_alignment"]
 
 
 class Lattice(NamedTuple):
@@ -150,6 +155,70 @@ def plot_alignment(logits: torch.Tensor, labels: torch.Tensor, *, example: int =
     bottom.set_ylim(0, 1)
     bottom.set_xlabel("frame")
     bottom.set_title("token segments (alignment_segments)", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def long_alignment_gaps(segments, num_frames: int) -> list:
+    """The frames outside every segment of ``align_long``'s result, as ``(start, end)``
+    runs: before the first, between two, after the last (the path is at a wildcard gap
+    state there, on the wildcard or the blank)."""
+    gaps, at = [], 0
+    for seg in sorted(segments, key=lambda s: s.start):
+        if seg.start > at:
+            gaps.append((at, seg.start))
+        at = max(at, seg.end)
+    if num_frames > at:
+        gaps.append((at, num_frames))
+    return gaps
+
+
+def plot_long_alignment(segments, *, num_frames: int, frame_duration: float | None = None,
+                        threshold: float | None = None, long_gap: int = 250,
+                        title: str | None = None):
+    """``align_long``'s segments over the recording: above, each segment a bar from its
+    start to its end as high as its confidence (0 at the top; red where below
+    ``threshold``, the line drawn); below, a track of the segments (blue) and the runs
+    outside them (grey, hatched), those of ``long_gap`` frames or more labelled with
+    their length. Time in seconds where ``frame_duration`` is given, else frames."""
+    plt = _pyplot()
+    if num_frames <= 0:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    if any(s.end > num_frames for s in segments):
+        raise ValueError(f"a segment ends past num_frames ({num_frames}): pass the "
+                         "recording's frame count")
+    step = 1.0 if frame_duration is None else float(frame_duration)
+    unit = "frame" if frame_duration is None else "s"
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(12, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]},
+        constrained_layout=True)
+    low = [threshold is not None and s.score < threshold for s in segments]
+    top.bar([s.start * step for s in segments], [s.score for s in segments],
+            width=[(s.end - s.start) * step for s in segments], align="edge",
+            color=["tab:red" if x else "tab:blue" for x in low], linewidth=0)
+    if threshold is not None:
+        top.axhline(threshold, color="tab:red", linestyle="--", linewidth=1,
+                    label=f"threshold {threshold:g} ({sum(low)} below)")
+        top.legend(loc="lower right", fontsize=8)
+    top.set_ylabel("confidence (0 best)")
+    top.set_title("segments: confidence (lowest mean over windows of log p(aligned) - "
+                  "max log p)", fontsize=9)
+    for seg in segments:
+        bottom.axvspan(seg.start * step, seg.end * step, color="tab:blue", alpha=0.6,
+                       linewidth=0)
+    for a, b in long_alignment_gaps(segments, num_frames):
+        bottom.axvspan(a * step, b * step, facecolor="0.85", hatch="//", edgecolor="0.5",
+                       linewidth=0)
+        if b - a >= long_gap:
+            bottom.text((a + b) / 2 * step, 0.5, f"{(b - a) * step:.3g} {unit}",
+                        ha="center", va="center", fontsize=8)
+    bottom.set_yticks([])
+    bottom.set_ylim(0, 1)
+    bottom.set_xlim(0, num_frames * step)
+    bottom.set_xlabel("time (s)" if frame_duration is not None else "frame")
+    bottom.set_title("segments (blue) and the frames outside them: wildcard or pause "
+                     "(grey)", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

@@ -72,6 +72,51 @@ def test_alignment_figure_draws_path_and_segments():
     assert [t.get_text() for t in bottom.texts] == [TOKENS[s.label] for s in segments]
 
 
+def test_long_alignment_figure_draws_segments_confidence_and_gaps():
+    """align_long's segments on a planted recording with a sentence that is not in the
+    audio: the bars are the segments' spans and confidences (the missing one red, under
+    the threshold), the track's grey runs are the frames outside every segment, and the
+    untranscribed stretches (300, 200, 250 frames) are labelled with their length."""
+    import pytest
+    from optional_deps import need_c_kernel
+    from test_long_align import JUNK, recording
+
+    from ctc_long_align import AlignedSegment, align_long
+
+    need_c_kernel()
+    log_probs, segs, _ = recording(2)
+    wrong = torch.randint(1, JUNK, (15,), generator=torch.Generator().manual_seed(99)).tolist()
+    found = align_long(log_probs, segs[:5] + [wrong] + segs[5:], width=64)
+    frames = log_probs.shape[0]
+    fig = ctc_plot.plot_long_alignment(found, num_frames=frames, frame_duration=0.02,
+                                       threshold=-1.0, long_gap=150)
+    top, bottom = fig.axes
+    bars = top.patches
+    np.testing.assert_allclose([b.get_x() for b in bars], [s.start * 0.02 for s in found])
+    np.testing.assert_allclose([b.get_width() for b in bars],
+                               [(s.end - s.start) * 0.02 for s in found])
+    np.testing.assert_allclose([b.get_height() for b in bars], [s.score for s in found])
+    red = [i for i, b in enumerate(bars) if b.get_facecolor()[0] > 0.8]
+    assert red == [5]  # only the sentence that is not in the audio
+    gaps = ctc_plot.long_alignment_gaps(found, frames)
+    assert gaps[0] == (0, found[0].start) and gaps[-1] == (found[-1].end, frames)
+    assert sum(b - a for a, b in gaps) + sum(s.end - s.start for s in found) == frames
+    spans = sorted((round(p.get_x() / 0.02), round((p.get_x() + p.get_width()) / 0.02))
+                   for p in bottom.patches)
+    assert spans == sorted(gaps + [(s.start, s.end) for s in found])
+    labelled = [t.get_text() for t in bottom.texts]
+    assert len(labelled) == 3 and all(t.endswith(" s") for t in labelled), labelled
+    assert float(labelled[0].split()[0]) == pytest.approx(found[0].start * 0.02, abs=0.01)
+    assert sorted(b - a for a, b in gaps)[-3] >= 200  # the three stretches, and no more
+    assert sorted(b - a for a, b in gaps)[-4] < 150
+    # In frames where no frame duration is given; a segment past the end is refused.
+    fig = ctc_plot.plot_long_alignment(found, num_frames=frames)
+    assert fig.axes[1].get_xlabel() == "frame"
+    late = [AlignedSegment(0, 5, frames + 1, 0.0, 0.0, -0.1, [])]
+    with pytest.raises(ValueError, match="ends past num_frames"):
+        ctc_plot.plot_long_alignment(late, num_frames=frames)
+
+
 def test_the_core_module_never_imports_matplotlib():
     import subprocess
     import sys
