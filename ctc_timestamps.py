@@ -9,6 +9,10 @@ and Kaldi), SubRip (.srt) and WebVTT (.vtt) subtitles, or a plain list.
 * :func:`timed_words` ``(timed, *, word_delimiter="|")``: tokens grouped into words, at
   a delimiter token (wav2vec2's ``|``) or where a token starts with ``"\u2581"``
   (SentencePiece); a word's score is its tokens' mean, weighted by frames.
+* :func:`timed_segments` ``(found, texts)``, :func:`timed_segment_tokens` ``(found,
+  tokens, *, frame_duration)``: :func:`ctc_long_align.align_long`'s segments (a
+  subtitle per sentence, the confidence as the score) and their tokens (for
+  :func:`timed_words` and CTM).
 * :func:`to_ctm`, :func:`to_srt`, :func:`to_webvtt`: the text of each file.
 """
 from __future__ import annotations
@@ -22,7 +26,8 @@ import torch
 
 import seq_loss_util
 
-__all__ = ["Timed", "timed_tokens", "timed_words", "to_ctm", "to_srt", "to_webvtt"]
+__all__ = ["Timed", "timed_tokens", "timed_words", "timed_segments", "timed_segment_tokens",
+           "to_ctm", "to_srt", "to_webvtt"]
 
 
 class Timed(NamedTuple):
@@ -109,6 +114,31 @@ def timed_words(timed: Sequence[Timed], *, word_delimiter: str = "|") -> list:
             current.append(item)
     close()
     return [w for w in words if w.text]
+
+
+def timed_segments(found, texts: Sequence[str]) -> list:
+    """``align_long``'s segments as :class:`Timed`: ``texts[segment]`` from its start to
+    its end in seconds, its confidence as the score (``to_ctm`` writes ``exp`` of it).
+    ``align_long`` must have had ``frame_duration``."""
+    out = []
+    for seg in found:
+        if not (math.isfinite(seg.start_s) and math.isfinite(seg.end_s)):
+            raise ValueError("the segments have no times in seconds: pass frame_duration "
+                             "to align_long")
+        if not 0 <= seg.segment < len(texts):
+            raise ValueError(f"segment {seg.segment} has no text: texts holds {len(texts)}")
+        out.append(Timed(seg.start_s, seg.end_s, str(texts[seg.segment]), seg.score))
+    return out
+
+
+def timed_segment_tokens(found, tokens: Sequence[str], *, frame_duration: float) -> list:
+    """The tokens of ``align_long``'s segments, in order, as :class:`Timed` (score NaN:
+    the segments keep only their confidence), ``tokens[id]`` their text. For words, give
+    :func:`timed_words` one segment at a time, ``timed_segment_tokens([seg], ...)``, so
+    that no word runs from one segment into the next."""
+    step = _check_duration(frame_duration)
+    return [Timed(a * step, b * step, tokens[token]) for seg in found
+            for token, a, b in seg.tokens]
 
 
 def _check_items(items: Sequence[Timed]) -> list:

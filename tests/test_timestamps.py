@@ -93,3 +93,35 @@ def test_timestamp_errors():
     assert timed_tokens(torch.tensor([2]), TOKENS, frame_duration=np.float32(0.5))[0].end_s == 0.5
     with pytest.raises(ValueError, match="without spaces"):
         to_ctm(ITEMS, utterance="my talk")
+
+
+def test_long_alignment_segments_and_tokens():
+    """align_long's result as subtitles per sentence (its times and confidence) and as
+    words per segment (its token spans in seconds), on a planted recording."""
+    from optional_deps import need_c_kernel
+    from test_long_align import recording
+
+    from ctc_long_align import align_long
+    from ctc_timestamps import timed_segment_tokens, timed_segments
+
+    need_c_kernel()
+    log_probs, segs, _ = recording(4, segments=4)
+    names = ["-"] + [chr(ord("a") + i) for i in range(11)]
+    names[5] = "|"  # class 5 as wav2vec2's word delimiter
+    found = align_long(log_probs, segs, frame_duration=0.02, width=64)
+    texts = ["".join(names[t] for t in seg) for seg in segs]
+    subtitles = timed_segments(found, texts)
+    assert [(t.start_s, t.end_s, t.text, t.score) for t in subtitles] == [
+        (s.start_s, s.end_s, texts[s.segment], s.score) for s in found]
+    assert to_srt(subtitles).count("-->") == 4
+    tokens = timed_segment_tokens(found, names, frame_duration=0.02)
+    assert [(round(t.start_s / 0.02), round(t.end_s / 0.02), t.text) for t in tokens] == [
+        (a, b, names[k]) for s in found for k, a, b in s.tokens]
+    words = [w for s in found for w in timed_words(
+        timed_segment_tokens([s], names, frame_duration=0.02))]
+    assert [w.text for w in words] == [w for text in texts for w in text.split("|") if w]
+    assert all(found[0].start_s <= w.start_s < w.end_s <= found[-1].end_s for w in words)
+    with pytest.raises(ValueError, match="pass frame_duration to align_long"):
+        timed_segments(align_long(log_probs, segs, width=64), texts)
+    with pytest.raises(ValueError, match="segment 3 has no text"):
+        timed_segments(found, texts[:3])
