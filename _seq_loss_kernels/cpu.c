@@ -193,12 +193,13 @@ void FN(ctc_viterbi_band)(const REAL *lp, int64_t t0, int64_t t1, int64_t C,
                           const int64_t *l, int64_t L, const int64_t *lo, int64_t W,
                           REAL *carry, uint8_t *back, REAL *exits) {
     /* prev sits at buf[2 .. W + 2), with two -inf before it (advance and skip from below
-     * the band) and W after it (stay past its top): every read below is in range. */
-    REAL *buf = (REAL *)malloc(sizeof(REAL) * (2 * W + 2));
+     * the band) and W + 2 after it (stay past its top, where the band moved by up to
+     * W + 1): every read below is in range. */
+    REAL *buf = (REAL *)malloc(sizeof(REAL) * (2 * W + 4));
     REAL *cur = (REAL *)malloc(sizeof(REAL) * (W > 0 ? W : 1));
     uint8_t *skip = (uint8_t *)malloc(L > 0 ? L : 1);
     for (int64_t s = 0; s < L; ++s) skip[s] = s >= 2 && (s & 1) && l[s] != l[s - 2];
-    for (int64_t i = 0; i < 2 * W + 2; ++i) buf[i] = NEG_INF;
+    for (int64_t i = 0; i < 2 * W + 4; ++i) buf[i] = NEG_INF;
     REAL *prev = buf + 2;
     int64_t row = (W + 3) / 4;
     int64_t plo = 0;
@@ -225,7 +226,9 @@ void FN(ctc_viterbi_band)(const REAL *lp, int64_t t0, int64_t t1, int64_t C,
         }
         exits[t - t0] = out;
         int64_t n = L - clo < W ? L - clo : W;
-        if (d >= W) n = 0;  /* the band moved past every state it held: nothing is reached */
+        /* Moved by W or W + 1, the band's lowest states are still reached by an advance
+         * or a skip from its old top; moved further, nothing is. */
+        if (d >= W + 2) n = 0;
         /* Four slots' codes are gathered in a register and stored as one byte: a
          * read-modify-write of the byte per slot chained each slot on the last. */
         unsigned codes = 0;
@@ -262,16 +265,17 @@ void FN(ctc_viterbi_band)(const REAL *lp, int64_t t0, int64_t t1, int64_t C,
 void FN(ctc_viterbi_band_back)(const REAL *lp, int64_t t0, int64_t t1, int64_t T, int64_t C,
                                const int64_t *l, int64_t L, const int64_t *lo, int64_t W,
                                REAL *carry, REAL *entries) {
-    /* next sits at buf[W .. 2W), with W -inf before it and 2 after it; slots of states
-     * past the last hold -inf too, so the reads of s + 1 and s + 2 need no bound. */
-    REAL *buf = (REAL *)malloc(sizeof(REAL) * (3 * W + 2));
+    /* next sits at buf[W + 2 .. 2W + 2), with W + 2 -inf before it (the band may move by
+     * W + 1 and a skip still reach its lowest state) and 2 after it; slots of states past
+     * the last hold -inf too, so the reads of s + 1 and s + 2 need no bound. */
+    REAL *buf = (REAL *)malloc(sizeof(REAL) * (3 * W + 4));
     REAL *cur = (REAL *)malloc(sizeof(REAL) * (W > 0 ? W : 1));
     /* skip2[s]: a path may skip from s to s + 2 (into a label state whose label differs
      * from s's); two slots of padding past the last state. */
     uint8_t *skip2 = (uint8_t *)calloc((size_t)(L > 0 ? L : 1) + 2, 1);
     for (int64_t s = 0; s + 2 < L; ++s) skip2[s] = ((s + 2) & 1) && l[s + 2] != l[s];
-    for (int64_t i = 0; i < 3 * W + 2; ++i) buf[i] = NEG_INF;
-    REAL *next = buf + W;
+    for (int64_t i = 0; i < 3 * W + 4; ++i) buf[i] = NEG_INF;
+    REAL *next = buf + W + 2;
     if (t1 < T) memcpy(next, carry, sizeof(REAL) * W);
     for (int64_t t = t1 - 1; t >= t0; --t) {
         const REAL *e = lp + (t - t0) * C;
@@ -283,9 +287,10 @@ void FN(ctc_viterbi_band_back)(const REAL *lp, int64_t t0, int64_t t1, int64_t T
                 cur[j] = (s == L - 1 || s == L - 2) ? e[l[s]] : NEG_INF;
             }
         } else {
-            /* s's slot in the band of frame t + 1 is j - d; below -W it has left it. */
+            /* s's slot in the band of frame t + 1 is j - d; below -W - 2, neither s nor
+             * the two after it are in that band. */
             const int64_t d = lo[t + 1] - clo;
-            const int64_t j0 = d - W > 0 ? (d - W < n ? d - W : n) : 0;
+            const int64_t j0 = d - W - 2 > 0 ? (d - W - 2 < n ? d - W - 2 : n) : 0;
             for (int64_t j = 0; j < j0; ++j) cur[j] = NEG_INF;
             for (int64_t j = j0; j < n; ++j) {
                 const int64_t s = clo + j;

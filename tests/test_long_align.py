@@ -4,7 +4,7 @@ planted recording's boundaries, untranscribed stretches, chunks from a callable,
 confidence of a sentence that is not in the audio, and the errors."""
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import seq_loss_util as S
 from ctc_long_align import align_long
@@ -193,3 +193,90 @@ def test_a_callable_is_never_entered_by_two_threads_at_once():
         two = align_long(chunks, segs, threads=2, **kwargs)
     assert overlaps == [0] and len(callers) >= 2 and grad == {False}  # a worker per pass
     assert two == align_long(chunks, segs, threads=1, **kwargs)
+
+
+def band_reference(emissions, labels, lo, width):
+    """The banded passes by their definitions, one state at a time, in float64: the
+    forward's ``exits`` and the backward's ``entries`` (see cpu.c), the best score and
+    the backward scores G_0 (for the score's check)."""
+    T, S = emissions.shape[0], labels.numel()
+    ninf = float("-inf")
+    lab = labels.tolist()
+    skip_into = [s >= 2 and s % 2 == 1 and lab[s] != lab[s - 2] for s in range(S)]
+
+    def band(t):
+        return range(int(lo[t]), min(int(lo[t]) + width, S))
+
+    prev = {0: 0.0}  # the start: state 0 before the first frame
+    exits = [ninf] * T
+    for t in range(T):
+        if t > 0:
+            plo, top = int(lo[t - 1]), int(lo[t]) + width
+            exits[t] = max([v for s, v in prev.items()
+                            if s < int(lo[t]) or (s >= top - 2 and s + 1 < S)] + [ninf])
+        cur = {}
+        for s in band(t):
+            best = max(prev.get(s, ninf), prev.get(s - 1, ninf),
+                       prev.get(s - 2, ninf) if skip_into[s] else ninf)
+            cur[s] = best + float(emissions[t, lab[s]]) if best > ninf else ninf
+        prev = cur
+    score = max(prev.get(S - 1, ninf), prev.get(S - 2, ninf))
+    nxt, entries = {}, [ninf] * T
+    for t in range(T - 1, -1, -1):
+        cur = {}
+        for s in band(t):
+            if t == T - 1:
+                best = 0.0 if s >= S - 2 else ninf
+            else:
+                best = max(nxt.get(s, ninf), nxt.get(s + 1, ninf),
+                           nxt.get(s + 2, ninf) if s + 2 < S and skip_into[s + 2] else ninf)
+            cur[s] = best + float(emissions[t, lab[s]]) if best > ninf else ninf
+        if t > 0:
+            plo = int(lo[t - 1])
+            entries[t] = max([v for s, v in cur.items() if s < plo + 2 or s > plo + width - 1]
+                             + [ninf])
+        nxt = cur
+    return (torch.tensor(exits, dtype=torch.float64), torch.tensor(entries, dtype=torch.float64),
+            score)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), frames=st.integers(1, 24), tokens=st.integers(1, 8),
+       width=st.integers(1, 12))
+@example(seed=0, frames=4, tokens=2, width=1)  # the band moves by 2 > its width
+@example(seed=0, frames=3, tokens=1, width=1)
+@example(seed=3, frames=9, tokens=4, width=2)
+@example(seed=7, frames=12, tokens=5, width=1)
+def test_the_band_kernels_match_their_definitions(seed, frames, tokens, width):
+    """The C kernel's banded forward (score, exits) and backward (entries) passes equal
+    their definitions computed state by state, for random band starts, widths, labels
+    with repeats and gaps, in one block and in chunks of 5 frames."""
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 4, (tokens,), generator=g)  # few classes: repeats are common
+    labels = torch.zeros(2 * tokens + 1, dtype=torch.long)
+    labels[1::2] = ids
+    labels[0::2] = torch.where(torch.rand(tokens + 1, generator=g) < 0.5, 0, 4)  # blank or *
+    S = labels.numel()
+    emissions = torch.randn(frames, 5, generator=g, dtype=torch.float64)
+    steps = torch.randint(0, 3, (frames,), generator=g)
+    lo = torch.cumsum(steps, 0).clamp(max=max(S - width, 0)) - steps[0]
+    lo = torch.cummax(lo.clamp(min=0), 0).values
+    exits, entries, score = band_reference(emissions, labels, lo, width)
+    for chunk in (frames, 5):
+        blocks = list(emissions.split(chunk))
+        starts = [sum(b.shape[0] for b in blocks[:i]) for i in range(len(blocks))]
+        path, got, ex, _ = cpu._band_forward(None, blocks, labels, lo, width, frames)
+        back = cpu._band_backward(list(zip(starts, blocks, strict=True))[::-1], labels, lo,
+                                  width, frames)
+        assert back.tolist()[1:] == pytest.approx(entries.tolist()[1:])
+        if score == float("-inf"):
+            assert got == score and ex is None
+            continue
+        assert got == pytest.approx(score)
+        assert ex.tolist()[1:] == pytest.approx(exits.tolist()[1:])
+        # The path scores what the pass says, and stays in the band.
+        assert (path >= lo).all() and (path < lo + width).all()
+        assert float(emissions[torch.arange(frames), labels[path]].sum()) == pytest.approx(got)
