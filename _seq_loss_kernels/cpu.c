@@ -196,11 +196,19 @@ void FN(ctc_viterbi_band)(const REAL *lp, int64_t t0, int64_t t1, int64_t C,
      * the band) and W + 2 after it (stay past its top, where the band moved by up to
      * W + 1): every read below is in range. */
     REAL *buf = (REAL *)malloc(sizeof(REAL) * (2 * W + 4));
-    REAL *cur = (REAL *)malloc(sizeof(REAL) * (W > 0 ? W : 1));
-    uint8_t *skip = (uint8_t *)malloc(L > 0 ? L : 1);
-    for (int64_t s = 0; s < L; ++s) skip[s] = s >= 2 && (s & 1) && l[s] != l[s - 2];
-    for (int64_t i = 0; i < 2 * W + 4; ++i) buf[i] = NEG_INF;
-    REAL *prev = buf + 2;
+    REAL *buf2 = (REAL *)malloc(sizeof(REAL) * (2 * W + 4));  /* cur, the same layout */
+    /* skip_add[s]: 0 where a path may skip into s (a label state, odd, whose label
+     * differs from the one two before), -inf where not: added, not branched on. Labels
+     * as int32: a quarter less to stream per frame than int64. */
+    REAL *skip_add = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
+    int32_t *l32 = (int32_t *)malloc(sizeof(int32_t) * (L > 0 ? L : 1));
+    for (int64_t s = 0; s < L; ++s) {
+        skip_add[s] = s >= 2 && (s & 1) && l[s] != l[s - 2] ? 0 : NEG_INF;
+        l32[s] = (int32_t)l[s];
+    }
+    uint8_t *code = (uint8_t *)malloc((size_t)W + 4);
+    for (int64_t i = 0; i < 2 * W + 4; ++i) buf[i] = buf2[i] = NEG_INF;
+    REAL *prev = buf + 2, *cur = buf2 + 2;  /* swapped each frame */
     int64_t row = (W + 3) / 4;
     int64_t plo = 0;
     if (t0 == 0) {
@@ -229,30 +237,38 @@ void FN(ctc_viterbi_band)(const REAL *lp, int64_t t0, int64_t t1, int64_t C,
         /* Moved by W or W + 1, the band's lowest states are still reached by an advance
          * or a skip from its old top; moved further, nothing is. */
         if (d >= W + 2) n = 0;
-        /* Four slots' codes are gathered in a register and stored as one byte: a
-         * read-modify-write of the byte per slot chained each slot on the last. */
-        unsigned codes = 0;
+        /* The move that wins is data, and a branch on it mispredicts: selects instead,
+         * which the compiler vectorises (with -fno-trapping-math), a byte code per slot,
+         * then the emissions (a gather) and four codes packed to a byte. */
+        const REAL *p0 = prev + d, *p1 = prev + d - 1, *p2 = prev + d - 2;
+        const REAL *sk = skip_add + clo;
+        const int32_t *ls = l32 + clo;
         for (int64_t j = 0; j < n; ++j) {
-            int64_t s = clo + j;
-            const REAL *p = prev + j + d;
-            REAL best = p[0];
-            unsigned k = 0;
-            if (p[-1] > best) { best = p[-1]; k = 1; }
-            if (skip[s] && p[-2] > best) { best = p[-2]; k = 2; }
-            if (best == NEG_INF) k = 3;
-            cur[j] = best + e[l[s]];  /* -inf stays -inf: emissions are finite or -inf */
-            codes |= k << ((j & 3) * 2);
-            if ((j & 3) == 3) { bk[j >> 2] = (uint8_t)codes; codes = 0; }
+            const REAL stay = p0[j], advance = p1[j], jump = p2[j] + sk[j];
+            const int k1 = advance > stay;  /* ties keep the earlier move */
+            const REAL b1 = k1 ? advance : stay;
+            const int k2 = jump > b1;
+            const REAL best = k2 ? jump : b1;
+            cur[j] = best;
+            code[j] = (uint8_t)(best == NEG_INF ? 3 : (k2 ? 2 : k1));
         }
-        if (n & 3) bk[n >> 2] = (uint8_t)(codes | (0xffu << ((n & 3) * 2)));
+        for (int64_t j = 0; j < n; ++j) cur[j] += e[ls[j]];  /* -inf stays -inf */
+        for (int64_t i = n; i < ((n + 3) & ~(int64_t)3); ++i) code[i] = 3;
+        for (int64_t i = 0; 4 * i < n; ++i)
+            bk[i] = (uint8_t)(code[4 * i] | code[4 * i + 1] << 2 | code[4 * i + 2] << 4
+                              | code[4 * i + 3] << 6);
         for (int64_t j = n; j < W; ++j) cur[j] = NEG_INF;
-        memcpy(prev, cur, sizeof(REAL) * W);
+        REAL *swap = prev;
+        prev = cur;
+        cur = swap;
         plo = clo;
     }
     memcpy(carry, prev, sizeof(REAL) * W);
     free(buf);
-    free(cur);
-    free(skip);
+    free(buf2);
+    free(skip_add);
+    free(l32);
+    free(code);
 }
 
 /* The backward Viterbi of a band (Graves et al. 2006, eq. 10-11 with max for sum):

@@ -388,7 +388,9 @@ def _build_kernel():
 
     # CC may carry arguments ("ccache gcc", "cc -O2"): split it as a shell would.
     compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc")]
-    flags = ["-O3", "-std=c11", "-shared", "-fPIC",
+    # -fno-trapping-math: no code here reads the floating-point exception flags, and
+    # without it the compiler keeps a branch for every float select (no vector code).
+    flags = ["-O3", "-std=c11", "-fno-trapping-math", "-shared", "-fPIC",
              *shlex.split(os.environ.get("SEQ_LOSS_UTIL_CFLAGS", ""))]
     source = _source()
     key = hashlib.sha256("\0".join([source, str(compiler), platform.machine(),
