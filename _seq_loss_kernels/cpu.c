@@ -23,12 +23,84 @@ static inline void FN(zero)(REAL *p, int64_t n) {
     if (n > 0) memset(p, 0, sizeof(REAL) * n);
 }
 
-/* log(exp(a) + exp(b) + exp(c)); -inf when all three are -inf. */
+/* float exp and log inline, so that the loops over states that call them are vector
+ * code (libm's are calls, one value each). cpu.py makes them EXP and LOG of the float
+ * variant; the double variant keeps libm's. Both within 1 ulp of the correctly rounded
+ * value: exp over every float in [-87, 88] and 0 below -87.34 (-inf included), log
+ * over every positive normal float, both checked by tests/test_vector_math.py against
+ * the float64 libm results. Their domain here: exp of log-probabilities and of
+ * differences to a maximum (<= 0), log of sums of such exps (>= 1). */
+#ifndef CTC_VECTOR_MATH
+#define CTC_VECTOR_MATH
+static inline __attribute__((unused)) float ctc_vexpf(float x) {
+    /* exp(x) = 2^n exp(r): n = round(x log2 e), r = x - n ln 2 in two parts (Cody and
+     * Waite), exp(r) by Cephes' degree-6 polynomial on |r| <= ln2 / 2. */
+    const float lo = -87.33654475f, hi = 88.3762626647949f;
+    float xc = x < lo ? lo : x;
+    xc = xc > hi ? hi : xc;
+    const float shifter = 12582912.0f;  /* 1.5 * 2^23: adding it rounds to an integer */
+    float n = (xc * 1.44269504088896341f + shifter) - shifter;
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * (r * r) + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    y = y * scale;
+    return x < lo ? 0.0f : y;  /* -inf, and values whose exp is not a normal float */
+}
+static inline __attribute__((unused)) float ctc_vlogf(float x) {
+    /* For x a positive normal float: x = 2^k m with m in [sqrt(1/2), sqrt(2)), log m
+     * by Cephes' polynomial in m - 1, k ln 2 in two parts. */
+    int32_t i;
+    memcpy(&i, &x, sizeof i);
+    int32_t k = ((i >> 23) & 0xff) - 126;
+    int32_t mi = (i & 0x007fffff) | 0x3f000000;  /* m in [0.5, 1) */
+    float m;
+    memcpy(&m, &mi, sizeof m);
+    const int small = m < 0.707106781186547524f;
+    k = k - small;
+    float f = small ? m + m - 1.0f : m - 1.0f;
+    float z = f * f;
+    float p = 7.0376836292e-2f;
+    p = p * f - 1.1514610310e-1f;
+    p = p * f + 1.1676998740e-1f;
+    p = p * f - 1.2420140846e-1f;
+    p = p * f + 1.4249322787e-1f;
+    p = p * f - 1.6668057665e-1f;
+    p = p * f + 2.0000714765e-1f;
+    p = p * f - 2.4999993993e-1f;
+    p = p * f + 3.3333331174e-1f;
+    float y = p * f * z;
+    float kf = (float)k;
+    y = y + kf * -2.12194440e-4f;
+    y = y - 0.5f * z;
+    return f + y + kf * 0.693359375f;
+}
+#endif
+
+/* log(exp(a) + exp(b) + exp(c)) (inline, branch-free: the loops that call it are
+ * vector code); -inf when all three are -inf. The largest term is exp(0) = 1, so two
+ * exps, of the other two: min(a, b) and min(max(a, b), c). */
 static inline REAL FN(lse3)(REAL a, REAL b, REAL c) {
-    REAL m = a > b ? a : b;
-    m = m > c ? m : c;
-    if (m == NEG_INF) return NEG_INF;
-    return m + LOG(EXP(a - m) + EXP(b - m) + EXP(c - m));
+    const REAL hi = a > b ? a : b, lo = a > b ? b : a;
+    const REAL m = hi > c ? hi : c, mid = hi > c ? c : hi;
+    const REAL y = m + LOG(1 + EXP(lo - m) + EXP(mid - m));
+    return m == NEG_INF ? NEG_INF : y;
+}
+
+/* EXP and LOG of n values, as the recursions compute them: the accuracy test's entry. */
+void FN(ctc_exp_log)(const REAL *x, int64_t n, REAL *ex, REAL *lg) {
+    for (int64_t i = 0; i < n; ++i) {
+        ex[i] = EXP(x[i]);
+        lg[i] = LOG(x[i]);
+    }
 }
 
 /* Forward variables (Graves et al. 2006, eq. 6-7) for examples b0 <= b < b1.
@@ -38,9 +110,14 @@ static inline REAL FN(lse3)(REAL a, REAL b, REAL c) {
 void FN(ctc_forward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels,
                      int64_t L, const int64_t *label_len, const int64_t *logit_len,
                      int64_t b0, int64_t b1, REAL *alpha, REAL *finals) {
-    REAL *start = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
-    for (int64_t s = 0; s < L; ++s) start[s] = NEG_INF;
-    if (L > 0) start[0] = 0;  /* the start vector: a virtual frame before t = 0 */
+    /* The previous row with two -inf in front (s - 1 and s - 2 need no test), a skip's
+     * 0 or -inf per state and the frame's emission per state: the loop over states is
+     * then one vector loop. */
+    REAL *pad = (REAL *)malloc(sizeof(REAL) * (L + 2));
+    REAL *skip_add = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
+    REAL *em = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
+    pad[0] = pad[1] = NEG_INF;
+    REAL *prev = pad + 2;
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t *l = labels + b * L;
         const int64_t Tb = logit_len[b], Lb = label_len[b];
@@ -52,31 +129,35 @@ void FN(ctc_forward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels
             for (int64_t i = 0; i < T * L; ++i) ab[i] = NEG_INF;
             continue;
         }
+        for (int64_t s = 0; s < Lb; ++s) {
+            skip_add[s] = (s >= 2 && (s & 1) && l[s] != l[s - 2]) ? 0 : NEG_INF;
+            prev[s] = NEG_INF;
+        }
+        prev[0] = 0;  /* the start vector: a virtual frame before t = 0 */
         for (int64_t t = 0; t < Tb; ++t) {
-            const REAL *prev = t == 0 ? start : ab + (t - 1) * L;
+            if (t > 0) memcpy(prev, ab + (t - 1) * L, sizeof(REAL) * Lb);
             const REAL *e = lpb + t * C;
             REAL *cur = ab + t * L, m = NEG_INF;
-            for (int64_t s = 0; s < Lb; ++s) {
-                REAL stay = prev[s];
-                REAL advance = s >= 1 ? prev[s - 1] : NEG_INF;
-                REAL skip = (s >= 2 && (s & 1) && l[s] != l[s - 2]) ? prev[s - 2] : NEG_INF;
-                REAL x = FN(lse3)(stay, advance, skip) + e[l[s]];
-                cur[s] = x;
-                if (x > m) m = x;
-            }
+            for (int64_t s = 0; s < Lb; ++s) em[s] = e[l[s]];
+            for (int64_t s = 0; s < Lb; ++s)
+                cur[s] = FN(lse3)(prev[s], prev[s - 1], prev[s - 2] + skip_add[s]) + em[s];
+            for (int64_t s = 0; s < Lb; ++s)
+                if (cur[s] > m) m = cur[s];
             if (m > NEG_INF) {
                 for (int64_t s = 0; s < Lb; ++s) cur[s] -= m;
                 total += m;
             }
         }
-        const REAL *last = Tb > 0 ? ab + (Tb - 1) * L : start;  /* no frames: the start */
+        const REAL *last = Tb > 0 ? ab + (Tb - 1) * L : prev;  /* no frames: the start */
         finals[2 * b] = (REAL)(last[Lb - 1] + total);
         if (Lb >= 2) finals[2 * b + 1] = (REAL)(last[Lb - 2] + total);
         /* Padded states and frames hold -inf: alpha is a defined output, bit for bit. */
         for (int64_t t = 0; t < T; ++t)
             for (int64_t s = t < Tb ? Lb : 0; s < L; ++s) ab[t * L + s] = NEG_INF;
     }
-    free(start);
+    free(pad);
+    free(skip_add);
+    free(em);
 }
 
 /* Gradient of the loss with respect to the logits, times scale[b] (Graves et al.
@@ -90,6 +171,11 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
                       REAL *grad) {
     REAL *beta = (REAL *)malloc(sizeof(REAL) * (L + 2));
     REAL *next = (REAL *)malloc(sizeof(REAL) * (L + 2));
+    /* skip_back[s]: 0 where s may skip to s + 2, -inf where not; ab_s and ex: a frame's
+     * alpha + beta and exps, so that the loops over states are vector loops. */
+    REAL *skip_back = (REAL *)malloc(sizeof(REAL) * (L + 2));
+    REAL *ab_s = (REAL *)malloc(sizeof(REAL) * (L + 2));
+    REAL *ex = (REAL *)malloc(sizeof(REAL) * (L + 2));
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t *l = labels + b * L;
         const int64_t Tb = logit_len[b], Lb = label_len[b];
@@ -101,7 +187,10 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
             continue;
         }
         FN(zero)(gb + Tb * C, (T - Tb) * C);
-        for (int64_t s = 0; s < Lb; ++s) beta[s] = NEG_INF;
+        for (int64_t s = 0; s < Lb; ++s) {
+            beta[s] = NEG_INF;
+            skip_back[s] = ((s & 1) && s + 2 < Lb && l[s + 2] != l[s]) ? 0 : NEG_INF;
+        }
         beta[Lb - 1] = 0;
         if (Lb >= 2) beta[Lb - 2] = 0;
         next[Lb] = next[Lb + 1] = NEG_INF;
@@ -110,28 +199,33 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
                 const REAL *e = lpb + (t + 1) * C;
                 for (int64_t s = 0; s < Lb; ++s) next[s] = beta[s] + e[l[s]];
                 REAL m = NEG_INF;
-                for (int64_t s = 0; s < Lb; ++s) {
-                    REAL skip = ((s & 1) && s + 2 < Lb && l[s + 2] != l[s]) ? next[s + 2] : NEG_INF;
-                    REAL y = FN(lse3)(next[s], next[s + 1], skip);
-                    beta[s] = y;
-                    if (y > m) m = y;
-                }
+                for (int64_t s = 0; s < Lb; ++s)
+                    beta[s] = FN(lse3)(next[s], next[s + 1], next[s + 2] + skip_back[s]);
+                for (int64_t s = 0; s < Lb; ++s)
+                    if (beta[s] > m) m = beta[s];
                 if (m > NEG_INF)
                     for (int64_t s = 0; s < Lb; ++s) beta[s] -= m;
             }
             const REAL *a = ab + t * L, *e = lpb + t * C;
             REAL m = NEG_INF, sum = 0;
+            /* The exps in vector loops into ex; the sum and the scatter in state order. */
+            for (int64_t s = 0; s < Lb; ++s) ab_s[s] = a[s] + beta[s];
             for (int64_t s = 0; s < Lb; ++s)
-                if (a[s] + beta[s] > m) m = a[s] + beta[s];
-            for (int64_t s = 0; s < Lb; ++s) sum += EXP(a[s] + beta[s] - m);
+                if (ab_s[s] > m) m = ab_s[s];
+            for (int64_t s = 0; s < Lb; ++s) ex[s] = EXP(ab_s[s] - m);
+            for (int64_t s = 0; s < Lb; ++s) sum += ex[s];
             const REAL log_z = m + LOG(sum);
             REAL *g = gb + t * C;
             for (int64_t c = 0; c < C; ++c) g[c] = EXP(e[c]) * sc;
-            for (int64_t s = 0; s < Lb; ++s) g[l[s]] -= EXP(a[s] + beta[s] - log_z) * sc;
+            for (int64_t s = 0; s < Lb; ++s) ex[s] = EXP(ab_s[s] - log_z) * sc;
+            for (int64_t s = 0; s < Lb; ++s) g[l[s]] -= ex[s];
         }
     }
     free(beta);
     free(next);
+    free(skip_back);
+    free(ab_s);
+    free(ex);
 }
 
 /* The most probable alignment (Viterbi) for examples b0 <= b < b1. back (B, T, L)
