@@ -131,6 +131,19 @@ def test_cc_with_arguments(tmp_path, cc):
     assert_kernel_ran(run(env={"SEQ_LOSS_UTIL_CACHE": str(tmp_path), "CC": cc}))
 
 
+def test_a_compiler_without_march_native_gets_the_portable_build(tmp_path):
+    """A compiler that refuses -march=native (some cross and Apple ones): the kernel is
+    built without it, runs, and no warning says it is unavailable."""
+    real = shutil.which(os.environ.get("CC", "cc").split()[0])
+    fake = tmp_path / "cc-no-native"
+    fake.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -march=native ] && '
+                    f'{{ echo "unknown: -march=native" >&2; exit 1; }}; done\nexec {real} "$@"\n')
+    fake.chmod(0o755)
+    result = run(env={"SEQ_LOSS_UTIL_CACHE": str(tmp_path / "cache"), "CC": str(fake)})
+    assert_kernel_ran(result)
+    assert "unavailable" not in result.stderr
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_does_not_wait_on_the_parents_pool(tmp_path):
     code = textwrap.dedent("""
