@@ -26,20 +26,28 @@ static inline void FN(zero)(REAL *p, int64_t n) {
 /* float exp and log inline, so that the loops over states that call them are vector
  * code (libm's are calls, one value each). cpu.py makes them EXP and LOG of the float
  * variant; the double variant keeps libm's. Both within 1 ulp of the correctly rounded
- * value: exp over every float in [-87, 88] and 0 below -87.34 (-inf included), log
- * over every positive normal float, both checked by tests/test_vector_math.py against
- * the float64 libm results. Their domain here: exp of log-probabilities and of
- * differences to a maximum (<= 0), log of sums of such exps (>= 1). */
+ * value: exp over [-87, 88] (0 below -87.34, -inf included; NaN for NaN), log over
+ * the positive normal floats (log 0 = -inf), checked by tests/test_vector_math.py
+ * against float64 libm. What they get here: exp of log-probabilities and of
+ * differences to a maximum (<= 0), log of sums of such exps (0, or >= 1): each edge
+ * case handled costs a select per value in the hottest loops, so only those are. */
 #ifndef CTC_VECTOR_MATH
 #define CTC_VECTOR_MATH
 static inline __attribute__((unused)) float ctc_vexpf(float x) {
     /* exp(x) = 2^n exp(r): n = round(x log2 e), r = x - n ln 2 in two parts (Cody and
-     * Waite), exp(r) by Cephes' degree-6 polynomial on |r| <= ln2 / 2. */
-    const float lo = -87.33654475f, hi = 88.3762626647949f;
+     * Waite), exp(r) by Cephes' degree-6 polynomial on |r| <= ln2 / 2. x is clamped to
+     * [lo, hi] (n in [-126, 127]); n's bits are read off the rounding sum and 2^n built
+     * in unsigned arithmetic, so a NaN (which passes the clamps, and comes out NaN) is
+     * never converted to an integer (undefined behaviour in C). Below lo the result is
+     * 0 (-inf included); above hi it is exp(hi), outside what the recursions pass. */
+    const float lo = -87.33654475f, hi = 88.0f;
     float xc = x < lo ? lo : x;
     xc = xc > hi ? hi : xc;
     const float shifter = 12582912.0f;  /* 1.5 * 2^23: adding it rounds to an integer */
-    float n = (xc * 1.44269504088896341f + shifter) - shifter;
+    const float nf = xc * 1.44269504088896341f + shifter;
+    uint32_t nbits;
+    memcpy(&nbits, &nf, sizeof nbits);  /* 0x4b400000 + n */
+    const float n = nf - shifter;
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -49,7 +57,7 @@ static inline __attribute__((unused)) float ctc_vexpf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float y = p * (r * r) + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    const uint32_t bits = (nbits - 0x4b400000u + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     y = y * scale;
@@ -81,9 +89,26 @@ static inline __attribute__((unused)) float ctc_vlogf(float x) {
     float kf = (float)k;
     y = y + kf * -2.12194440e-4f;
     y = y - 0.5f * z;
-    return f + y + kf * 0.693359375f;
+    y = f + y + kf * 0.693359375f;
+    /* log 0 = -inf (a sum of exps that all underflowed). Negatives, infinities, NaN and
+     * subnormals are outside what the recursions pass (sums of exps: 0, or >= 1). */
+    return x == 0 ? -(float)INFINITY : y;
 }
 #endif
+
+/* The largest of x[0 .. n) (-inf for none; NaN never wins), in sixteen running maxima:
+ * one would chain every comparison on the last (4 cycles each), and the loops over
+ * states are short enough for that to matter. */
+static inline REAL FN(row_max)(const REAL *x, int64_t n) {
+    REAL top[16], m = NEG_INF;
+    for (int k = 0; k < 16; ++k) top[k] = NEG_INF;
+    const int64_t n16 = n & ~(int64_t)15;
+    for (int64_t i = 0; i < n16; i += 16)
+        for (int k = 0; k < 16; ++k) top[k] = x[i + k] > top[k] ? x[i + k] : top[k];
+    for (int64_t i = n16; i < n; ++i) m = x[i] > m ? x[i] : m;
+    for (int k = 0; k < 16; ++k) m = top[k] > m ? top[k] : m;
+    return m;
+}
 
 /* log(exp(a) + exp(b) + exp(c)) (inline, branch-free: the loops that call it are
  * vector code); -inf when all three are -inf. The largest term is exp(0) = 1, so two
@@ -141,8 +166,7 @@ void FN(ctc_forward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels
             for (int64_t s = 0; s < Lb; ++s) em[s] = e[l[s]];
             for (int64_t s = 0; s < Lb; ++s)
                 cur[s] = FN(lse3)(prev[s], prev[s - 1], prev[s - 2] + skip_add[s]) + em[s];
-            for (int64_t s = 0; s < Lb; ++s)
-                if (cur[s] > m) m = cur[s];
+            m = FN(row_max)(cur, Lb);
             if (m > NEG_INF) {
                 for (int64_t s = 0; s < Lb; ++s) cur[s] -= m;
                 total += m;
@@ -201,8 +225,7 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
                 REAL m = NEG_INF;
                 for (int64_t s = 0; s < Lb; ++s)
                     beta[s] = FN(lse3)(next[s], next[s + 1], next[s + 2] + skip_back[s]);
-                for (int64_t s = 0; s < Lb; ++s)
-                    if (beta[s] > m) m = beta[s];
+                m = FN(row_max)(beta, Lb);
                 if (m > NEG_INF)
                     for (int64_t s = 0; s < Lb; ++s) beta[s] -= m;
             }
@@ -210,8 +233,7 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
             REAL m = NEG_INF, sum = 0;
             /* The exps in vector loops into ex; the sum and the scatter in state order. */
             for (int64_t s = 0; s < Lb; ++s) ab_s[s] = a[s] + beta[s];
-            for (int64_t s = 0; s < Lb; ++s)
-                if (ab_s[s] > m) m = ab_s[s];
+            m = FN(row_max)(ab_s, Lb);
             for (int64_t s = 0; s < Lb; ++s) ex[s] = EXP(ab_s[s] - m);
             for (int64_t s = 0; s < Lb; ++s) sum += ex[s];
             const REAL log_z = m + LOG(sum);
@@ -445,4 +467,132 @@ int FN(ctc_band_backtrace)(const uint8_t *back, int64_t T, const int64_t *lo, in
         s -= k;
     }
     return 0;
+}
+
+/* ---- The glue around the recursions: CtcLossModule's label preparation and checks,
+ * the log-softmax and the loss (what triton_wrapper.py's kernels do on a GPU), so a
+ * training step on CPU is these calls and the recursions, not ~80 small ATen ops. The
+ * verdict bits are verdict.py's. */
+enum { V_GAP = 1, V_LABELS_LEN = 2, V_LOGITS_LEN = 4, V_BAD_ID = 8, V_NOT_PROBABILITIES = 16,
+       V_INFEASIBLE = 32 };
+
+/* CtcLossModule's raw labels (B, U) (negative ids pad them, or labels_len cuts them;
+ * NULL for none) to blank-augmented labels aug (B, 2U + 1) (0 past 2 n + 1) and aug_len,
+ * the frames (logits_len clamped to [0, T], or T), the loss normaliser max(n, 1), and
+ * every check as bits OR-ed into *verdict. logits: any strides, only each example's
+ * first frame is read (whether it has a negative or NaN score). */
+void FN(ctc_prepare)(const int64_t *labels, int64_t slb, int64_t slu, const int64_t *labels_len,
+                     const REAL *logits, int64_t sxb, int64_t sxc, const int64_t *logits_len,
+                     int64_t B, int64_t U, int64_t T, int64_t C, int64_t blank, int64_t shift,
+                     int64_t *aug, int64_t *aug_len, int64_t *frames, float *norm,
+                     int32_t *verdict) {
+    int32_t all = 0;
+    for (int64_t b = 0; b < B; ++b) {
+        const int64_t *row = labels + b * slb;
+        int32_t bits = 0;
+        int64_t n = 0;
+        if (labels_len) {
+            n = labels_len[b];
+            if (n < 0 || n > U) bits |= V_LABELS_LEN;
+            n = n < 0 ? 0 : (n > U ? U : n);
+        } else {
+            for (int64_t u = 0; u < U; ++u) n += row[u * slu] >= 0;
+            for (int64_t u = 0; u < U; ++u)
+                if ((row[u * slu] >= 0) != (u < n)) bits |= V_GAP;
+        }
+        int64_t repeats = 0;
+        for (int64_t u = 0; u < n; ++u) {
+            const int64_t id = row[u * slu];
+            if (shift ? (id < 0 || id >= C - 1) : (id < 0 || id >= C || id == blank))
+                bits |= V_BAD_ID;
+            if (u >= 1 && id == row[(u - 1) * slu]) ++repeats;
+        }
+        int64_t n_frames = T;
+        if (logits_len) {
+            n_frames = logits_len[b];
+            if (n_frames < 0 || n_frames > T) bits |= V_LOGITS_LEN;
+            n_frames = n_frames < 0 ? 0 : (n_frames > T ? T : n_frames);
+        }
+        if (n_frames < n + repeats) bits |= V_INFEASIBLE;
+        /* Logits and log-probabilities almost always have a negative score in the first
+         * frame; where no example does, the general path looks at every frame. */
+        int negative = T == 0;
+        if (n_frames > 0)
+            for (int64_t c = 0; c < C; ++c) {
+                const REAL x = logits[b * sxb + c * sxc];
+                negative |= x < 0 || x != x;
+            }
+        if (negative) bits |= V_NOT_PROBABILITIES;
+        all |= bits;
+        int64_t *a = aug + b * (2 * U + 1);
+        for (int64_t j = 0; j < 2 * U + 1; ++j) {
+            if (j >= 2 * n + 1) {
+                a[j] = 0;
+            } else if (j & 1) {
+                int64_t id = row[((j - 1) / 2) * slu];
+                a[j] = shift ? id + (id >= blank) : id;  /* the original's convention */
+            } else {
+                a[j] = blank;
+            }
+        }
+        aug_len[b] = 2 * n + 1;
+        frames[b] = n_frames;
+        norm[b] = (float)(n > 1 ? n : 1);
+    }
+    *verdict |= all;
+}
+
+/* bad (B, T): whether each frame of the log-probabilities lp (B, T, C) is within
+ * frames[b] and holds a NaN (a NaN or +inf logit, or every class -inf): what poisons an
+ * example. The log-softmax itself is torch's (vectorised and threaded already, and the
+ * general path's, value for value). Rows b0 <= b < b1. */
+void FN(ctc_bad_frames)(const REAL *lp, int64_t T, int64_t C, const int64_t *frames,
+                        int64_t b0, int64_t b1, uint8_t *bad) {
+    for (int64_t b = b0; b < b1; ++b)
+        for (int64_t t = 0; t < T; ++t) {
+            const REAL *row = lp + (b * T + t) * C;
+            int nan = 0;
+            for (int64_t c = 0; c < C; ++c) nan |= row[c] != row[c];
+            bad[b * T + t] = (uint8_t)(nan && t < frames[b]);
+        }
+}
+
+/* The loss of each example from its two final states (Graves et al. 2006, eq. 8:
+ * their log-sum-exp; or the original's max, counted where T_b >= L_b), which examples
+ * count, and which are poisoned (a bad frame within T_b: the loss NaN). */
+void FN(ctc_finish_loss)(const REAL *finals, const uint8_t *bad, const int64_t *states,
+                         const int64_t *frames, int64_t B, int64_t T, int64_t exact,
+                         int64_t zero_infinity, REAL *loss, uint8_t *counted,
+                         uint8_t *poisoned) {
+    for (int64_t b = 0; b < B; ++b) {
+        int p = 0;
+        for (int64_t t = 0; t < frames[b]; ++t) p |= bad[b * T + t];
+        const REAL fa = finals[2 * b], fb = finals[2 * b + 1];
+        int c;
+        REAL value;
+        if (exact) {
+            const REAL m = fa > fb ? fa : fb;
+            const REAL ms = m == NEG_INF ? 0 : m;
+            const REAL ll = ms + LOG(EXP(fa - ms) + EXP(fb - ms));
+            c = ll == ll && ll != NEG_INF && ll != -NEG_INF && !p;
+            value = c ? -ll : (zero_infinity ? 0 : -NEG_INF);
+        } else {
+            const REAL ll = fa > fb ? fa : fb;
+            c = frames[b] >= states[b] && !p;
+            value = c ? -ll : 0;
+        }
+        loss[b] = p ? (REAL)NAN : value;
+        counted[b] = (uint8_t)c;
+        poisoned[b] = (uint8_t)p;
+    }
+}
+
+/* The gradient's per-example scale: the incoming gradient, 0 where the loss is not
+ * counted, NaN where the example is poisoned and has a gradient. */
+void FN(ctc_grad_scale)(const REAL *grad_loss, int64_t stride, const uint8_t *counted,
+                        const uint8_t *poisoned, int64_t B, REAL *scale) {
+    for (int64_t b = 0; b < B; ++b) {
+        const REAL g = grad_loss[b * stride];
+        scale[b] = poisoned[b] && g != 0 ? (REAL)NAN : (counted[b] ? g : 0);
+    }
 }

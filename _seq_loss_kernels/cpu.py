@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from .verdict import verdict_passes
+
 
 def _source() -> str:
     """The library's C text: the loss kernels (cpu.c) and ctc_decoder's beam search
@@ -146,7 +148,12 @@ def _bind_kernel(lib) -> bool:
                   "ctc_viterbi_band": [p, i64, i64, i64, p, i64, p, i64, p, p, p],
                   "ctc_band_backtrace": [p, i64, p, i64, i64, p],
                   "ctc_viterbi_band_back": [p, i64, i64, i64, i64, p, i64, p, i64, p, p],
-                  "ctc_exp_log": [p, i64, p, p]}
+                  "ctc_exp_log": [p, i64, p, p],
+                  "ctc_prepare": [p, i64, i64, p, p, i64, i64, p, i64, i64, i64, i64, i64,
+                                  i64, p, p, p, p, p],
+                  "ctc_bad_frames": [p, i64, i64, p, i64, i64, p],
+                  "ctc_finish_loss": [p, p, p, p, i64, i64, i64, i64, p, p, p],
+                  "ctc_grad_scale": [p, i64, p, p, i64, p]}
     d = ctypes.c_double
     signatures["ctc_beam_search"] = [p, i64, i64, p, i64, i64, i64, i64, i64, i64, d, d,
                                       ctypes.POINTER(_CtcWords), p, p, p, p, p, p, p, p, p]
@@ -498,12 +505,85 @@ def _in_parallel(fn, batch: int, work: int, pieces: int = 1) -> None:
         future.result()
 
 
+def _sfx(dtype) -> str:
+    return _KERNEL_VARIANTS[dtype][0]
+
+
 class KernelBackend:
-    """The compiled kernel on CPU tensors, float32 or float64."""
+    """The compiled kernel on CPU tensors, float32 or float64. It also does what
+    surrounds the recursions (``fuses_wrapper``): CtcLossModule's label preparation and
+    checks into one verdict word, the log-softmax, the loss and the gradient's scale, in
+    C calls instead of some 80 small ATen ops a training step (triton_wrapper.py's
+    kernels, the same semantics)."""
 
     name = "c-kernel"
     precomputes_beta = False  # beta is recomputed in the backward
-    fuses_wrapper = False  # the checks, log_softmax and the loss are seq_loss_util's ATen ops
+    fuses_wrapper = True
+    verdict_passes = staticmethod(verdict_passes)
+
+    @staticmethod
+    def prepare_batch_first(logits, labels, logits_len, labels_len, blank: int,
+                            shift_labels: bool):
+        """``(aug (B, 2U + 1) int64, aug_len (B,), frames (B,), norm (B,) float32,
+        verdict (1,) int32)``, as triton_wrapper.prepare_batch_first."""
+        batch, frames, classes = logits.shape
+        width = labels.shape[1]
+        compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        # Only each example's first frame is read: other dtypes convert that frame.
+        first = logits if logits.dtype == compute else logits[:, :1].to(compute)
+        labels = labels if labels.dtype == torch.long else labels.long()
+        lengths = [x if x is None or x.dtype == torch.long else x.long()
+                   for x in (labels_len, logits_len)]
+        aug = torch.empty(batch, 2 * width + 1, dtype=torch.long)
+        aug_len = torch.empty(batch, dtype=torch.long)
+        frames_of = torch.empty(batch, dtype=torch.long)
+        norm = torch.empty(batch, dtype=torch.float32)
+        verdict = torch.zeros(1, dtype=torch.int32)
+        lengths = [x.contiguous() if x is not None else None for x in lengths]
+        getattr(_kernel_lib, f"ctc_prepare_{_sfx(compute)}")(
+            labels.data_ptr(), labels.stride(0), labels.stride(1),
+            lengths[0].data_ptr() if lengths[0] is not None else None,
+            first.data_ptr(), first.stride(0), first.stride(2),
+            lengths[1].data_ptr() if lengths[1] is not None else None,
+            batch, width, frames, classes, int(blank), int(bool(shift_labels)),
+            aug.data_ptr(), aug_len.data_ptr(), frames_of.data_ptr(), norm.data_ptr(),
+            verdict.data_ptr())
+        return aug, aug_len, frames_of, norm, verdict
+
+    @staticmethod
+    def log_softmax(logits, logits_len):
+        """``(log_probs (B, T, C), bad (B, T) bool)`` in the compute dtype: a frame is
+        bad when it is within ``T_b`` and its log_softmax holds a NaN."""
+        batch, frames, classes = logits.shape
+        compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        log_probs = torch.log_softmax(logits.to(compute), dim=2).contiguous()
+        bad = torch.empty(batch, frames, dtype=torch.bool)
+        if batch and frames:
+            run = getattr(_kernel_lib, f"ctc_bad_frames_{_sfx(compute)}")
+            _in_parallel(lambda b0, b1: run(
+                log_probs.data_ptr(), frames, classes, logits_len.data_ptr(), b0, b1,
+                bad.data_ptr()), batch, batch * frames * classes)
+        return log_probs, bad
+
+    @staticmethod
+    def finish_loss(final_a, final_b, bad, labels_len, logits_len, exact: bool,
+                    zero_infinity: bool):
+        """``(loss, counted, poisoned)``, each ``(B,)``, from the final states (views of
+        :meth:`forward`'s ``(B, 2)`` finals) and :meth:`log_softmax`'s bad frames."""
+        batch, frames = bad.shape
+        loss = final_a.new_empty(batch)
+        counted = torch.empty(batch, dtype=torch.bool)
+        poisoned = torch.empty(batch, dtype=torch.bool)
+        if not batch:
+            return loss, counted, poisoned
+        assert final_a.stride(0) == 2 and final_b.data_ptr() == final_a.data_ptr() + \
+            final_a.element_size(), "final_a and final_b must be forward()'s finals[:, 0:2]"
+        finals = final_a.as_strided((batch, 2), (2, 1))  # the (B, 2) tensor they view
+        getattr(_kernel_lib, f"ctc_finish_loss_{_sfx(final_a.dtype)}")(
+            finals.data_ptr(), bad.data_ptr(), labels_len.data_ptr(), logits_len.data_ptr(),
+            batch, frames, int(bool(exact)), int(bool(zero_infinity)), loss.data_ptr(),
+            counted.data_ptr(), poisoned.data_ptr())
+        return loss, counted, poisoned
 
     @staticmethod
     def forward(log_probs, labels, labels_len, logits_len):
@@ -519,11 +599,20 @@ class KernelBackend:
         return (alpha,), finals[:, 0], finals[:, 1]
 
     @staticmethod
-    def backward(state, log_probs, labels, labels_len, logits_len, scale):
+    def backward(state, log_probs, labels, labels_len, logits_len, grad_loss, counted,
+                 poisoned):
+        """d loss / d logits ``(B, T', C)`` for the incoming ``grad_loss`` ``(B,)``: 0
+        where the loss is not counted (``counted``), NaN on the valid frames of a
+        ``poisoned`` example that has a gradient."""
         (alpha,) = state
         batch, t_max, classes = log_probs.shape
         width = labels.shape[1]
-        scale = scale.contiguous()
+        grad_loss = grad_loss if grad_loss.dtype == log_probs.dtype else \
+            grad_loss.to(log_probs.dtype)
+        scale = log_probs.new_empty(batch)
+        getattr(_kernel_lib, f"ctc_grad_scale_{_sfx(log_probs.dtype)}")(
+            grad_loss.data_ptr(), grad_loss.stride(0) if grad_loss.dim() else 0,
+            counted.data_ptr(), poisoned.data_ptr(), batch, scale.data_ptr())
         grad = torch.empty_like(log_probs)  # (B, T', C), written in full by the kernel
         run = getattr(_kernel_lib, f"ctc_backward_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
         _in_parallel(lambda b0, b1: run(

@@ -29,21 +29,15 @@ from __future__ import annotations
 
 import torch
 
+# The verdict word's bits (verdict.py, shared with the C kernel's glue).
+from .verdict import (BAD_ID, GAP, INFEASIBLE, LABELS_LEN, LOGITS_LEN,  # noqa: F401
+                      NOT_PROBABILITIES, verdict_passes)
+
 try:
     import triton
     import triton.language as tl
 except ImportError:  # pragma: no cover - the Triton backend is then unavailable
     triton = None
-
-# The verdict word's bits. Any of the first four, or INFEASIBLE where the loss warns
-# of it, or a word without NOT_PROBABILITIES, sends the call to the general path.
-GAP = 1  # a negative (padding) id before a label id, with labels_len=None
-LABELS_LEN = 2  # labels_len < 0 or > U
-LOGITS_LEN = 4  # logits_len < 0 or > T
-BAD_ID = 8  # a label id outside the vocabulary, or the blank
-NOT_PROBABILITIES = 16  # some example's first frame has a negative (or NaN) score
-INFEASIBLE = 32  # T_b < U_b + adjacent repeats: no alignment exists
-
 
 if triton is not None:
     # The same bits as constants the kernels may read.
@@ -205,14 +199,6 @@ if triton is not None:
         key = tl.sort(tl.where(s < L, key, (C + 1) * BLOCK_S))
         tl.store(order_ptr + b * L + s, key % BLOCK_S, mask=s < L)
         tl.store(sorted_labels_ptr + b * L + s, key // BLOCK_S, mask=s < L)
-
-
-def verdict_passes(bits: int, warn_infeasible: bool) -> bool:
-    """Whether the word ``prepare_batch_first`` wrote lets the call take the fused path:
-    no fault, an infeasible example only where the loss would not warn of it, and a
-    first frame that does not look like probabilities."""
-    faults = GAP | LABELS_LEN | LOGITS_LEN | BAD_ID | (INFEASIBLE if warn_infeasible else 0)
-    return not bits & faults and bool(bits & NOT_PROBABILITIES)
 
 
 def _pow2(n: int, least: int = 1) -> int:

@@ -439,8 +439,24 @@ MUTANTS = [
            "                if portable == flags:\n                    raise",
            "                if True:\n                    raise",
            ["tests/test_kernel_loader.py", "-k", "march"]),
+    # The C kernel's glue around the recursions (CtcLossModule's fused step on CPU).
+    Mutant("c prepare: an infeasible example not flagged", "_seq_loss_kernels/cpu.c",
+           "if (n_frames < n + repeats) bits |= V_INFEASIBLE;", "",
+           ["tests/test_misuse.py", "tests/test_module.py"]),
+    Mutant("c prepare: the blank accepted as a label", "_seq_loss_kernels/cpu.c",
+           "(id < 0 || id >= C || id == blank))", "(id < 0 || id >= C))",
+           ["tests/test_misuse.py", "tests/test_module.py"]),
+    Mutant("c loss: the original's rule counts every example", "_seq_loss_kernels/cpu.c",
+           "c = frames[b] >= states[b] && !p;", "c = !p;",
+           ["seq_loss_util_test.py", "tests/test_module.py"]),
+    Mutant("c scale: a poisoned example's gradient not NaN", "_seq_loss_kernels/cpu.c",
+           "scale[b] = poisoned[b] && g != 0 ? (REAL)NAN : (counted[b] ? g : 0);",
+           "scale[b] = counted[b] ? g : 0;", ["tests/test_cpu_step.py", "tests/test_misuse.py"]),
+    # Not listed: the GAP bit and the bad-frame scan's t < T_b are each redundant (a gap
+    # puts a negative id among the first n, which BAD_ID flags; the epilogue reads bad
+    # frames only within T_b), so mutants of them cannot fail a test.
     Mutant("vector exp: exp(-inf) not 0", "_seq_loss_kernels/cpu.c",
-           "return x < lo ? 0.0f : y;", "return y;", ["tests/test_vector_math.py"]),
+           "return x < lo ? 0.0f : y;  /* -inf", "return y;  /* -inf", ["tests/test_vector_math.py"]),
     Mutant("vector log: the mantissa's range not halved", "_seq_loss_kernels/cpu.c",
            "const int small = m < 0.707106781186547524f;", "const int small = 0;",
            ["tests/test_vector_math.py"]),

@@ -207,6 +207,10 @@ PLANTED_C = textwrap.dedent("""
     void ctc_viterbi_band_back_f32(void) {}  void ctc_viterbi_band_back_f64(void) {}
     int ctc_band_backtrace_f32(void) { return 0; }  int ctc_band_backtrace_f64(void) { return 0; }
     void ctc_exp_log_f32(void) {}  void ctc_exp_log_f64(void) {}
+    void ctc_prepare_f32(void) {}  void ctc_prepare_f64(void) {}
+    void ctc_bad_frames_f32(void) {}  void ctc_bad_frames_f64(void) {}
+    void ctc_finish_loss_f32(void) {}  void ctc_finish_loss_f64(void) {}
+    void ctc_grad_scale_f32(void) {}  void ctc_grad_scale_f64(void) {}
 """)
 
 # The loss of a random batch next to native CTC in float64, and every warning.

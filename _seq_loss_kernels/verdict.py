@@ -1,0 +1,21 @@
+"""The verdict word that a backend's ``prepare_batch_first`` writes for
+``CtcLossModule``: every check of the module's and the loss's inputs as one bit, so that
+the call reads one word (one host read on a GPU) and takes the fused path only when no
+bit says otherwise. Any fault bit sends the call to the general path, whose ATen checks
+name the fault, so messages and warnings are the same on every backend."""
+from __future__ import annotations
+
+GAP = 1  # a negative (padding) id before a label id, with labels_len=None
+LABELS_LEN = 2  # labels_len < 0 or > U
+LOGITS_LEN = 4  # logits_len < 0 or > T
+BAD_ID = 8  # a label id outside the vocabulary, or the blank
+NOT_PROBABILITIES = 16  # some example's first frame has a negative (or NaN) score
+INFEASIBLE = 32  # T_b < U_b + adjacent repeats: no alignment exists
+
+
+def verdict_passes(bits: int, warn_infeasible: bool) -> bool:
+    """Whether the word lets the call take the fused path: no fault, an infeasible
+    example only where the loss would not warn of it, and a first frame that does not
+    look like probabilities."""
+    faults = GAP | LABELS_LEN | LOGITS_LEN | BAD_ID | (INFEASIBLE if warn_infeasible else 0)
+    return not bits & faults and bool(bits & NOT_PROBABILITIES)
