@@ -93,6 +93,9 @@ def test_long_align_benchmark_smoke(capsys, monkeypatch):
     (a fresh clone has no Bible archive): it runs and prints both thread settings' rows.
     Its accuracy is not asserted here: with a 50-word list the untranscribed speech says
     the transcript's words too (tests/test_long_align.py plants unambiguous recordings)."""
+    from optional_deps import need_c_kernel
+
+    need_c_kernel()  # align_long needs it (the test-pytorch job switches it off)
     spec = importlib.util.spec_from_file_location(
         "bench_long_align", BENCH.with_name("bench_long_align.py"))
     bench = importlib.util.module_from_spec(spec)
