@@ -1,27 +1,28 @@
 """Triton kernels for seq_loss_util's CTC loss, its gradient and Viterbi alignment.
 
-One program per example for the recursions, which loop over frames inside the kernel.
-The example's states live in one power-of-two register tile (``BLOCK_S >= L``,
-masked past ``L_b``), one state per thread (``num_warps = BLOCK_S / 32``, at most 32),
-so a frame is one short dependent chain per thread: about 120 SASS instructions with
-three barriers (one of its own, two in the block max) at BLOCK_S 256 to 1024, read
-off the sm_90 code by ``benchmarks/gpu_static.py``. Every load and store is masked.
+One program per example for the recursions, which loop over frames inside the kernel,
+two frames an iteration. The example's states live in one power-of-two register tile
+(``BLOCK_S >= L``, masked past ``L_b``), one state per thread (``num_warps = BLOCK_S /
+32``, at most 32). A frame takes its neighbour states from the tile through one
+shared-memory exchange, never from global memory, and its emission was fetched two
+frames earlier: 42 to 45 SASS instructions and two barriers, plus the block max every
+8th frame (``benchmarks/gpu_static.py`` reads this off the sm_90 code and
+``tests/test_gpu_static.py`` holds it). The recursions work in log2 units; every load
+and store is masked.
 
-* ``ctc_forward_kernel``: log alpha (Graves et al. 2006, eq. 6-7) normalised per frame
-  (its largest state 0) into ``alpha`` (B, T, L). The shifted reads (state ``s - 1``,
-  ``s - 2``) come from row ``t - 1`` of ``alpha`` itself, stored one barrier earlier;
-  frame ``t + 1``'s emissions are loaded while frame ``t`` computes. The per-frame
-  shifts are summed in float64; both final states' unnormalised log-probabilities go
-  to ``finals`` (B, 2), so the original's max, the exact log-sum-exp and
+* ``ctc_forward_kernel``: log2 alpha (Graves et al. 2006, eq. 6-7) into ``alpha`` (B, T,
+  L), each row up to an offset of its own (the shift of the last rescale). The shifts
+  are summed in float64; both final states' unnormalised log-probabilities (natural
+  log) go to ``finals`` (B, 2), so the original's max, the exact log-sum-exp and
   ``zero_infinity`` all come from it.
 * ``ctc_beta_kernel``: the backward variables (eq. 10-11) and nothing else, into
-  ``beta`` (B, T, L), each row including its frame's emission, read back the same way.
+  ``beta`` (B, T, L), each row including its frame's emission, in the same units.
 * ``ctc_alpha_beta_kernel``: both recursions side by side, programs 0..B-1 alpha and
   B..2B-1 beta, when the forward knows a gradient will be needed: a training step then
   waits for one serial recursion, and the backward only builds the gradient.
 * ``ctc_grad_kernel``: every frame of every example in parallel, programs over
-  ``(b, t)``: the posterior of each state (eq. 14) from alpha, beta and the emission,
-  and the gradient ``softmax - posterior`` (eq. 16) times the example's scale. Several
+  ``(b, chunk of up to 8 frames)``, eight states a thread: the posterior of each state
+  (eq. 14) from alpha, beta and the emission, and the gradient ``softmax - posterior`` (eq. 16) times the example's scale. Several
   states share a class (the blank, repeated labels); the states are visited in an
   order sorted by class (by ``triton_wrapper``'s backward prologue), and a segmented
   scan adds each class's posteriors in a fixed order. No atomics: gradients are bitwise
@@ -41,6 +42,9 @@ GPU target with no GPU present.
 """
 from __future__ import annotations
 
+import math
+import os
+
 import torch
 
 from . import triton_wrapper
@@ -48,10 +52,13 @@ from . import triton_wrapper
 try:
     import triton
     import triton.language as tl
+    from triton.language.extra import libdevice
 except ImportError:  # pragma: no cover - the backend is then unavailable
     triton = None
 
 MAX_STATES = 4096  # the largest register tile; L = 2U + 1 up to 4095 (U up to 2047)
+RESCALE_FRAMES = 8  # frames between the recursions' block max (see _alpha_rows)
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"  # read by triton at import too
 
 
 def backend():
@@ -70,18 +77,71 @@ def num_warps(block_s: int) -> int:
 
 
 def grad_warps(block_s: int, block_c: int) -> int:
-    """The gradient kernel's warps: one state, and at most eight classes, per thread."""
-    return min(32, max(num_warps(block_s), block_c // 256, 1))
+    """The gradient kernel's warps: eight states (and at most eight classes) a thread,
+    so most of a frame's work is in-thread and its scan and reductions cross few warps
+    (at one state a thread, 1024 states made it issue-bound)."""
+    return min(16, max(1, block_s // 256, block_c // 256))
+
+
+def grad_frames(batch: int, frames: int) -> int:
+    """Frames per gradient program: up to 8, sharing one read of the class order, while
+    the programs still fill an H100/H200's 132 SMs eight deep."""
+    per = max(1, (batch * frames) // (132 * 8))
+    return 1 << min(3, per.bit_length() - 1)
 
 
 if triton is not None:
+    LOG2E = tl.constexpr(1 / math.log(2))  # natural log to log2 units
+    LN2_64 = tl.constexpr(math.log(2))  # back, applied in float64
+    RESCALE_EVERY = tl.constexpr(RESCALE_FRAMES)
+    INTERPRETED = tl.constexpr(INTERPRETED)
 
     @triton.jit
-    def _lse3(a, b, c):
-        """log(exp(a) + exp(b) + exp(c)), -inf when all three are -inf, NaN kept."""
-        m = tl.maximum(tl.maximum(a, b), c)
-        m = tl.where(m == float("-inf"), 0.0, m)
-        return m + tl.log(tl.exp(a - m) + tl.exp(b - m) + tl.exp(c - m))
+    def _log2(x):
+        """log2 of a sum in [1, 3]: the hardware's approximation on a GPU (one MUFU.LG2,
+        absolute error below 2**-22 there, PTX ISA lg2.approx), the exact one under the
+        interpreter, which has no libdevice."""
+        if INTERPRETED:
+            return tl.log2(x)
+        else:
+            return libdevice.fast_log2f(x)
+
+    @triton.jit
+    def _lse3_2(a, b, c):
+        """log2(2**a + 2**b + 2**c) with two exponentials: the largest term is 1.
+        -inf when all three are -inf; a NaN anywhere makes the largest NaN and the
+        result NaN."""
+        hi = tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+        lo = tl.minimum(a, b)
+        m = tl.maximum(hi, c, propagate_nan=tl.PropagateNan.ALL)
+        mid = tl.minimum(hi, c)
+        # Nothing reachable (m = -inf): the base is finite, so 2**(-inf - base) = 0.
+        base = tl.maximum(m, -3.4028234663852886e38)
+        return m + _log2(1.0 + tl.exp2(lo - base) + tl.exp2(mid - base))
+
+    @triton.jit
+    def _step(x, emit, sources, first_open, second_open):
+        """One frame of either recursion (Graves et al. 2006, eq. 6-7 forward, 10-11
+        backward) in log2 units: the state itself, its two ``sources`` neighbours (each
+        closed by an additive -inf where the rule forbids it: an add, not a select, to
+        keep the ALU pipe free), then the frame's emission (natural log)."""
+        first, second = _neighbours(x, sources)
+        return _lse3_2(x, first + first_open, second + second_open) + emit * LOG2E
+
+    @triton.jit
+    def _rescale(x):
+        """x less its largest value (none reachable: unchanged), and that value."""
+        shift = tl.max(x, axis=0)
+        shift = tl.where(shift == float("-inf"), 0.0, shift)
+        return x - shift, shift
+
+    @triton.jit
+    def _neighbours(x, index):
+        """x at two other states per lane, ``index`` (2 * BLOCK_S,) interleaving the two
+        sources: one shared-memory exchange, so both come back together and no row makes
+        a global-memory round trip on the frame's critical path."""
+        both = tl.reshape(tl.gather(x, index, 0), [x.shape[0], 2])
+        return tl.split(both)
 
     @triton.jit
     def _segment_add(value_a, start_a, value_b, start_b):
@@ -104,49 +164,59 @@ if triton is not None:
     @triton.jit
     def _alpha_rows(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr, finals_ptr,
                     b, B, T, C, L, BLOCK_S: tl.constexpr):
-        """Example b's forward recursion: alpha rows and the two final states."""
+        """Example b's forward recursion: alpha rows (log2 units, each up to an offset)
+        and the two final states (natural log).
+
+        Two frames an iteration, so each frame's emission is fetched two frames ahead
+        into the register its last use freed: no copy at the loop's end waits for it.
+        The block max (the rescale) runs every RESCALE_EVERY frames: between rescales
+        the largest state rises by at most log2(3) a frame (emissions are <= 0), so it
+        cannot overflow, and log-domain values cannot underflow; the shifts are summed
+        in float64."""
         s = tl.arange(0, BLOCK_S)
         n_states, n_frames, valid, label, may_skip = _example(
             labels_ptr, labels_len_ptr, logits_len_ptr, b, B, L, s)
-        emit_row = lp_ptr + b * T * C + label  # frame t's emission of state s: + t * C
-
-        # The start vector is state 0 before frame 0 (what T_b = 0 reads). Frame 0 can
-        # enter state 0 (stay) or state 1 (advance); skip 0 -> 2 is blank to blank.
+        n_frames = n_frames.to(tl.int32)
+        emit_ptr = lp_ptr + b * T * C + label  # frame t's emission of state s: + t * C
+        row_ptr = alpha_ptr + b * T * L + s
+        sources = tl.reshape(tl.join(tl.maximum(s - 1, 0), tl.maximum(s - 2, 0)), [2 * BLOCK_S])
+        advance_open = tl.where(valid & (s >= 1), 0.0, float("-inf"))
+        skip_open = tl.where(may_skip, 0.0, float("-inf"))
+        # The start vector is state 0 before frame 0 (what T_b = 0 reads): frame 0 then
+        # enters state 0 (stay) or 1 (advance) by the same rule as every frame.
         log_alpha = tl.where(valid & (s == 0), 0.0, float("-inf"))
-        first_advance = tl.where(s == 1, 0.0, float("-inf"))
         total = tl.zeros([BLOCK_S], dtype=tl.float64)  # the summed shifts, in every lane
-        emit = tl.load(emit_row, mask=valid & (n_frames > 0), other=float("-inf"))
-        for t in range(0, n_frames):
-            # Frame t + 1's emissions are fetched before frame t's arithmetic needs none.
-            emit_next = tl.load(emit_row + (t + 1) * C, mask=valid & (t + 1 < n_frames),
-                                other=float("-inf"))
-            # s - 1 and s - 2 come from row t - 1 of alpha itself, stored by the other
-            # threads one barrier ago (Graves et al. 2006, eq. 6-7).
-            prev_row = alpha_ptr + (b * T + t - 1) * L
-            advance = tl.load(prev_row + s - 1, mask=valid & (s >= 1) & (t > 0),
-                              other=float("-inf"))
-            advance = tl.where(t > 0, advance, first_advance)
-            skip = tl.load(prev_row + s - 2, mask=may_skip & (t > 0), other=float("-inf"))
-            x = tl.where(valid, _lse3(log_alpha, advance, skip) + emit, float("-inf"))
-            shift = tl.max(x, axis=0)
-            shift = tl.where(shift == float("-inf"), 0.0, shift)  # nothing reachable
-            log_alpha = x - shift
-            total += shift.to(tl.float64)
-            tl.store(alpha_ptr + (b * T + t) * L + s, log_alpha, mask=s < L)
-            emit = emit_next
-            tl.debug_barrier()  # row t is complete before any thread reads it
+        emit_a = tl.load(emit_ptr, mask=valid & (n_frames > 0), other=float("-inf"))
+        emit_b = tl.load(emit_ptr + C, mask=valid & (n_frames > 1), other=float("-inf"))
+        for t in range(0, n_frames - 1, 2):
+            log_alpha = _step(log_alpha, emit_a, sources, advance_open, skip_open)
+            if (t // RESCALE_EVERY) * RESCALE_EVERY == t:  # t % RESCALE_EVERY == 0
+                log_alpha, shift = _rescale(log_alpha)
+                total += shift.to(tl.float64)
+            tl.store(row_ptr, log_alpha, mask=s < L)
+            emit_ptr += 2 * C
+            emit_a = tl.load(emit_ptr, mask=valid & (t + 2 < n_frames), other=float("-inf"))
+            log_alpha = _step(log_alpha, emit_b, sources, advance_open, skip_open)
+            tl.store(row_ptr + L, log_alpha, mask=s < L)
+            row_ptr += 2 * L
+            emit_b = tl.load(emit_ptr + C, mask=valid & (t + 3 < n_frames), other=float("-inf"))
+        if n_frames % 2 == 1:  # the last frame, its emission in emit_a
+            log_alpha = _step(log_alpha, emit_a, sources, advance_open, skip_open)
+            tl.store(row_ptr, log_alpha, mask=s < L)
+            row_ptr += L
 
         # Padded frames hold -inf: alpha is a defined output, bit for bit.
-        for t in range(n_frames, T):
-            tl.store(alpha_ptr + (b * T + t) * L + s, tl.full([BLOCK_S], float("-inf"), tl.float32),
-                     mask=s < L)
+        for _frame in range(n_frames, T):
+            tl.store(row_ptr, tl.full([BLOCK_S], float("-inf"), tl.float32), mask=s < L)
+            row_ptr += L
 
         # Unnormalised log alpha of the last state and the one before it (Graves eq. 8).
         last = tl.sum(tl.where(s == n_states - 1, log_alpha, 0.0), axis=0).to(tl.float64)
         before = tl.sum(tl.where(s == n_states - 2, log_alpha, 0.0), axis=0).to(tl.float64)
         total_0 = tl.sum(tl.where(s == 0, total, 0.0), axis=0)
-        final_a = (last + total_0).to(tl.float32)
-        final_b = tl.where(n_states >= 2, (before + total_0).to(tl.float32), float("-inf"))
+        final_a = ((last + total_0) * LN2_64).to(tl.float32)
+        final_b = tl.where(n_states >= 2, ((before + total_0) * LN2_64).to(tl.float32),
+                           float("-inf"))
         tl.store(finals_ptr + 2 * b, final_a, mask=b < B)
         tl.store(finals_ptr + 2 * b + 1, final_b, mask=b < B)
 
@@ -154,44 +224,53 @@ if triton is not None:
     def _beta_rows(lp_ptr, labels_ptr, labels_len_ptr, beta_ptr, b, n_run, B, T, C, L,
                    BLOCK_S: tl.constexpr):
         """Example b's backward variables over its first ``n_run`` frames: ``beta``
-        (B, T, L) row t holds log beta of frame t *including* frame t's emission
-        (Graves et al. 2006, eq. 10-11), normalised per frame (largest state 0). Rows
-        past ``n_run`` hold -inf."""
+        (B, T, L) row t holds log2 beta of frame t *including* frame t's emission
+        (Graves et al. 2006, eq. 10-11), up to an offset per row; two frames an
+        iteration and a rescale every RESCALE_EVERY, as alpha. Rows past ``n_run``
+        hold -inf."""
         s = tl.arange(0, BLOCK_S)
         n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
+        n_run = n_run.to(tl.int32)
         valid = s < n_states
         label = tl.load(labels_ptr + b * L + s, mask=valid, other=0)
         label_p2 = tl.load(labels_ptr + b * L + s + 2, mask=valid & (s + 2 < n_states), other=-1)
         may_skip_out = valid & (s % 2 == 1) & (s + 2 < n_states) & (label != label_p2)  # s -> s + 2
-        emit_row = lp_ptr + b * T * C + label
+        step_open = tl.where(valid & (s + 1 < n_states), 0.0, float("-inf"))
+        skip_open = tl.where(may_skip_out, 0.0, float("-inf"))
+        sources = tl.reshape(tl.join(tl.minimum(s + 1, BLOCK_S - 1),
+                                     tl.minimum(s + 2, BLOCK_S - 1)), [2 * BLOCK_S])
 
         # Frame T_b - 1: the two final states (one if L_b == 1) with their emission.
         last = n_run - 1
-        emit = tl.load(emit_row + last * C, mask=valid & (n_run > 0), other=float("-inf"))
-        y = tl.where(valid & (s >= n_states - 2), emit, float("-inf"))
-        shift = tl.max(y, axis=0)
-        log_beta = y - tl.where(shift == float("-inf"), 0.0, shift)
-        tl.store(beta_ptr + (b * T + last) * L + s, log_beta, mask=(s < L) & (n_run > 0))
-        emit = tl.load(emit_row + (last - 1) * C, mask=valid & (n_run > 1), other=float("-inf"))
-        tl.debug_barrier()
-        for i in range(1, n_run):
-            t = last - i
-            emit_next = tl.load(emit_row + (t - 1) * C, mask=valid & (t >= 1),
-                                other=float("-inf"))
-            next_row = beta_ptr + (b * T + t + 1) * L
-            step = tl.load(next_row + s + 1, mask=valid & (s + 1 < n_states), other=float("-inf"))
-            skip = tl.load(next_row + s + 2, mask=may_skip_out, other=float("-inf"))
-            y = tl.where(valid, _lse3(log_beta, step, skip) + emit, float("-inf"))
-            shift = tl.max(y, axis=0)
-            log_beta = y - tl.where(shift == float("-inf"), 0.0, shift)
-            tl.store(beta_ptr + (b * T + t) * L + s, log_beta, mask=s < L)
-            emit = emit_next
-            tl.debug_barrier()  # row t is complete before any thread reads it
+        emit_ptr = lp_ptr + b * T * C + label + last.to(tl.int64) * C
+        row_ptr = beta_ptr + b * T * L + s + last.to(tl.int64) * L
+        emit = tl.load(emit_ptr, mask=valid & (n_run > 0), other=float("-inf"))
+        log_beta, _ = _rescale(tl.where(valid & (s >= n_states - 2), emit * LOG2E,
+                                        float("-inf")))
+        tl.store(row_ptr, log_beta, mask=(s < L) & (n_run > 0))
+        # Frames last - 1, last - 2, ...: i counts them from 1.
+        emit_a = tl.load(emit_ptr - C, mask=valid & (n_run > 1), other=float("-inf"))
+        emit_b = tl.load(emit_ptr - 2 * C, mask=valid & (n_run > 2), other=float("-inf"))
+        for i in range(1, n_run - 1, 2):
+            log_beta = _step(log_beta, emit_a, sources, step_open, skip_open)
+            if ((i - 1) // RESCALE_EVERY) * RESCALE_EVERY == i - 1:
+                log_beta, _ = _rescale(log_beta)
+            tl.store(row_ptr - L, log_beta, mask=s < L)
+            emit_ptr -= 2 * C
+            emit_a = tl.load(emit_ptr - C, mask=valid & (i + 2 < n_run), other=float("-inf"))
+            log_beta = _step(log_beta, emit_b, sources, step_open, skip_open)
+            row_ptr -= 2 * L
+            tl.store(row_ptr, log_beta, mask=s < L)
+            emit_b = tl.load(emit_ptr - 2 * C, mask=valid & (i + 3 < n_run), other=float("-inf"))
+        if (n_run >= 2) & ((n_run - 1) % 2 == 1):  # frame 0, its emission in emit_a
+            log_beta = _step(log_beta, emit_a, sources, step_open, skip_open)
+            tl.store(row_ptr - L, log_beta, mask=s < L)
 
         # The other rows hold -inf: beta, when kept as an output, is defined bit for bit.
-        for t in range(n_run, T):
-            tl.store(beta_ptr + (b * T + t) * L + s, tl.full([BLOCK_S], float("-inf"), tl.float32),
-                     mask=s < L)
+        row_ptr = beta_ptr + b * T * L + s + n_run.to(tl.int64) * L
+        for _frame in range(n_run, T):
+            tl.store(row_ptr, tl.full([BLOCK_S], float("-inf"), tl.float32), mask=s < L)
+            row_ptr += L
 
     @triton.jit
     def ctc_forward_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr,
@@ -232,53 +311,61 @@ if triton is not None:
 
     @triton.jit
     def ctc_grad_kernel(lp_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr, beta_ptr, scale_ptr,
-                        order_ptr, sorted_labels_ptr, grad_ptr, B, T, C, L,
+                        order_ptr, sorted_labels_ptr, grad_ptr, B, T, C, L, frames_per_program,
                         BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
-        """One frame of one example's gradient, ``softmax - posterior`` (Graves et al.
-        2006, eq. 16) times the example's scale: every frame in parallel. The states
-        are visited in class order (``order``, sorted by a kernel beforehand), so each class's
-        posteriors are summed by one segmented scan in a fixed order: no atomics, and
-        the gradient is bitwise reproducible."""
-        b = tl.program_id(0).to(tl.int64) // T
-        t = tl.program_id(0).to(tl.int64) % T
+        """``frames_per_program`` frames of one example's gradient, ``softmax -
+        posterior`` (Graves et al. 2006, eq. 16) times the example's scale; the programs
+        cover every (example, frame chunk) in parallel. The states are visited in an
+        order sorted by class (``order``, made by the backward prologue kernel), read
+        once a program, so each class's posteriors are summed by one segmented scan in
+        a fixed order: no atomics, and the gradient is bitwise reproducible."""
+        chunks = tl.cdiv(T, frames_per_program)
+        b = tl.program_id(0).to(tl.int64) // chunks
+        t0 = (tl.program_id(0).to(tl.int64) % chunks) * frames_per_program
         s = tl.arange(0, BLOCK_S)
         cls = tl.arange(0, BLOCK_C)
         n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
         n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0)
         scale = tl.load(scale_ptr + b, mask=b < B, other=0.0)
         # scale == 0 (a loss not counted), no states or a padded frame: exactly 0.
-        active = (t < n_frames) & (n_states > 0) & (scale != 0)
-        lp_row = lp_ptr + (b * T + t) * C
-        grad_row = grad_ptr + (b * T + t) * C
-        for c0 in range(0, C, BLOCK_C):
-            c = c0 + cls
-            lp = tl.load(lp_row + c, mask=(c < C) & active, other=float("-inf"))
-            tl.store(grad_row + c, tl.where(active, tl.exp(lp) * scale, 0.0), mask=c < C)
-        if active:
-            # Lane i holds state order[i]: the posterior (eq. 14) is computed in class
-            # order directly, alpha + beta - emission, normalised over the frame.
-            valid = s < n_states
-            state = tl.load(order_ptr + b * L + s, mask=valid, other=0)
-            cls_sorted = tl.load(sorted_labels_ptr + b * L + s, mask=valid, other=-1)
-            cls_before = tl.load(sorted_labels_ptr + b * L + s - 1, mask=valid & (s >= 1),
-                                 other=-1)
-            cls_after = tl.load(sorted_labels_ptr + b * L + s + 1,
-                                mask=valid & (s + 1 < n_states), other=-1)
-            seg_start = (s == 0) | (cls_sorted != cls_before)
-            seg_end = valid & ((s + 1 >= n_states) | (cls_sorted != cls_after))
-            log_a = tl.load(alpha_ptr + (b * T + t) * L + state, mask=valid, other=float("-inf"))
-            log_b = tl.load(beta_ptr + (b * T + t) * L + state, mask=valid, other=float("-inf"))
-            emit = tl.load(lp_row + cls_sorted, mask=valid, other=float("-inf"))
-            # A state that cannot emit here (-inf) has posterior 0, not -inf - -inf.
-            emits = valid & (emit > float("-inf"))
-            ab = tl.where(emits, log_a + log_b - tl.where(emits, emit, 0.0), float("-inf"))
-            m = tl.max(ab, axis=0)
-            m = tl.where(m == float("-inf"), 0.0, m)
-            weight = tl.exp(ab - m)
-            posterior = weight / tl.sum(weight, axis=0) * scale
-            summed, _ = tl.associative_scan((posterior, seg_start.to(tl.int32)), 0, _segment_add)
-            tl.debug_barrier()  # the softmax row is written before the label classes' fix
-            tl.store(grad_row + cls_sorted, tl.exp(emit) * scale - summed, mask=seg_end)
+        counted = (n_states > 0) & (scale != 0)
+        # Lane i holds state order[i]: the posterior (eq. 14) is computed in class order
+        # directly, alpha + beta - emission, normalised over the frame.
+        valid = s < n_states
+        state = tl.load(order_ptr + b * L + s, mask=valid, other=0)
+        cls_sorted = tl.load(sorted_labels_ptr + b * L + s, mask=valid, other=-1)
+        cls_before = tl.load(sorted_labels_ptr + b * L + s - 1, mask=valid & (s >= 1), other=-1)
+        cls_after = tl.load(sorted_labels_ptr + b * L + s + 1, mask=valid & (s + 1 < n_states),
+                            other=-1)
+        seg_start = ((s == 0) | (cls_sorted != cls_before)).to(tl.int32)
+        seg_end = valid & ((s + 1 >= n_states) | (cls_sorted != cls_after))
+        for t in range(t0, tl.minimum(t0 + frames_per_program, T)):
+            active = counted & (t < n_frames)
+            lp_row = lp_ptr + (b * T + t) * C
+            grad_row = grad_ptr + (b * T + t) * C
+            for c0 in range(0, C, BLOCK_C):
+                c = c0 + cls
+                lp = tl.load(lp_row + c, mask=(c < C) & active, other=float("-inf"))
+                tl.store(grad_row + c, tl.where(active, tl.exp(lp) * scale, 0.0), mask=c < C)
+            if active:
+                log_a = tl.load(alpha_ptr + (b * T + t) * L + state, mask=valid,
+                                other=float("-inf"))
+                log_b = tl.load(beta_ptr + (b * T + t) * L + state, mask=valid,
+                                other=float("-inf"))
+                emit = tl.load(lp_row + cls_sorted, mask=valid, other=float("-inf"))
+                # A state that cannot emit here (-inf) has posterior 0, not -inf - -inf.
+                emits = valid & (emit > float("-inf"))
+                # alpha and beta are in log2 units, each row up to an offset of its own,
+                # which the frame's max removes.
+                ab = tl.where(emits, log_a + log_b - tl.where(emits, emit, 0.0) * LOG2E,
+                              float("-inf"))
+                m = tl.max(ab, axis=0)
+                m = tl.where(m == float("-inf"), 0.0, m)
+                weight = tl.exp2(ab - m)
+                posterior = weight * (scale / tl.sum(weight, axis=0))
+                summed, _ = tl.associative_scan((posterior, seg_start), 0, _segment_add)
+                tl.debug_barrier()  # the softmax row is written before the label classes' fix
+                tl.store(grad_row + cls_sorted, tl.exp(emit) * scale - summed, mask=seg_end)
 
     @triton.jit
     def ctc_viterbi_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, back_ptr,
@@ -404,10 +491,11 @@ class TritonBackend:
                                       batch, frames, classes, width, BLOCK_S=block,
                                       num_warps=num_warps(block))
         block_c = min(1024, max(128, triton.next_power_of_2(classes)))
-        ctc_grad_kernel[(batch * frames,)](log_probs, labels_len, logits_len, alpha, beta, scale,
-                                           order, sorted_labels, grad,
-                                           batch, frames, classes, width, BLOCK_S=block,
-                                           BLOCK_C=block_c, num_warps=grad_warps(block, block_c))
+        per = grad_frames(batch, frames)
+        ctc_grad_kernel[(batch * triton.cdiv(frames, per),)](
+            log_probs, labels_len, logits_len, alpha, beta, scale, order, sorted_labels, grad,
+            batch, frames, classes, width, per, BLOCK_S=block, BLOCK_C=block_c,
+            num_warps=grad_warps(block, block_c))
         return grad
 
     @staticmethod
@@ -454,7 +542,8 @@ def aot_compile(target=None, blocks=None) -> list:
          ""),
         *[(ctc_grad_kernel, dict(lp_ptr=fp32, **lengths, alpha_ptr=fp32, beta_ptr=fp32,
                                  scale_ptr=fp32, order_ptr=i64, sorted_labels_ptr=i64,
-                                 grad_ptr=fp32, **scalars, BLOCK_S="constexpr",
+                                 grad_ptr=fp32, **scalars, frames_per_program="i64",
+                                 BLOCK_S="constexpr",
                                  BLOCK_C="constexpr"), {"BLOCK_C": block_c},
            lambda block, block_c=block_c: grad_warps(block, block_c), f"[BLOCK_C={block_c}]")
           for block_c in (128, 1024)],

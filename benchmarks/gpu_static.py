@@ -13,6 +13,7 @@ counted on CPU tensors, where the same Python runs, with the Triton kernels stub
 out (they are launches of their own, not ATen ops).
 
     python benchmarks/gpu_static.py [--blocks 256 512 1024] [--json out.json]
+    python benchmarks/gpu_static.py --model     # the cost model's step table instead
 
 Exit status 1 if any kernel spills: CI runs it.
 """
@@ -55,15 +56,21 @@ def sass_of(cubin: bytes) -> tuple[str, str]:
     return sass, usage
 
 
-def analyse(sass: str, usage: str) -> dict:
-    """Registers, spills, and the largest loop's instruction mix."""
+def parse(sass: str) -> tuple[list, dict]:
+    """``[(address, text)]`` of the instructions, and each label's address (that of
+    the instruction after it)."""
     instructions = [(int(a, 16), text) for a, text in INSTRUCTION.findall(sass)]
-    # A label's address is that of the instruction after it.
     labels = {}
     for match in LABEL.finditer(sass):
         following = INSTRUCTION.search(sass, match.end())
         if following:
             labels[match.group(1)] = int(following.group(1), 16)
+    return instructions, labels
+
+
+def analyse(sass: str, usage: str) -> dict:
+    """Registers, spills, and the largest loop's instruction mix."""
+    instructions, labels = parse(sass)
     loop = (0, -1)
     for address, text in instructions:
         branch = BRANCH.search(text)
@@ -83,14 +90,72 @@ def analyse(sass: str, usage: str) -> dict:
                 loop_global_stores=sum(bool(re.search(r"\bSTG\b", t)) for t in body))
 
 
+REGISTER = re.compile(r"\bR(\d+)(\.64)?\b")
+
+
+def registers_of(operand: str) -> set:
+    found = set()
+    for number, wide in REGISTER.findall(operand):
+        found.add(int(number))
+        if wide:
+            found.add(int(number) + 1)
+    return found
+
+
+def critical_loads(body: list) -> dict:
+    """The global loads of a serial loop (one iteration's instructions, in order), split
+    by whether the iteration itself waits for them: a load whose register is read later
+    in the same iteration (other than by a plain copy, which still waits) costs a
+    dependent round trip on every frame; one read only in a later iteration is
+    prefetched. Per frame: the iteration's row stores count its frames."""
+    dependent = prefetched = 0
+    for i, text in enumerate(body):
+        op = re.sub(r"^@!?U?P\w+\s+", "", text)
+        if not re.match(r"LDG\b", op):
+            continue
+        dest = registers_of(op.split(",")[0])
+        waited = False
+        for later in body[i + 1:]:
+            later_op = re.sub(r"^@!?U?P\w+\s+", "", later)
+            head, _, rest = later_op.partition(" ")
+            operands = rest.split(",")
+            if dest & registers_of(",".join(operands[1:])) or (
+                    head.startswith(("ST", "RED", "ATOM")) and dest & registers_of(rest)):
+                waited = True
+                break
+            if dest & registers_of(operands[0]) and not head.startswith(("ST", "BRA")):
+                break  # overwritten before any read
+        dependent += waited
+        prefetched += not waited
+    frames = max(1, sum(bool(re.search(r"\bSTG\b", t)) for t in body))
+    return dict(frames_per_iteration=frames, dependent_loads_per_frame=dependent / frames,
+                prefetched_loads_per_frame=prefetched / frames)
+
+
+def serial_loops(sass: str) -> list:
+    """Each loop with a barrier (a frame loop of a recursion), as its instructions."""
+    instructions, labels = parse(sass)
+    loops = []
+    for address, text in instructions:
+        branch = BRANCH.search(text)
+        if branch and labels.get(branch.group(1), address + 1) <= address:
+            body = [t for a, t in instructions if labels[branch.group(1)] <= a <= address]
+            if any("BAR." in t for t in body):
+                loops.append(body)
+    return loops
+
+
 def kernel_rows(blocks) -> list:
     from _seq_loss_kernels import triton_ctc
 
     rows = []
     for name, block, compiled in triton_ctc.aot_compile(blocks=blocks):
         sass, usage = sass_of(compiled.asm["cubin"])
-        rows.append(dict(kernel=name, block_s=block, warps=compiled.metadata.num_warps,
-                         **analyse(sass, usage)))
+        row = dict(kernel=name, block_s=block, warps=compiled.metadata.num_warps,
+                   **analyse(sass, usage))
+        if name in ("ctc_forward_kernel", "ctc_alpha_beta_kernel", "ctc_beta_kernel"):
+            row["serial_loops"] = [critical_loads(body) for body in serial_loops(sass)]
+        rows.append(row)
     return rows
 
 
@@ -192,7 +257,13 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--ops", action="store_true", help="list the wrapper's ATen ops")
     parser.add_argument("--wrapper-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", action="store_true",
+                        help="print the cost model's step table instead (gpu_step_model.py)")
     args = parser.parse_args(argv)
+    if args.model:
+        import gpu_step_model
+
+        return gpu_step_model.main(["--json", args.json] if args.json else [])
     if args.wrapper_only:  # in a child with the interpreter on: print the counts as JSON
         print(json.dumps(wrapper_counts()))
         return 0
@@ -210,6 +281,12 @@ def main(argv=None) -> int:
         print(f"| {r['kernel']} | {r['block_s']} | {r['warps']} | {r['registers']} "
               f"| {r['spill_bytes']} | {r['loop_instructions']} | {r['loop_barriers']} "
               f"| {r['loop_global_loads']} | {r['loop_global_stores']} |")
+    print("\nSerial loops (per frame): global loads the frame waits for / prefetched ones")
+    for r in rows:
+        for i, loop in enumerate(r.get("serial_loops", [])):
+            print(f"  {r['kernel']} BLOCK_S={r['block_s']} loop {i}: "
+                  f"{loop['dependent_loads_per_frame']:g} / {loop['prefetched_loads_per_frame']:g}"
+                  f" ({loop['frames_per_iteration']} frames an iteration)")
     print(f"\nOne CtcLossModule forward + backward on the Triton path: "
           f"{wrapper['host_reads']} host reads, {wrapper['aten_ops']} ATen compute ops")
     if args.ops:

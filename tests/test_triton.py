@@ -103,6 +103,33 @@ def test_equals_the_c_kernel(seed, exact, tight):
 BLOCK_CASES = {16: 5, 32: 12, 64: 28, 128: 60, 256: 127}
 
 
+@pytest.mark.parametrize("per", [2, 3, 8])
+def test_gradient_programs_of_several_frames_equal_one_frame_programs(per):
+    # A program covers up to 8 frames when the batch fills the GPU (grad_frames); the
+    # small batches here get one. Forced: 3 does not divide T, 8 exceeds some T_b.
+    from _seq_loss_kernels import triton_ctc
+
+    rng = np.random.default_rng(per)
+    case = random_case(rng, batch=3, max_time=13, max_label=4, classes=6, pad_time=2)
+    with using("triton"):
+        one = loss_and_grad(case, exact=True)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(triton_ctc, "grad_frames", lambda batch, frames: per)
+            several = loss_and_grad(case, exact=True)
+    assert torch.equal(one[1], several[1])  # each frame's arithmetic is the same
+    want_loss, want_grad = native_float64(case, False)
+    tol.assert_within(several[1], want_grad, tol.GRAD, "gradient")
+
+
+def test_gradient_frames_per_program():
+    from _seq_loss_kernels import triton_ctc
+
+    assert triton_ctc.grad_frames(4, 50) == 1  # 200 frames: one each, to fill the SMs
+    assert triton_ctc.grad_frames(32, 400) == 8  # 12800 frames: 8 a program, 12 per SM
+    assert triton_ctc.grad_frames(8, 200) == 1
+    assert triton_ctc.grad_frames(8, 1000) == 4
+
+
 @pytest.mark.parametrize("block", sorted(BLOCK_CASES), ids=lambda b: f"BLOCK_S={b}")
 def test_every_state_block_equals_native_float64(block):
     from _seq_loss_kernels import triton_ctc
