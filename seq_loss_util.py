@@ -78,7 +78,7 @@ SEQ_LEN = "SEQ_LEN"
 # ----------------------------------------------------------------------------------
 def _as_tensor(x, name: str, device=None) -> torch.Tensor:
     if torch.is_tensor(x):
-        return x if device is None else x.to(device)
+        return x if device is None or x.device == device else x.to(device)
     try:
         return torch.as_tensor(np.asarray(x), device=device)
     except Exception as e:  # pragma: no cover - message only
@@ -1184,6 +1184,14 @@ def _check_ctc_inputs(labels, labels_len, logits, logits_len, warn_infeasible=Fa
         raise ValueError("logits must have at least one class (C >= 1)")
     if logits.shape[0] == 0:
         return labels, labels_len, logits, logits_len
+    if not deferred and device.type == "cpu":
+        # The C kernel makes the checks below in one pass; on any fault (or a first
+        # frame that looks like probabilities) they run to name it.
+        kernel = _kernel_backend()
+        if kernel is not None and kernel.verdict_passes(
+                kernel.check_augmented(labels, labels_len, logits, logits_len),
+                warn_infeasible):
+            return labels, labels_len, logits, logits_len
 
     width_in = labels.shape[1]
     positions = torch.arange(width_in, device=device)

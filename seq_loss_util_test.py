@@ -408,7 +408,9 @@ class BeyondTheOriginalTests(unittest.TestCase):
                 loss = S.ctc_loss(labels["SEQ_DATA"], labels["SEQ_LEN"], x,
                                   torch.full((8,), 200), exact=exact)
                 loss.sum().backward()
-            self.assertEqual(calls[0], 1, f"exact={exact}")
+            # The C kernel, where it is built, makes the checks reading memory itself: none.
+            reads = 0 if S._kernel_backend() is not None else 1
+            self.assertEqual(calls[0], reads, f"exact={exact}")
         raw = torch.randint(1, 10, (8, 20))
         raw[3, 12:] = -100  # Hugging Face's padding
         for labels_len in (None, torch.full((8,), 20)):

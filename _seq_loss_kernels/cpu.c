@@ -135,17 +135,20 @@ void FN(ctc_exp_log)(const REAL *x, int64_t n, REAL *ex, REAL *lg) {
 void FN(ctc_forward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels,
                      int64_t L, const int64_t *label_len, const int64_t *logit_len,
                      int64_t b0, int64_t b1, REAL *alpha, REAL *finals) {
-    /* The previous row with two -inf in front (s - 1 and s - 2 need no test), a skip's
-     * 0 or -inf per state and the frame's emission per state: the loop over states is
-     * then one vector loop. */
-    REAL *pad = (REAL *)malloc(sizeof(REAL) * (L + 2));
-    REAL *skip_add = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
-    REAL *em = (REAL *)malloc(sizeof(REAL) * (L > 0 ? L : 1));
-    pad[0] = pad[1] = NEG_INF;
-    REAL *prev = pad + 2;
+    /* Two rows with two -inf in front (s - 1 and s - 2 need no test), a skip's 0 or
+     * -inf per state and the frame's emission per state, all padded with -inf to a
+     * multiple of 16 states: the loops over states are then whole vector loops, with no
+     * scalar remainder (at L_b = 21 the remainder was most of a frame). Padded states
+     * stay -inf, so every valid state's value is what the unpadded loop gives. */
+    const int64_t W = (L + 15) & ~(int64_t)15;
+    REAL *pad = (REAL *)malloc(sizeof(REAL) * (2 * (W + 2) + 2 * (W > 0 ? W : 1)));
+    REAL *prev = pad + 2, *cur = pad + W + 4;
+    REAL *skip_add = pad + 2 * (W + 2), *em = skip_add + (W > 0 ? W : 1);
+    pad[0] = pad[1] = pad[W + 2] = pad[W + 3] = NEG_INF;
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t *l = labels + b * L;
         const int64_t Tb = logit_len[b], Lb = label_len[b];
+        const int64_t Lv = (Lb + 15) & ~(int64_t)15;
         const REAL *lpb = lp + b * T * C;
         REAL *ab = alpha + b * T * L;
         double total = 0;  /* the shifts: float32 would lose ~0.1 nat over 6000 frames */
@@ -154,34 +157,32 @@ void FN(ctc_forward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels
             for (int64_t i = 0; i < T * L; ++i) ab[i] = NEG_INF;
             continue;
         }
-        for (int64_t s = 0; s < Lb; ++s) {
-            skip_add[s] = (s >= 2 && (s & 1) && l[s] != l[s - 2]) ? 0 : NEG_INF;
-            prev[s] = NEG_INF;
+        for (int64_t s = 0; s < Lv; ++s) {
+            skip_add[s] = (s < Lb && s >= 2 && (s & 1) && l[s] != l[s - 2]) ? 0 : NEG_INF;
+            prev[s] = cur[s] = em[s] = NEG_INF;
         }
         prev[0] = 0;  /* the start vector: a virtual frame before t = 0 */
         for (int64_t t = 0; t < Tb; ++t) {
-            if (t > 0) memcpy(prev, ab + (t - 1) * L, sizeof(REAL) * Lb);
             const REAL *e = lpb + t * C;
-            REAL *cur = ab + t * L, m = NEG_INF;
             for (int64_t s = 0; s < Lb; ++s) em[s] = e[l[s]];
-            for (int64_t s = 0; s < Lb; ++s)
+            for (int64_t s = 0; s < Lv; ++s)
                 cur[s] = FN(lse3)(prev[s], prev[s - 1], prev[s - 2] + skip_add[s]) + em[s];
-            m = FN(row_max)(cur, Lb);
+            const REAL m = FN(row_max)(cur, Lv);
             if (m > NEG_INF) {
-                for (int64_t s = 0; s < Lb; ++s) cur[s] -= m;
+                for (int64_t s = 0; s < Lv; ++s) cur[s] -= m;
                 total += m;
             }
+            memcpy(ab + t * L, cur, sizeof(REAL) * Lb);
+            REAL *swap = prev; prev = cur; cur = swap;
         }
-        const REAL *last = Tb > 0 ? ab + (Tb - 1) * L : prev;  /* no frames: the start */
-        finals[2 * b] = (REAL)(last[Lb - 1] + total);
-        if (Lb >= 2) finals[2 * b + 1] = (REAL)(last[Lb - 2] + total);
+        /* prev: the last frame's row, or the start vector when there are no frames */
+        finals[2 * b] = (REAL)(prev[Lb - 1] + total);
+        if (Lb >= 2) finals[2 * b + 1] = (REAL)(prev[Lb - 2] + total);
         /* Padded states and frames hold -inf: alpha is a defined output, bit for bit. */
         for (int64_t t = 0; t < T; ++t)
             for (int64_t s = t < Tb ? Lb : 0; s < L; ++s) ab[t * L + s] = NEG_INF;
     }
     free(pad);
-    free(skip_add);
-    free(em);
 }
 
 /* Gradient of the loss with respect to the logits, times scale[b] (Graves et al.
@@ -193,16 +194,20 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
                       int64_t L, const int64_t *label_len, const int64_t *logit_len,
                       const REAL *alpha, const REAL *scale, int64_t b0, int64_t b1,
                       REAL *grad) {
-    REAL *beta = (REAL *)malloc(sizeof(REAL) * (L + 2));
-    REAL *next = (REAL *)malloc(sizeof(REAL) * (L + 2));
-    /* skip_back[s]: 0 where s may skip to s + 2, -inf where not; ab_s and ex: a frame's
-     * alpha + beta and exps, so that the loops over states are vector loops. */
-    REAL *skip_back = (REAL *)malloc(sizeof(REAL) * (L + 2));
-    REAL *ab_s = (REAL *)malloc(sizeof(REAL) * (L + 2));
-    REAL *ex = (REAL *)malloc(sizeof(REAL) * (L + 2));
+    /* Per-state rows padded with -inf to a multiple of 16 states (and two more for s + 1
+     * and s + 2), so that the loops over states are whole vector loops (ctc_forward). */
+    const int64_t W = ((L + 15) & ~(int64_t)15) + 2, Cv = (C + 15) & ~(int64_t)15;
+    REAL *rows = (REAL *)malloc(sizeof(REAL) * (6 * W + 2 * Cv));
+    REAL *beta = rows, *next = rows + W, *skip_back = rows + 2 * W, *ab_s = rows + 3 * W;
+    REAL *ex = rows + 4 * W, *em = rows + 5 * W;
+    /* A frame's log-probabilities and softmax times the scale, padded to whole vectors
+     * (-inf, so exp gives 0): at C = 10 the class loop was all scalar remainder. */
+    REAL *lp_row = rows + 6 * W, *soft = lp_row + Cv;
+    for (int64_t c = 0; c < Cv; ++c) lp_row[c] = NEG_INF;
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t *l = labels + b * L;
         const int64_t Tb = logit_len[b], Lb = label_len[b];
+        const int64_t Lv = (Lb + 15) & ~(int64_t)15;
         const REAL *lpb = lp + b * T * C, *ab = alpha + b * T * L;
         const REAL sc = scale[b];
         REAL *gb = grad + b * T * C;
@@ -211,43 +216,40 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
             continue;
         }
         FN(zero)(gb + Tb * C, (T - Tb) * C);
-        for (int64_t s = 0; s < Lb; ++s) {
-            beta[s] = NEG_INF;
+        for (int64_t s = 0; s < Lv + 2; ++s) {
+            beta[s] = next[s] = ab_s[s] = em[s] = NEG_INF;
             skip_back[s] = ((s & 1) && s + 2 < Lb && l[s + 2] != l[s]) ? 0 : NEG_INF;
         }
         beta[Lb - 1] = 0;
         if (Lb >= 2) beta[Lb - 2] = 0;
-        next[Lb] = next[Lb + 1] = NEG_INF;
         for (int64_t t = Tb - 1; t >= 0; --t) {
             if (t < Tb - 1) {  /* beta over frames after t, from beta of frame t + 1 */
                 const REAL *e = lpb + (t + 1) * C;
-                for (int64_t s = 0; s < Lb; ++s) next[s] = beta[s] + e[l[s]];
-                REAL m = NEG_INF;
-                for (int64_t s = 0; s < Lb; ++s)
+                for (int64_t s = 0; s < Lb; ++s) em[s] = e[l[s]];
+                for (int64_t s = 0; s < Lv; ++s) next[s] = beta[s] + em[s];
+                for (int64_t s = 0; s < Lv; ++s)
                     beta[s] = FN(lse3)(next[s], next[s + 1], next[s + 2] + skip_back[s]);
-                m = FN(row_max)(beta, Lb);
+                const REAL m = FN(row_max)(beta, Lv);
                 if (m > NEG_INF)
-                    for (int64_t s = 0; s < Lb; ++s) beta[s] -= m;
+                    for (int64_t s = 0; s < Lv; ++s) beta[s] -= m;
             }
             const REAL *a = ab + t * L, *e = lpb + t * C;
-            REAL m = NEG_INF, sum = 0;
+            REAL sum = 0;
             /* The exps in vector loops into ex; the sum and the scatter in state order. */
             for (int64_t s = 0; s < Lb; ++s) ab_s[s] = a[s] + beta[s];
-            m = FN(row_max)(ab_s, Lb);
-            for (int64_t s = 0; s < Lb; ++s) ex[s] = EXP(ab_s[s] - m);
+            const REAL m = FN(row_max)(ab_s, Lv);
+            for (int64_t s = 0; s < Lv; ++s) ex[s] = EXP(ab_s[s] - m);
             for (int64_t s = 0; s < Lb; ++s) sum += ex[s];
-            const REAL log_z = m + LOG(sum);
+            /* the posterior (eq. 14) times the scale: one exp per state, not two */
+            const REAL w = sc / sum;
             REAL *g = gb + t * C;
-            for (int64_t c = 0; c < C; ++c) g[c] = EXP(e[c]) * sc;
-            for (int64_t s = 0; s < Lb; ++s) ex[s] = EXP(ab_s[s] - log_z) * sc;
-            for (int64_t s = 0; s < Lb; ++s) g[l[s]] -= ex[s];
+            memcpy(lp_row, e, sizeof(REAL) * C);
+            for (int64_t c = 0; c < Cv; ++c) soft[c] = EXP(lp_row[c]) * sc;
+            memcpy(g, soft, sizeof(REAL) * C);
+            for (int64_t s = 0; s < Lb; ++s) g[l[s]] -= ex[s] * w;
         }
     }
-    free(beta);
-    free(next);
-    free(skip_back);
-    free(ab_s);
-    free(ex);
+    free(rows);
 }
 
 /* The most probable alignment (Viterbi) for examples b0 <= b < b1. back (B, T, L)
@@ -474,7 +476,7 @@ int FN(ctc_band_backtrace)(const uint8_t *back, int64_t T, const int64_t *lo, in
  * training step on CPU is these calls and the recursions, not ~80 small ATen ops. The
  * verdict bits are verdict.py's. */
 enum { V_GAP = 1, V_LABELS_LEN = 2, V_LOGITS_LEN = 4, V_BAD_ID = 8, V_NOT_PROBABILITIES = 16,
-       V_INFEASIBLE = 32 };
+       V_INFEASIBLE = 32, V_EVEN_LENGTH = 64, V_NOT_AUGMENTED = 128 };
 
 /* CtcLossModule's raw labels (B, U) (negative ids pad them, or labels_len cuts them;
  * NULL for none) to blank-augmented labels aug (B, 2U + 1) (0 past 2 n + 1) and aug_len,
@@ -542,10 +544,86 @@ void FN(ctc_prepare)(const int64_t *labels, int64_t slb, int64_t slu, const int6
     *verdict |= all;
 }
 
+/* ctc_loss's checks of its blank-augmented labels (B, L), as verdict bits: lengths
+ * within their axes and each labels_len odd, ids in [0, C), the blank (example 0's
+ * first id) at every even position and at no odd one, a negative (or NaN) score in some
+ * example's first frame, and whether an example has fewer frames than U + adjacent
+ * repeats. One pass over what the general path's ATen checks read; any fault bit sends
+ * the call to them, which name it. */
+void FN(ctc_check_augmented)(const int64_t *labels, int64_t slb, int64_t slu,
+                             const int64_t *labels_len, const REAL *logits, int64_t sxb,
+                             int64_t sxc, const int64_t *logits_len, int64_t B, int64_t L,
+                             int64_t T, int64_t C, int32_t *verdict) {
+    int32_t all = T == 0 ? V_NOT_PROBABILITIES : 0;
+    const int64_t blank = L > 0 ? labels[0] : 0;
+    for (int64_t b = 0; b < B; ++b) {
+        const int64_t *row = labels + b * slb;
+        int32_t bits = 0;
+        int64_t n = labels_len[b];
+        if (n < 0 || n > L) bits |= V_LABELS_LEN;
+        if (n % 2 == 0) bits |= V_EVEN_LENGTH;
+        n = n < 0 ? 0 : (n > L ? L : n);
+        int64_t repeats = 0;
+        for (int64_t j = 0; j < n; ++j) {
+            const int64_t id = row[j * slu];
+            if (id < 0 || id >= C) bits |= V_BAD_ID;
+            if ((id == blank) != (j % 2 == 0)) bits |= V_NOT_AUGMENTED;
+            if (j >= 2 && (j & 1) && id == row[(j - 2) * slu]) ++repeats;
+        }
+        const int64_t n_frames = logits_len[b];
+        if (n_frames < 0 || n_frames > T) bits |= V_LOGITS_LEN;
+        if (n_frames < (labels_len[b] - 1) / 2 + repeats) bits |= V_INFEASIBLE;
+        if (n_frames > 0 && n_frames <= T)
+            for (int64_t c = 0; c < C; ++c) {
+                const REAL x = logits[b * sxb + c * sxc];
+                if (x < 0 || x != x) bits |= V_NOT_PROBABILITIES;
+            }
+        all |= bits;
+    }
+    *verdict = all;
+}
+
+/* log_softmax of logits x (B, T, C) over classes into lp, and bad (B, T) as
+ * ctc_bad_frames writes it, rows b0 <= b < b1, in one pass: at small batches torch's
+ * log_softmax and a separate scan were most of a step's fixed cost. The sum of exps in
+ * 16 running sums (a vector loop; a fixed order, so reproducible). A NaN or +inf logit,
+ * or a row of -inf, gives a row of NaN, as torch's does (and a bad frame). */
+void FN(ctc_log_softmax)(const REAL *x, int64_t T, int64_t C, const int64_t *frames,
+                         int64_t b0, int64_t b1, REAL *lp, uint8_t *bad) {
+    const int64_t C16 = C & ~(int64_t)15;
+    for (int64_t b = b0; b < b1; ++b)
+        for (int64_t t = 0; t < T; ++t) {
+            const REAL *row = x + (b * T + t) * C;
+            REAL *out = lp + (b * T + t) * C;
+            const REAL m = FN(row_max)(row, C);
+            int nan = 0;
+            for (int64_t c = 0; c < C; ++c) nan |= row[c] != row[c];
+            if (nan || m == (REAL)INFINITY || m == -(REAL)INFINITY) {
+                /* torch's row: all NaN (no exp of a NaN difference is ever taken) */
+                for (int64_t c = 0; c < C; ++c) out[c] = (REAL)NAN;
+                bad[b * T + t] = (uint8_t)(C > 0 && t < frames[b]);
+                continue;
+            }
+            REAL part[16], sum = 0;
+            for (int k = 0; k < 16; ++k) part[k] = 0;
+            for (int64_t c = 0; c < C16; c += 16)
+                for (int k = 0; k < 16; ++k) part[k] += EXP(row[c + k] - m);
+            for (int64_t c = C16; c < C; ++c) sum += EXP(row[c] - m);
+            for (int k = 0; k < 16; ++k) sum += part[k];
+            const REAL lse = m + LOG(sum);
+            int poisoned = 0;
+            for (int64_t c = 0; c < C; ++c) {
+                out[c] = row[c] - lse;
+                poisoned |= out[c] != out[c];
+            }
+            bad[b * T + t] = (uint8_t)(poisoned && t < frames[b]);
+        }
+}
+
 /* bad (B, T): whether each frame of the log-probabilities lp (B, T, C) is within
  * frames[b] and holds a NaN (a NaN or +inf logit, or every class -inf): what poisons an
- * example. The log-softmax itself is torch's (vectorised and threaded already, and the
- * general path's, value for value). Rows b0 <= b < b1. */
+ * example. Above ctc_log_softmax's size the log-softmax is torch's (vectorised and
+ * threaded), and this scans it. Rows b0 <= b < b1. */
 void FN(ctc_bad_frames)(const REAL *lp, int64_t T, int64_t C, const int64_t *frames,
                         int64_t b0, int64_t b1, uint8_t *bad) {
     for (int64_t b = b0; b < b1; ++b)

@@ -312,33 +312,48 @@ if triton is not None:
     @triton.jit
     def ctc_grad_kernel(lp_ptr, labels_len_ptr, logits_len_ptr, alpha_ptr, beta_ptr, scale_ptr,
                         order_ptr, sorted_labels_ptr, grad_ptr, B, T, C, L, frames_per_program,
-                        BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+                        BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr, ROWS: tl.constexpr):
         """``frames_per_program`` frames of one example's gradient, ``softmax -
         posterior`` (Graves et al. 2006, eq. 16) times the example's scale; the programs
         cover every (example, frame chunk) in parallel. The states are visited in an
         order sorted by class (``order``, made by the backward prologue kernel), read
         once a program, so each class's posteriors are summed by one segmented scan in
-        a fixed order: no atomics, and the gradient is bitwise reproducible."""
+        a fixed order: no atomics, and the gradient is bitwise reproducible.
+
+        The sorted states form a (ROWS, BLOCK_S // ROWS) tile, sorted position
+        ``k = column * ROWS + row``: each thread holds ROWS consecutive positions, so
+        the scan runs in-thread down each column, then once across the columns' totals
+        (a 1-D scan over BLOCK_S positions scanned each thread's eight separately across
+        the warp: eight times the shuffles)."""
         chunks = tl.cdiv(T, frames_per_program)
         b = tl.program_id(0).to(tl.int64) // chunks
         t0 = (tl.program_id(0).to(tl.int64) % chunks) * frames_per_program
-        s = tl.arange(0, BLOCK_S)
+        COLS: tl.constexpr = BLOCK_S // ROWS
+        row = tl.arange(0, ROWS)[:, None]
+        col = tl.arange(0, COLS)[None, :]
+        k = col * ROWS + row  # sorted position, (ROWS, COLS)
         cls = tl.arange(0, BLOCK_C)
         n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
         n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0)
         scale = tl.load(scale_ptr + b, mask=b < B, other=0.0)
         # scale == 0 (a loss not counted), no states or a padded frame: exactly 0.
         counted = (n_states > 0) & (scale != 0)
-        # Lane i holds state order[i]: the posterior (eq. 14) is computed in class order
-        # directly, alpha + beta - emission, normalised over the frame.
-        valid = s < n_states
-        state = tl.load(order_ptr + b * L + s, mask=valid, other=0)
-        cls_sorted = tl.load(sorted_labels_ptr + b * L + s, mask=valid, other=-1)
-        cls_before = tl.load(sorted_labels_ptr + b * L + s - 1, mask=valid & (s >= 1), other=-1)
-        cls_after = tl.load(sorted_labels_ptr + b * L + s + 1, mask=valid & (s + 1 < n_states),
-                            other=-1)
-        seg_start = ((s == 0) | (cls_sorted != cls_before)).to(tl.int32)
-        seg_end = valid & ((s + 1 >= n_states) | (cls_sorted != cls_after))
+        # Position k sits at (k % ROWS) * COLS + k // ROWS of the prologue's rows.
+        sorted_row = sorted_labels_ptr + b * BLOCK_S
+        valid = k < n_states
+        # int32 from here: eight of each a thread, half the registers of int64.
+        state = tl.load(order_ptr + b * BLOCK_S + row * COLS + col, mask=valid,
+                        other=0).to(tl.int32)
+        cls_sorted = tl.load(sorted_row + row * COLS + col, mask=valid, other=-1).to(tl.int32)
+        before = k - 1
+        cls_before = tl.load(sorted_row + (before % ROWS) * COLS + before // ROWS,
+                             mask=valid & (k >= 1), other=-1)
+        after = k + 1
+        cls_after = tl.load(sorted_row + (after % ROWS) * COLS + after // ROWS,
+                            mask=valid & (after < n_states), other=-1)
+        seg_start = ((k == 0) | (cls_sorted != cls_before)).to(tl.int32)
+        seg_end = valid & ((after >= n_states) | (cls_sorted != cls_after))
+        columns = tl.arange(0, COLS)
         for t in range(t0, tl.minimum(t0 + frames_per_program, T)):
             active = counted & (t < n_frames)
             lp_row = lp_ptr + (b * T + t) * C
@@ -359,11 +374,18 @@ if triton is not None:
                 # which the frame's max removes.
                 ab = tl.where(emits, log_a + log_b - tl.where(emits, emit, 0.0) * LOG2E,
                               float("-inf"))
-                m = tl.max(ab, axis=0)
+                m = tl.max(tl.max(ab, axis=0), axis=0)
                 m = tl.where(m == float("-inf"), 0.0, m)
                 weight = tl.exp2(ab - m)
-                posterior = weight * (scale / tl.sum(weight, axis=0))
-                summed, _ = tl.associative_scan((posterior, seg_start), 0, _segment_add)
+                posterior = weight * (scale / tl.sum(tl.sum(weight, axis=0), axis=0))
+                # Down each column (in-thread), then across the columns' totals.
+                down, started = tl.associative_scan((posterior, seg_start), 0, _segment_add)
+                total = tl.sum(tl.where(row == ROWS - 1, down, 0.0), axis=0)  # (COLS,)
+                opened = tl.max(tl.where(row == ROWS - 1, started, 0), axis=0)
+                across, _ = tl.associative_scan((total, opened), 0, _segment_add)
+                carry = tl.gather(across, tl.maximum(columns - 1, 0), 0)  # the column before
+                carry = tl.where(columns == 0, 0.0, carry)
+                summed = tl.where(started != 0, down, down + carry[None, :])
                 tl.debug_barrier()  # the softmax row is written before the label classes' fix
                 tl.store(grad_row + cls_sorted, tl.exp(emit) * scale - summed, mask=seg_end)
 
@@ -495,7 +517,7 @@ class TritonBackend:
         ctc_grad_kernel[(batch * triton.cdiv(frames, per),)](
             log_probs, labels_len, logits_len, alpha, beta, scale, order, sorted_labels, grad,
             batch, frames, classes, width, per, BLOCK_S=block, BLOCK_C=block_c,
-            num_warps=grad_warps(block, block_c))
+            ROWS=triton_wrapper.GRAD_ROWS, num_warps=grad_warps(block, block_c))
         return grad
 
     @staticmethod
@@ -543,8 +565,9 @@ def aot_compile(target=None, blocks=None) -> list:
         *[(ctc_grad_kernel, dict(lp_ptr=fp32, **lengths, alpha_ptr=fp32, beta_ptr=fp32,
                                  scale_ptr=fp32, order_ptr=i64, sorted_labels_ptr=i64,
                                  grad_ptr=fp32, **scalars, frames_per_program="i64",
-                                 BLOCK_S="constexpr",
-                                 BLOCK_C="constexpr"), {"BLOCK_C": block_c},
+                                 BLOCK_S="constexpr", BLOCK_C="constexpr",
+                                 ROWS="constexpr"),
+           {"BLOCK_C": block_c, "ROWS": triton_wrapper.GRAD_ROWS},
            lambda block, block_c=block_c: grad_warps(block, block_c), f"[BLOCK_C={block_c}]")
           for block_c in (128, 1024)],
         (ctc_viterbi_kernel, dict(lp_ptr=fp32, labels_ptr=i64, **lengths, back_ptr="*u8",

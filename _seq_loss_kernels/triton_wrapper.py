@@ -39,6 +39,10 @@ try:
 except ImportError:  # pragma: no cover - the Triton backend is then unavailable
     triton = None
 
+# Consecutive class-sorted states a thread of the gradient kernel holds: its segmented
+# scan is then in-thread for them, and crosses threads once per column.
+GRAD_ROWS = 8
+
 if triton is not None:
     # The same bits as constants the kernels may read.
     _GAP, _LABELS_LEN, _LOGITS_LEN, _BAD_ID = (tl.constexpr(GAP), tl.constexpr(LABELS_LEN),
@@ -181,7 +185,8 @@ if triton is not None:
     @triton.jit
     def ctc_backward_prologue_kernel(grad_loss_ptr, stride_g, counted_ptr, poisoned_ptr,
                                      labels_ptr, labels_len_ptr, scale_ptr, order_ptr,
-                                     sorted_labels_ptr, L, C, BLOCK_S: tl.constexpr):
+                                     sorted_labels_ptr, L, C, BLOCK_S: tl.constexpr,
+                                     ROWS: tl.constexpr):
         """One example's gradient scale, and its states in class order (stable)."""
         b = tl.program_id(0).to(tl.int64)
         g = tl.load(grad_loss_ptr + b * stride_g).to(tl.float32)
@@ -197,8 +202,12 @@ if triton is not None:
         # states sort last (class C), lanes past L after them.
         key = tl.where(s < n_states, label, C) * BLOCK_S + s
         key = tl.sort(tl.where(s < L, key, (C + 1) * BLOCK_S))
-        tl.store(order_ptr + b * L + s, key % BLOCK_S, mask=s < L)
-        tl.store(sorted_labels_ptr + b * L + s, key // BLOCK_S, mask=s < L)
+        # Sorted position k is kept at (k % ROWS) * (BLOCK_S // ROWS) + k // ROWS: the
+        # gradient kernel's (ROWS, BLOCK_S // ROWS) tile, ROWS consecutive positions a
+        # thread, reads it with contiguous columns (triton_ctc.ctc_grad_kernel).
+        at = (s % ROWS) * (BLOCK_S // ROWS) + s // ROWS
+        tl.store(order_ptr + b * BLOCK_S + at, key % BLOCK_S)
+        tl.store(sorted_labels_ptr + b * BLOCK_S + at, key // BLOCK_S)
 
 
 def _pow2(n: int, least: int = 1) -> int:
@@ -273,16 +282,16 @@ def finish_loss(final_a, final_b, bad, labels_len, logits_len, exact: bool,
 
 def backward_prologue(grad_loss, counted, poisoned, labels, labels_len, classes: int,
                       block_s: int):
-    """``(scale (B,) float32, order (B, L), sorted_labels (B, L))`` for the gradient
-    kernel: see ``ctc_backward_prologue_kernel``."""
+    """``(scale (B,) float32, order (B, BLOCK_S), sorted_labels (B, BLOCK_S))`` for the
+    gradient kernel, in its tile's order: see ``ctc_backward_prologue_kernel``."""
     batch, width = labels.shape
     scale = torch.empty(batch, dtype=torch.float32, device=labels.device)
-    order = torch.empty(batch, width, dtype=torch.long, device=labels.device)
+    order = torch.empty(batch, block_s, dtype=torch.long, device=labels.device)
     sorted_labels = torch.empty_like(order)
     if batch:
         ctc_backward_prologue_kernel[(batch,)](
             grad_loss, grad_loss.stride(0), counted, poisoned, labels, labels_len, scale,
-            order, sorted_labels, width, classes, BLOCK_S=block_s,
+            order, sorted_labels, width, classes, BLOCK_S=block_s, ROWS=GRAD_ROWS,
             num_warps=min(8, max(1, block_s // 32)))
     return scale, order, sorted_labels
 
@@ -325,6 +334,7 @@ def aot_configs() -> list:
         (ctc_loss_epilogue_kernel, epilogue,
          lambda block: dict(EXACT=True, ZERO_INFINITY=False, BLOCK_T=1024), lambda block: 4,
          ""),
-        (ctc_backward_prologue_kernel, prologue, lambda block: dict(BLOCK_S=block),
+        (ctc_backward_prologue_kernel, prologue,
+         lambda block: dict(BLOCK_S=block, ROWS=GRAD_ROWS),
          lambda block: min(8, max(1, block // 32)), ""),
     ]

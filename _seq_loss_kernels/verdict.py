@@ -11,11 +11,15 @@ LOGITS_LEN = 4  # logits_len < 0 or > T
 BAD_ID = 8  # a label id outside the vocabulary, or the blank
 NOT_PROBABILITIES = 16  # some example's first frame has a negative (or NaN) score
 INFEASIBLE = 32  # T_b < U_b + adjacent repeats: no alignment exists
+# ctc_loss's own check of blank-augmented labels (check_augmented) adds:
+EVEN_LENGTH = 64  # labels_len even: not 2U + 1
+NOT_AUGMENTED = 128  # a non-blank at an even position, or the blank at an odd one
 
 
 def verdict_passes(bits: int, warn_infeasible: bool) -> bool:
     """Whether the word lets the call take the fused path: no fault, an infeasible
     example only where the loss would not warn of it, and a first frame that does not
     look like probabilities."""
-    faults = GAP | LABELS_LEN | LOGITS_LEN | BAD_ID | (INFEASIBLE if warn_infeasible else 0)
+    faults = (GAP | LABELS_LEN | LOGITS_LEN | BAD_ID | EVEN_LENGTH | NOT_AUGMENTED
+              | (INFEASIBLE if warn_infeasible else 0))
     return not bits & faults and bool(bits & NOT_PROBABILITIES)

@@ -48,10 +48,11 @@ def test_a_training_step_is_a_handful_of_aten_ops(monkeypatch):
     with count:
         module(logits, labels, frames).backward()
     assert len(count.ops) <= 15, count.ops
-    # The verdict's zero fill and its one read, torch's log-softmax, the mean reduction,
-    # autograd's seed and the mean's backward.
-    assert count.ops == ["zeros", "_local_scalar_dense", "_log_softmax", "div", "mean",
-                         "ones_like", "div", "div"], count.ops
+    # The verdict's zero fill and its one read, the mean reduction, autograd's seed and
+    # the mean's backward (the log-softmax is the kernel's at this size, torch's above
+    # 65536 values).
+    assert count.ops == ["zeros", "_local_scalar_dense", "div", "mean", "ones_like", "div",
+                         "div"], count.ops
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -100,3 +101,110 @@ def test_faults_get_the_general_paths_message(monkeypatch, fault):
             S.CtcLossModule()(logits, labels, frames, labels_len)
         messages.append(str(raised.value))
     assert messages[0] == messages[1], messages
+
+
+# ---------------------------------------------------------------- ctc_loss's checks in C
+def augmented(seed=0, batch_size=5, classes=7):
+    g = torch.Generator().manual_seed(seed)
+    raw = torch.randint(1, classes, (batch_size, 6), generator=g)
+    raw[:, 2] = raw[:, 1]  # an adjacent repeat in every example
+    raw_len = torch.tensor([6, 3, 0, 6, 5][:batch_size])
+    aug = S.to_blank_augmented_labels({"SEQ_DATA": raw - 1, "SEQ_LEN": raw_len}, 0)
+    logits = torch.randn(batch_size, 20, classes, generator=g)
+    return aug["SEQ_DATA"], aug["SEQ_LEN"], logits, torch.full((batch_size,), 20)
+
+
+def c_verdict(labels, labels_len, logits, logits_len):
+    from _seq_loss_kernels import cpu
+
+    return cpu.KernelBackend.check_augmented(labels, labels_len, logits, logits_len)
+
+
+def test_ctc_loss_checks_are_one_kernel_call_on_valid_input():
+    need_c_kernel()
+    from _seq_loss_kernels import verdict as V
+
+    labels, labels_len, logits, logits_len = augmented()
+    assert c_verdict(labels, labels_len, logits, logits_len) == V.NOT_PROBABILITIES
+    # T_b = 6 < U + repeats = 7 for the first example: infeasible, as the ATen check says.
+    logits_len[0] = 6
+    assert c_verdict(labels, labels_len, logits, logits_len) == \
+        V.NOT_PROBABILITIES | V.INFEASIBLE
+    logits_len[0] = 7
+    assert c_verdict(labels, labels_len, logits, logits_len) == V.NOT_PROBABILITIES
+    # Softmax outputs in every first frame: no negative score.
+    assert c_verdict(labels, labels_len, logits.softmax(-1), logits_len) == 0
+    # Strided labels and int32 lengths read the same.
+    wide = torch.zeros(labels.shape[0], 2 * labels.shape[1], dtype=torch.long)
+    wide[:, ::2] = labels
+    assert c_verdict(wide[:, ::2], labels_len.int(), logits, logits_len.int()) == \
+        V.NOT_PROBABILITIES
+
+
+@pytest.mark.parametrize("fault", ["even", "long_labels", "negative_frames", "long_frames",
+                                   "bad_id", "blank_at_odd", "label_at_even"])
+def test_each_fault_sets_its_bit_and_gets_the_general_message(monkeypatch, fault):
+    need_c_kernel()
+    from _seq_loss_kernels import verdict as V
+
+    labels, labels_len, logits, logits_len = augmented()
+    bit = {"even": V.EVEN_LENGTH, "long_labels": V.LABELS_LEN,
+           "negative_frames": V.LOGITS_LEN, "long_frames": V.LOGITS_LEN,
+           "bad_id": V.BAD_ID, "blank_at_odd": V.NOT_AUGMENTED,
+           "label_at_even": V.NOT_AUGMENTED}[fault]
+    if fault == "even":
+        labels_len[1] = 6
+    elif fault == "long_labels":
+        labels_len[3] = labels.shape[1] + 2
+    elif fault == "negative_frames":
+        logits_len[2] = -1
+    elif fault == "long_frames":
+        logits_len[2] = 21
+    elif fault == "bad_id":
+        labels[3, 5] = 7
+    elif fault == "blank_at_odd":
+        labels[4, 3] = 0
+    else:
+        labels[0, 4] = 2
+    assert c_verdict(labels, labels_len, logits, logits_len) & bit
+    with pytest.raises(ValueError) as fused:
+        S.ctc_loss(labels, labels_len, logits, logits_len)
+    monkeypatch.setenv("SEQ_LOSS_UTIL_KERNEL", "0")
+    with pytest.raises(ValueError) as general:
+        S.ctc_loss(labels, labels_len, logits, logits_len)
+    assert str(fused.value) == str(general.value)
+
+
+def test_ctc_loss_function_step_is_few_aten_ops(monkeypatch):
+    need_c_kernel()
+    monkeypatch.setenv("SEQ_LOSS_UTIL_BACKEND", "c-kernel")
+    labels, labels_len, logits, logits_len = augmented()
+    logits.requires_grad_(True)
+    S.ctc_loss(labels, labels_len, logits, logits_len, exact=True).sum().backward()
+    count = Count()
+    with count:
+        S.ctc_loss(labels, labels_len, logits, logits_len, exact=True).sum().backward()
+    # The sum, autograd's seed and the gradient's accumulation into .grad: the checks
+    # were some 20 ATen ops (comparisons, reductions, a stack and its read).
+    assert count.ops == ["sum", "ones_like", "add_"], count.ops
+
+
+def test_the_kernels_log_softmax_equals_torchs_with_its_nans():
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(3, 40, 37, generator=g) * 8  # 37 classes: a vector and a remainder
+    logits[0, 5, 2] = float("nan")
+    logits[1, 6, 0] = float("inf")
+    logits[2, 7] = float("-inf")  # a frame where every class is impossible
+    logits[2, 8, :30] = float("-inf")
+    logits[1, 39, 1] = float("nan")  # past example 1's frames: not bad
+    frames = torch.tensor([40, 30, 40])
+    log_probs, bad = cpu.backend().log_softmax(logits, frames)
+    want = torch.log_softmax(logits, dim=2)
+    torch.testing.assert_close(log_probs, want, rtol=2e-6, atol=2e-6, equal_nan=True)
+    assert torch.equal(log_probs.isnan(), want.isnan())
+    expected = torch.zeros(3, 40, dtype=torch.bool)
+    expected[0, 5] = expected[1, 6] = expected[2, 7] = True
+    assert torch.equal(bad, expected)

@@ -211,6 +211,8 @@ PLANTED_C = textwrap.dedent("""
     void ctc_bad_frames_f32(void) {}  void ctc_bad_frames_f64(void) {}
     void ctc_finish_loss_f32(void) {}  void ctc_finish_loss_f64(void) {}
     void ctc_grad_scale_f32(void) {}  void ctc_grad_scale_f64(void) {}
+    void ctc_check_augmented_f32(void) {}  void ctc_check_augmented_f64(void) {}
+    void ctc_log_softmax_f32(void) {}  void ctc_log_softmax_f64(void) {}
 """)
 
 # The loss of a random batch next to native CTC in float64, and every warning.

@@ -220,7 +220,15 @@ def test_backward_prologue_sorts_states_stably_and_scales(glue):
                                                          labels_len, 4, 16)
     keys = torch.where(torch.arange(7) < labels_len[:, None], labels, 4)
     want_labels, want_order = torch.sort(keys, dim=1, stable=True)
-    assert torch.equal(order, want_order) and torch.equal(sorted_labels, want_labels)
+    # Sorted position k is stored at (k % ROWS) * (16 // ROWS) + k // ROWS: the gradient
+    # kernel's tile, ROWS consecutive positions a thread.
+    rows = glue.GRAD_ROWS
+    k = torch.arange(16)
+    at = (k % rows) * (16 // rows) + k // rows
+    assert order.shape == sorted_labels.shape == (3, 16)
+    assert torch.equal(order[:, at][:, :7], want_order)
+    assert torch.equal(sorted_labels[:, at][:, :7], want_labels)
+    assert (sorted_labels[:, at][:, 7:] == 5).all()  # lanes past L sort after the padding
     assert scale[0] == 0.5 and scale[1] == 0 and math.isnan(scale[2])
     zero = glue.backward_prologue(torch.zeros(3), counted, poisoned, labels, labels_len, 4, 16)
     assert torch.equal(zero[0], torch.zeros(3))  # no gradient asked: no NaN either
