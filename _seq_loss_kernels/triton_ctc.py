@@ -5,7 +5,7 @@ two frames an iteration. The example's states live in one power-of-two register 
 (``BLOCK_S >= L``, masked past ``L_b``), one state per thread (``num_warps = BLOCK_S /
 32``, at most 32). A frame takes its neighbour states from the tile through one
 shared-memory exchange, never from global memory, and its emission was fetched two
-frames earlier: 42 to 45 SASS instructions and two barriers, plus the block max every
+frames earlier: 36 to 45 SASS instructions and two barriers, plus the block max every
 8th frame (``benchmarks/gpu_static.py`` reads this off the sm_90 code and
 ``tests/test_gpu_static.py`` holds it). The recursions work in log2 units; every load
 and store is masked.
@@ -545,7 +545,9 @@ def aot_compile(target=None, blocks=None) -> list:
     from triton.compiler import ASTSource
 
     target = target or GPUTarget("cuda", 90, 32)
-    scalars = {"B": "i64", "T": "i64", "C": "i64", "L": "i64"}
+    # i32, as the JIT specialises them at run time (any size below 2**31; the kernels
+    # widen the offsets that need it through the int64 program ids).
+    scalars = {"B": "i32", "T": "i32", "C": "i32", "L": "i32"}
     fp32, i64 = "*fp32", "*i64"
     lengths = dict(labels_len_ptr=i64, logits_len_ptr=i64)
     # (kernel, signature, constants (with BLOCK_S, or from it), warps from BLOCK_S, the
