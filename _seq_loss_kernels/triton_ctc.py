@@ -354,8 +354,24 @@ if triton is not None:
         seg_start = ((k == 0) | (cls_sorted != cls_before)).to(tl.int32)
         seg_end = valid & ((after >= n_states) | (cls_sorted != cls_after))
         columns = tl.arange(0, COLS)
-        for t in range(t0, tl.minimum(t0 + frames_per_program, T)):
+        t_end = tl.minimum(t0 + frames_per_program, T)
+        # Each frame's gathers are issued one frame ahead, so their latency overlaps the
+        # previous frame's reductions and scan.
+        ahead = valid & counted & (t0 < n_frames)
+        next_a = tl.load(alpha_ptr + (b * T + t0) * L + state, mask=ahead, other=float("-inf"))
+        next_b = tl.load(beta_ptr + (b * T + t0) * L + state, mask=ahead, other=float("-inf"))
+        next_e = tl.load(lp_ptr + (b * T + t0) * C + cls_sorted, mask=ahead,
+                         other=float("-inf"))
+        for t in range(t0, t_end):
             active = counted & (t < n_frames)
+            log_a, log_b, emit = next_a, next_b, next_e
+            ahead = valid & counted & (t + 1 < n_frames) & (t + 1 < t_end)
+            next_a = tl.load(alpha_ptr + (b * T + t + 1) * L + state, mask=ahead,
+                             other=float("-inf"))
+            next_b = tl.load(beta_ptr + (b * T + t + 1) * L + state, mask=ahead,
+                             other=float("-inf"))
+            next_e = tl.load(lp_ptr + (b * T + t + 1) * C + cls_sorted, mask=ahead,
+                             other=float("-inf"))
             lp_row = lp_ptr + (b * T + t) * C
             grad_row = grad_ptr + (b * T + t) * C
             for c0 in range(0, C, BLOCK_C):
@@ -363,11 +379,6 @@ if triton is not None:
                 lp = tl.load(lp_row + c, mask=(c < C) & active, other=float("-inf"))
                 tl.store(grad_row + c, tl.where(active, tl.exp(lp) * scale, 0.0), mask=c < C)
             if active:
-                log_a = tl.load(alpha_ptr + (b * T + t) * L + state, mask=valid,
-                                other=float("-inf"))
-                log_b = tl.load(beta_ptr + (b * T + t) * L + state, mask=valid,
-                                other=float("-inf"))
-                emit = tl.load(lp_row + cls_sorted, mask=valid, other=float("-inf"))
                 # A state that cannot emit here (-inf) has posterior 0, not -inf - -inf.
                 emits = valid & (emit > float("-inf"))
                 # alpha and beta are in log2 units, each row up to an offset of its own,
