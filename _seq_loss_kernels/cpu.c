@@ -478,6 +478,15 @@ int FN(ctc_band_backtrace)(const uint8_t *back, int64_t T, const int64_t *lo, in
 enum { V_GAP = 1, V_LABELS_LEN = 2, V_LOGITS_LEN = 4, V_BAD_ID = 8, V_NOT_PROBABILITIES = 16,
        V_INFEASIBLE = 32, V_EVEN_LENGTH = 64, V_NOT_AUGMENTED = 128 };
 
+/* Whether an example's first frame (C scores, stride sxc) has a negative or NaN score:
+ * logits and log-probabilities almost always do; where no example does, the general
+ * path looks at every frame for probabilities passed as logits. */
+static inline int FN(first_frame_negative)(const REAL *x, int64_t sxc, int64_t C) {
+    int negative = 0;
+    for (int64_t c = 0; c < C; ++c) negative |= x[c * sxc] < 0 || x[c * sxc] != x[c * sxc];
+    return negative;
+}
+
 /* CtcLossModule's raw labels (B, U) (negative ids pad them, or labels_len cuts them;
  * NULL for none) to blank-augmented labels aug (B, 2U + 1) (0 past 2 n + 1) and aug_len,
  * the frames (logits_len clamped to [0, T], or T), the loss normaliser max(n, 1), and
@@ -516,15 +525,8 @@ void FN(ctc_prepare)(const int64_t *labels, int64_t slb, int64_t slu, const int6
             n_frames = n_frames < 0 ? 0 : (n_frames > T ? T : n_frames);
         }
         if (n_frames < n + repeats) bits |= V_INFEASIBLE;
-        /* Logits and log-probabilities almost always have a negative score in the first
-         * frame; where no example does, the general path looks at every frame. */
-        int negative = T == 0;
-        if (n_frames > 0)
-            for (int64_t c = 0; c < C; ++c) {
-                const REAL x = logits[b * sxb + c * sxc];
-                negative |= x < 0 || x != x;
-            }
-        if (negative) bits |= V_NOT_PROBABILITIES;
+        if (T == 0 || (n_frames > 0 && FN(first_frame_negative)(logits + b * sxb, sxc, C)))
+            bits |= V_NOT_PROBABILITIES;
         all |= bits;
         int64_t *a = aug + b * (2 * U + 1);
         for (int64_t j = 0; j < 2 * U + 1; ++j) {
@@ -573,11 +575,8 @@ void FN(ctc_check_augmented)(const int64_t *labels, int64_t slb, int64_t slu,
         const int64_t n_frames = logits_len[b];
         if (n_frames < 0 || n_frames > T) bits |= V_LOGITS_LEN;
         if (n_frames < (labels_len[b] - 1) / 2 + repeats) bits |= V_INFEASIBLE;
-        if (n_frames > 0 && n_frames <= T)
-            for (int64_t c = 0; c < C; ++c) {
-                const REAL x = logits[b * sxb + c * sxc];
-                if (x < 0 || x != x) bits |= V_NOT_PROBABILITIES;
-            }
+        if (n_frames > 0 && n_frames <= T && FN(first_frame_negative)(logits + b * sxb, sxc, C))
+            bits |= V_NOT_PROBABILITIES;
         all |= bits;
     }
     *verdict = all;
@@ -610,13 +609,10 @@ void FN(ctc_log_softmax)(const REAL *x, int64_t T, int64_t C, const int64_t *fra
                 for (int k = 0; k < 16; ++k) part[k] += EXP(row[c + k] - m);
             for (int64_t c = C16; c < C; ++c) sum += EXP(row[c] - m);
             for (int k = 0; k < 16; ++k) sum += part[k];
+            /* No NaN and a finite max: the sum is in [1, C], so no output is NaN. */
             const REAL lse = m + LOG(sum);
-            int poisoned = 0;
-            for (int64_t c = 0; c < C; ++c) {
-                out[c] = row[c] - lse;
-                poisoned |= out[c] != out[c];
-            }
-            bad[b * T + t] = (uint8_t)(poisoned && t < frames[b]);
+            for (int64_t c = 0; c < C; ++c) out[c] = row[c] - lse;
+            bad[b * T + t] = 0;
         }
 }
 

@@ -512,6 +512,14 @@ def _sfx(dtype) -> str:
     return _KERNEL_VARIANTS[dtype][0]
 
 
+def _first_frame(logits):
+    """``(first, compute)``: the dtype the kernel computes in for these logits, and
+    logits the checks may read each example's first frame of in it (only that frame is
+    converted from other dtypes)."""
+    compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    return (logits if logits.dtype == compute else logits[:, :1].to(compute)), compute
+
+
 class KernelBackend:
     """The compiled kernel on CPU tensors, float32 or float64. It also does what
     surrounds the recursions (``fuses_wrapper``): CtcLossModule's label preparation and
@@ -531,9 +539,7 @@ class KernelBackend:
         verdict (1,) int32)``, as triton_wrapper.prepare_batch_first."""
         batch, frames, classes = logits.shape
         width = labels.shape[1]
-        compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
-        # Only each example's first frame is read: other dtypes convert that frame.
-        first = logits if logits.dtype == compute else logits[:, :1].to(compute)
+        first, compute = _first_frame(logits)
         labels = labels if labels.dtype == torch.long else labels.long()
         lengths = [x if x is None or x.dtype == torch.long else x.long()
                    for x in (labels_len, logits_len)]
@@ -558,8 +564,7 @@ class KernelBackend:
         """ctc_loss's checks of its blank-augmented labels ``(B, L)`` and lengths as one
         verdict word (``verdict.py``), in one C pass instead of some 20 ATen ops."""
         batch, frames, classes = logits.shape
-        compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
-        first = logits if logits.dtype == compute else logits[:, :1].to(compute)
+        first, compute = _first_frame(logits)
         labels = labels if labels.dtype == torch.long else labels.long()
         labels_len, logits_len = (x.long().contiguous() for x in (labels_len, logits_len))
         verdict = (ctypes.c_int32 * 1)()
@@ -619,7 +624,7 @@ class KernelBackend:
         width = labels.shape[1]
         alpha = log_probs.new_empty(batch, t_max, width)  # (B, T', L)
         finals = log_probs.new_empty(batch, 2)
-        run = getattr(_kernel_lib, f"ctc_forward_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
+        run = getattr(_kernel_lib, f"ctc_forward_{_sfx(log_probs.dtype)}")
         _in_parallel(lambda b0, b1: run(
             log_probs.data_ptr(), t_max, classes, labels.data_ptr(), width,
             labels_len.data_ptr(), logits_len.data_ptr(), b0, b1, alpha.data_ptr(),
@@ -642,7 +647,7 @@ class KernelBackend:
             grad_loss.data_ptr(), grad_loss.stride(0) if grad_loss.dim() else 0,
             counted.data_ptr(), poisoned.data_ptr(), batch, scale.data_ptr())
         grad = torch.empty_like(log_probs)  # (B, T', C), written in full by the kernel
-        run = getattr(_kernel_lib, f"ctc_backward_{_KERNEL_VARIANTS[log_probs.dtype][0]}")
+        run = getattr(_kernel_lib, f"ctc_backward_{_sfx(log_probs.dtype)}")
         _in_parallel(lambda b0, b1: run(
             log_probs.data_ptr(), t_max, classes, labels.data_ptr(), width,
             labels_len.data_ptr(), logits_len.data_ptr(), alpha.data_ptr(), scale.data_ptr(),
