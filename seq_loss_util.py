@@ -626,6 +626,9 @@ def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infi
     (:func:`_state_shape`). Shapes follow the inputs', never their lengths' values, so
     an operator can declare them without reading the data.
     """
+    fused = _kernel_loss_forward(labels, labels_len, logits, logits_len, exact, zero_infinity)
+    if fused is not None:
+        return fused
     labels, labels_len, logits, logits_len = _check_ctc_inputs(
         labels, labels_len, logits, logits_len, warn_infeasible=exact and not zero_infinity)
     compute = _compute_dtype(logits.dtype)
@@ -667,6 +670,36 @@ def _loss_forward(labels, labels_len, logits, logits_len, exact: bool, zero_infi
     return loss, log_probs, alpha, counted, poisoned
 
 
+def _cpu_kernel():
+    """The C kernel where the backend choice allows it on CPU tensors, else None: the
+    same choice as :func:`_select_backend`'s, without its device and dtype steps."""
+    if os.environ.get("SEQ_LOSS_UTIL_BACKEND", "auto") not in ("auto", "c-kernel"):
+        return None
+    return _kernel_backend()
+
+
+def _kernel_loss_forward(labels, labels_len, logits, logits_len, exact: bool,
+                         zero_infinity: bool):
+    """``_loss_forward``'s result from one C call (checks, log-softmax, recursion and
+    loss) where it applies: CPU tensors of the right ranks and batch size, no checks
+    deferred by a caller, a small float32 batch (``KernelBackend.loss_forward``).
+    None otherwise, and where a check fails: the general path then names the fault."""
+    if not (torch.is_tensor(logits) and torch.is_tensor(labels) and torch.is_tensor(labels_len)
+            and torch.is_tensor(logits_len) and logits.dim() == 3 and labels.dim() == 2
+            and labels_len.dim() == 1 and logits_len.dim() == 1):
+        return None
+    batch = logits.shape[0]
+    if not (labels.shape[0] == labels_len.shape[0] == logits_len.shape[0] == batch
+            and logits.device.type == labels.device.type == labels_len.device.type
+            == logits_len.device.type == "cpu") or _DEFERRED.get():
+        return None
+    kernel = _cpu_kernel()
+    if kernel is None:
+        return None
+    return kernel.loss_forward(logits, labels, labels_len, logits_len, exact, zero_infinity,
+                               check=labels is not _PRECHECKED.get())
+
+
 def _state_shape(logits: torch.Tensor, labels: torch.Tensor, keep_beta: bool) -> tuple:
     """The shape of :func:`_loss_forward`'s state for these inputs, from shapes alone."""
     batch, frames, _ = logits.shape
@@ -681,6 +714,12 @@ def _loss_backward(grad_loss, labels, labels_len, logits_len, log_probs, alpha, 
                    poisoned) -> torch.Tensor:
     """d loss / d logits ``(B, T, C)`` in the compute dtype, for an incoming ``(B,)``
     gradient; the inputs are ``_loss_forward``'s and what it returned."""
+    if log_probs.device.type == "cpu":
+        kernel = _cpu_kernel()
+        grad = None if kernel is None else kernel.loss_backward(
+            log_probs, labels, labels_len, logits_len, alpha, counted, poisoned, grad_loss)
+        if grad is not None:
+            return grad
     labels_len, logits_len = labels_len.long().contiguous(), logits_len.long().contiguous()
     with torch.autocast(log_probs.device.type, enabled=False):
         run = _select_backend(log_probs.device, log_probs.dtype, labels.shape[1])
@@ -1086,6 +1125,8 @@ def _probability_suspects(logits: torch.Tensor, logits_len: torch.Tensor) -> tor
         return torch.zeros((), dtype=torch.bool, device=logits.device)
     first = torch.where((logits_len > 0)[:, None], logits[:, 0], 0.5)  # (B, C)
     return first.amin() >= 0
+
+
 def _looks_like_probabilities(logits: torch.Tensor, logits_len: torch.Tensor) -> bool:
     """There are valid frames, and every one lies in [0, 1] and sums to 1 (to 1e-2, for
     float16 softmax)."""

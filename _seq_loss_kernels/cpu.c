@@ -216,6 +216,10 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
             continue;
         }
         FN(zero)(gb + Tb * C, (T - Tb) * C);
+        /* Blank-augmented labels hold the blank at every even state (the callers check
+         * it); any other labels take the state-by-state scatter. */
+        int blank_even = 1;
+        for (int64_t s = 2; s < Lb; s += 2) blank_even &= l[s] == l[0];
         for (int64_t s = 0; s < Lv + 2; ++s) {
             beta[s] = next[s] = ab_s[s] = em[s] = NEG_INF;
             skip_back[s] = ((s & 1) && s + 2 < Lb && l[s + 2] != l[s]) ? 0 : NEG_INF;
@@ -245,8 +249,18 @@ void FN(ctc_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *label
             REAL *g = gb + t * C;
             memcpy(lp_row, e, sizeof(REAL) * C);
             for (int64_t c = 0; c < Cv; ++c) soft[c] = EXP(lp_row[c]) * sc;
+            if (blank_even) {
+                /* Every even state is the blank: its posterior summed in registers and
+                 * subtracted once. Subtracting it state by state chained a store and a
+                 * load of the same class through memory, Lb / 2 times a frame. */
+                REAL even = 0;
+                for (int64_t s = 0; s < Lb; s += 2) even += ex[s];
+                soft[l[0]] -= even * w;
+                for (int64_t s = 1; s < Lb; s += 2) soft[l[s]] -= ex[s] * w;
+            } else {
+                for (int64_t s = 0; s < Lb; ++s) soft[l[s]] -= ex[s] * w;
+            }
             memcpy(g, soft, sizeof(REAL) * C);
-            for (int64_t s = 0; s < Lb; ++s) g[l[s]] -= ex[s] * w;
         }
     }
     free(rows);
@@ -587,8 +601,8 @@ void FN(ctc_check_augmented)(const int64_t *labels, int64_t slb, int64_t slu,
  * log_softmax and a separate scan were most of a step's fixed cost. The sum of exps in
  * 16 running sums (a vector loop; a fixed order, so reproducible). A NaN or +inf logit,
  * or a row of -inf, gives a row of NaN, as torch's does (and a bad frame). */
-void FN(ctc_log_softmax)(const REAL *x, int64_t T, int64_t C, const int64_t *frames,
-                         int64_t b0, int64_t b1, REAL *lp, uint8_t *bad) {
+static void FN(log_softmax_rows)(const REAL *x, int64_t T, int64_t C, const int64_t *frames,
+                                 int64_t b0, int64_t b1, REAL *lp, uint8_t *bad) {
     const int64_t C16 = C & ~(int64_t)15;
     for (int64_t b = b0; b < b1; ++b)
         for (int64_t t = 0; t < T; ++t) {
@@ -614,6 +628,58 @@ void FN(ctc_log_softmax)(const REAL *x, int64_t T, int64_t C, const int64_t *fra
             for (int64_t c = 0; c < C; ++c) out[c] = row[c] - lse;
             bad[b * T + t] = 0;
         }
+}
+
+/* Rows of fewer than 32 classes, 16 rows at a time, one row a vector lane: the rows
+ * are copied transposed into a (C, 16) buffer, so that the max, the sum of exps and
+ * the log are vector operations with no horizontal reduction. A row at a time, such a
+ * row is all scalar remainder and reduction chains (58 ns a row at C = 10). Each lane
+ * sums its exps in class order. */
+static void FN(log_softmax_narrow)(const REAL *x, int64_t T, int64_t C,
+                                   const int64_t *frames, int64_t b0, int64_t b1, REAL *lp,
+                                   uint8_t *bad) {
+    REAL buf[32 * 16];
+    const int64_t r1 = b1 * T;
+    for (int64_t r0 = b0 * T; r0 < r1; r0 += 16) {
+        const int64_t n = r1 - r0 < 16 ? r1 - r0 : 16;
+        for (int64_t k = 0; k < 16; ++k)
+            for (int64_t c = 0; c < C; ++c)
+                buf[c * 16 + k] = k < n ? x[(r0 + k) * C + c] : 0;
+        REAL m[16], sum[16], lse[16];
+        int nan[16];
+        for (int k = 0; k < 16; ++k) {
+            m[k] = NEG_INF;
+            sum[k] = 0;
+            nan[k] = 0;
+        }
+        for (int64_t c = 0; c < C; ++c)
+            for (int k = 0; k < 16; ++k) {
+                const REAL v = buf[c * 16 + k];
+                m[k] = v > m[k] ? v : m[k];
+                nan[k] |= v != v;
+            }
+        for (int k = 0; k < 16; ++k)  /* torch's row for these: all NaN */
+            nan[k] |= m[k] == (REAL)INFINITY || m[k] == NEG_INF;
+        for (int64_t c = 0; c < C; ++c)
+            for (int k = 0; k < 16; ++k) sum[k] += EXP(buf[c * 16 + k] - m[k]);
+        /* No NaN and a finite max: the sum is in [1, C] (a lane with a NaN takes NaN). */
+        for (int k = 0; k < 16; ++k) lse[k] = nan[k] ? (REAL)NAN : m[k] + LOG(sum[k]);
+        for (int64_t k = 0; k < n; ++k) {
+            const int64_t r = r0 + k;
+            for (int64_t c = 0; c < C; ++c) lp[r * C + c] = buf[c * 16 + k] - lse[k];
+            bad[r] = (uint8_t)(nan[k] && r % T < frames[r / T]);
+        }
+    }
+}
+
+/* ctc_log_softmax: log_softmax of logits x (B, T, C) over classes into lp and the bad
+ * frames into bad (B, T), rows b0 <= b < b1, by the narrow or the per-row method. */
+void FN(ctc_log_softmax)(const REAL *x, int64_t T, int64_t C, const int64_t *frames,
+                         int64_t b0, int64_t b1, REAL *lp, uint8_t *bad) {
+    if (C > 0 && C < 32)
+        FN(log_softmax_narrow)(x, T, C, frames, b0, b1, lp, bad);
+    else
+        FN(log_softmax_rows)(x, T, C, frames, b0, b1, lp, bad);
 }
 
 /* bad (B, T): whether each frame of the log-probabilities lp (B, T, C) is within
@@ -669,4 +735,55 @@ void FN(ctc_grad_scale)(const REAL *grad_loss, int64_t stride, const uint8_t *co
         const REAL g = grad_loss[b * stride];
         scale[b] = poisoned[b] && g != 0 ? (REAL)NAN : (counted[b] ? g : 0);
     }
+}
+
+/* ctc_loss's whole forward pass for a small float batch in one call (the fixed cost of
+ * four calls and their tensors was a fifth of a step at (4, 50, 10, 10)): the checks of
+ * ctc_check_augmented (with check; any bit of faults, or no NOT_PROBABILITIES bit, stops
+ * the call before any id is used, and the caller takes the path that names the fault),
+ * then ctc_log_softmax, ctc_forward and ctc_finish_loss. Returns the verdict word
+ * (V_NOT_PROBABILITIES without check). All inputs contiguous: x (B, T, C), labels
+ * (B, L); lp (B, T, C), alpha (B, T, L), loss, counted and poisoned (B,) receive the
+ * outputs. -1: it could not allocate. */
+int32_t FN(ctc_loss_forward)(const REAL *x, int64_t T, int64_t C, const int64_t *labels,
+                             int64_t L, const int64_t *labels_len, const int64_t *logits_len,
+                             int64_t B, int64_t check, int32_t faults, int64_t exact,
+                             int64_t zero_infinity, REAL *lp, REAL *alpha, REAL *loss,
+                             uint8_t *counted, uint8_t *poisoned) {
+    int32_t verdict = V_NOT_PROBABILITIES;
+    if (check) {
+        FN(ctc_check_augmented)(labels, L, 1, labels_len, x, T * C, 1, logits_len, B, L, T, C,
+                                &verdict);
+        if ((verdict & faults) || !(verdict & V_NOT_PROBABILITIES)) return verdict;
+    }
+    uint8_t *bad = (uint8_t *)malloc(B * T > 0 ? (size_t)(B * T) : 1);
+    REAL *finals = (REAL *)malloc(sizeof(REAL) * 2 * (size_t)(B > 0 ? B : 1));
+    if (!bad || !finals) {  /* the caller raises MemoryError */
+        free(finals);
+        free(bad);
+        return -1;
+    }
+    FN(ctc_log_softmax)(x, T, C, logits_len, 0, B, lp, bad);
+    FN(ctc_forward)(lp, T, C, labels, L, labels_len, logits_len, 0, B, alpha, finals);
+    FN(ctc_finish_loss)(finals, bad, labels_len, logits_len, B, T, exact, zero_infinity, loss,
+                        counted, poisoned);
+    free(finals);
+    free(bad);
+    return verdict;
+}
+
+/* The gradient for ctc_loss_forward's outputs in one call: ctc_grad_scale, then
+ * ctc_backward over the whole batch into grad (B, T, C). Returns 0, or -1 where it
+ * could not allocate. */
+int FN(ctc_loss_backward)(const REAL *lp, int64_t T, int64_t C, const int64_t *labels,
+                           int64_t L, const int64_t *labels_len, const int64_t *logits_len,
+                           const REAL *alpha, const REAL *grad_loss, int64_t stride,
+                           const uint8_t *counted, const uint8_t *poisoned, int64_t B,
+                           REAL *grad) {
+    REAL *scale = (REAL *)malloc(sizeof(REAL) * (B > 0 ? (size_t)B : 1));
+    if (!scale) return -1;  /* the caller raises MemoryError */
+    FN(ctc_grad_scale)(grad_loss, stride, counted, poisoned, B, scale);
+    FN(ctc_backward)(lp, T, C, labels, L, labels_len, logits_len, alpha, scale, 0, B, grad);
+    free(scale);
+    return 0;
 }

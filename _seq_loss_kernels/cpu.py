@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .verdict import verdict_passes
+from .verdict import fault_bits, verdict_passes
 
 
 def _source() -> str:
@@ -156,7 +156,10 @@ def _bind_kernel(lib) -> bool:
                   "ctc_bad_frames": [p, i64, i64, p, i64, i64, p],
                   "ctc_log_softmax": [p, i64, i64, p, i64, i64, p, p],
                   "ctc_finish_loss": [p, p, p, p, i64, i64, i64, i64, p, p, p],
-                  "ctc_grad_scale": [p, i64, p, p, i64, p]}
+                  "ctc_grad_scale": [p, i64, p, p, i64, p],
+                  "ctc_loss_forward": [p, i64, i64, p, i64, p, p, i64, i64, ctypes.c_int32,
+                                       i64, i64, p, p, p, p, p],
+                  "ctc_loss_backward": [p, i64, i64, p, i64, p, p, p, p, i64, p, p, i64, p]}
     d = ctypes.c_double
     signatures["ctc_beam_search"] = [p, i64, i64, p, i64, i64, i64, i64, i64, i64, d, d,
                                       ctypes.POINTER(_CtcWords), p, p, p, p, p, p, p, p, p]
@@ -168,6 +171,8 @@ def _bind_kernel(lib) -> bool:
             getattr(lib, f"ctc_beam_search_{sfx}").restype = ctypes.c_int
             getattr(lib, f"ctc_beam_children_{sfx}").restype = ctypes.c_int
             getattr(lib, f"ctc_band_backtrace_{sfx}").restype = ctypes.c_int
+            getattr(lib, f"ctc_loss_forward_{sfx}").restype = ctypes.c_int32
+            getattr(lib, f"ctc_loss_backward_{sfx}").restype = ctypes.c_int
     except AttributeError:
         return False
     return True
@@ -573,6 +578,70 @@ class KernelBackend:
             first.data_ptr(), first.stride(0), first.stride(2), logits_len.data_ptr(),
             batch, labels.shape[1], frames, classes, ctypes.addressof(verdict))
         return verdict[0]
+
+    @staticmethod
+    def loss_forward(logits, labels, labels_len, logits_len, exact: bool,
+                     zero_infinity: bool, check: bool):
+        """ctc_loss's forward pass in one C call, for a small float32 batch on one
+        thread: ``(loss, log_probs, alpha, counted, poisoned)`` as ``_loss_forward``
+        returns them, or None where the inputs do not qualify or (with ``check``) the
+        verdict of ``check_augmented`` does not pass, before any label id is used; the
+        caller then takes the general path, which names the fault. The inputs must be
+        tensors of the right ranks and batch size (ctc_loss's first checks): logits
+        ``(B, T, C)``, labels ``(B, L)``, lengths ``(B,)``."""
+        batch, frames, classes = logits.shape
+        width = labels.shape[1]
+        if not (logits.dtype == torch.float32 and batch and classes
+                and batch * frames * classes < 1 << 16
+                # where _in_parallel would split the recursion over threads, it does
+                and (torch.get_num_threads() <= 1 or batch * frames * width < 50_000)
+                and labels.dtype == labels_len.dtype == logits_len.dtype == torch.long
+                and logits.is_contiguous() and labels.is_contiguous()
+                and labels_len.is_contiguous() and logits_len.is_contiguous()):
+            return None
+        log_probs = torch.empty_like(logits)  # (B, T, C)
+        alpha = torch.empty(batch, frames, width)  # (B, T, L)
+        loss = torch.empty(batch)
+        # two tensors, not views of one: an operator's outputs must not alias
+        counted = torch.empty(batch, dtype=torch.bool)
+        poisoned = torch.empty(batch, dtype=torch.bool)
+        warn = exact and not zero_infinity
+        verdict = getattr(_kernel_lib, f"ctc_loss_forward_{_sfx(logits.dtype)}")(
+            logits.data_ptr(), frames, classes, labels.data_ptr(), width,
+            labels_len.data_ptr(), logits_len.data_ptr(), batch, int(bool(check)),
+            fault_bits(warn), int(bool(exact)), int(bool(zero_infinity)),
+            log_probs.data_ptr(), alpha.data_ptr(), loss.data_ptr(), counted.data_ptr(),
+            poisoned.data_ptr())
+        if verdict == -1:
+            raise MemoryError("the CTC kernel could not allocate its scratch rows")
+        if not verdict_passes(verdict, warn):
+            return None
+        return loss, log_probs, alpha, counted, poisoned
+
+    @staticmethod
+    def loss_backward(log_probs, labels, labels_len, logits_len, alpha, counted, poisoned,
+                      grad_loss):
+        """d loss / d logits ``(B, T, C)`` for :meth:`loss_forward`'s outputs, in one C
+        call (the scale and the gradient), or None where :meth:`loss_forward` would not
+        have applied (the caller takes :meth:`backward`)."""
+        batch, frames, classes = log_probs.shape
+        if not (log_probs.dtype == torch.float32 and batch and alpha.dim() == 3
+                and (torch.get_num_threads() <= 1
+                     or batch * frames * (labels.shape[1] + classes) < 50_000)
+                and labels.dtype == labels_len.dtype == logits_len.dtype == torch.long
+                and log_probs.is_contiguous() and labels.is_contiguous()
+                and alpha.is_contiguous() and labels_len.is_contiguous()
+                and logits_len.is_contiguous() and grad_loss.dim() == 1):
+            return None
+        grad_loss = grad_loss if grad_loss.dtype == torch.float32 else grad_loss.float()
+        grad = torch.empty_like(log_probs)  # written in full by the kernel
+        if _kernel_lib.ctc_loss_backward_f32(
+                log_probs.data_ptr(), frames, classes, labels.data_ptr(), labels.shape[1],
+                labels_len.data_ptr(), logits_len.data_ptr(), alpha.data_ptr(),
+                grad_loss.data_ptr(), grad_loss.stride(0), counted.data_ptr(),
+                poisoned.data_ptr(), batch, grad.data_ptr()):
+            raise MemoryError("the CTC kernel could not allocate its scratch row")
+        return grad
 
     @staticmethod
     def log_softmax(logits, logits_len):

@@ -355,23 +355,12 @@ if triton is not None:
         seg_end = valid & ((after >= n_states) | (cls_sorted != cls_after))
         columns = tl.arange(0, COLS)
         t_end = tl.minimum(t0 + frames_per_program, T)
-        # Each frame's gathers are issued one frame ahead, so their latency overlaps the
-        # previous frame's reductions and scan.
-        ahead = valid & counted & (t0 < n_frames)
-        next_a = tl.load(alpha_ptr + (b * T + t0) * L + state, mask=ahead, other=float("-inf"))
-        next_b = tl.load(beta_ptr + (b * T + t0) * L + state, mask=ahead, other=float("-inf"))
-        next_e = tl.load(lp_ptr + (b * T + t0) * C + cls_sorted, mask=ahead,
-                         other=float("-inf"))
         for t in range(t0, t_end):
             active = counted & (t < n_frames)
-            log_a, log_b, emit = next_a, next_b, next_e
-            ahead = valid & counted & (t + 1 < n_frames) & (t + 1 < t_end)
-            next_a = tl.load(alpha_ptr + (b * T + t + 1) * L + state, mask=ahead,
-                             other=float("-inf"))
-            next_b = tl.load(beta_ptr + (b * T + t + 1) * L + state, mask=ahead,
-                             other=float("-inf"))
-            next_e = tl.load(lp_ptr + (b * T + t + 1) * C + cls_sorted, mask=ahead,
-                             other=float("-inf"))
+            here = valid & active
+            log_a = tl.load(alpha_ptr + (b * T + t) * L + state, mask=here, other=float("-inf"))
+            log_b = tl.load(beta_ptr + (b * T + t) * L + state, mask=here, other=float("-inf"))
+            emit = tl.load(lp_ptr + (b * T + t) * C + cls_sorted, mask=here, other=float("-inf"))
             lp_row = lp_ptr + (b * T + t) * C
             grad_row = grad_ptr + (b * T + t) * C
             for c0 in range(0, C, BLOCK_C):

@@ -16,10 +16,15 @@ EVEN_LENGTH = 64  # labels_len even: not 2U + 1
 NOT_AUGMENTED = 128  # a non-blank at an even position, or the blank at an odd one
 
 
+def fault_bits(warn_infeasible: bool) -> int:
+    """The bits that send a call to the general path (NOT_PROBABILITIES aside: that one
+    must be set)."""
+    return (GAP | LABELS_LEN | LOGITS_LEN | BAD_ID | EVEN_LENGTH | NOT_AUGMENTED
+            | (INFEASIBLE if warn_infeasible else 0))
+
+
 def verdict_passes(bits: int, warn_infeasible: bool) -> bool:
     """Whether the word lets the call take the fused path: no fault, an infeasible
     example only where the loss would not warn of it, and a first frame that does not
     look like probabilities."""
-    faults = (GAP | LABELS_LEN | LOGITS_LEN | BAD_ID | EVEN_LENGTH | NOT_AUGMENTED
-              | (INFEASIBLE if warn_infeasible else 0))
-    return not bits & faults and bool(bits & NOT_PROBABILITIES)
+    return not bits & fault_bits(warn_infeasible) and bool(bits & NOT_PROBABILITIES)

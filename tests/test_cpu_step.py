@@ -1,7 +1,8 @@
 """A CtcLossModule training step on CPU with the C kernel: the label preparation and
-checks, the bad-frame scan, the loss and the gradient's scale are the kernel's calls
-(the log-softmax is torch's), so the step dispatches a handful of ATen ops around them
-(it was 86), and the fused path gives the general path's loss and gradient."""
+checks, the log-softmax and bad-frame scan, the loss and the gradient's scale are the
+kernel's calls, so the step dispatches a handful of ATen ops around them (it was 86),
+and the fused path gives the general path's loss and gradient. For small float32
+batches ctc_loss's whole forward is one C call and its backward another."""
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -189,17 +190,21 @@ def test_ctc_loss_function_step_is_few_aten_ops(monkeypatch):
     assert count.ops == ["sum", "ones_like", "add_"], count.ops
 
 
-def test_the_kernels_log_softmax_equals_torchs_with_its_nans():
+@pytest.mark.parametrize("classes", [37, 31, 10, 1])
+def test_the_kernels_log_softmax_equals_torchs_with_its_nans(classes):
+    # 37: a vector of classes and a remainder, a row at a time; 31, 10 and 1: rows of
+    # few classes, 16 rows at a time, and 120 rows leave a block of 8.
     need_c_kernel()
     from _seq_loss_kernels import cpu
 
     g = torch.Generator().manual_seed(3)
-    logits = torch.randn(3, 40, 37, generator=g) * 8  # 37 classes: a vector and a remainder
-    logits[0, 5, 2] = float("nan")
+    logits = torch.randn(3, 40, classes, generator=g) * 8
+    last = classes - 1
+    logits[0, 5, min(2, last)] = float("nan")
     logits[1, 6, 0] = float("inf")
     logits[2, 7] = float("-inf")  # a frame where every class is impossible
-    logits[2, 8, :30] = float("-inf")
-    logits[1, 39, 1] = float("nan")  # past example 1's frames: not bad
+    logits[2, 8, :30] = float("-inf")  # (every class, where there are no more than 30)
+    logits[1, 39, min(1, last)] = float("nan")  # past example 1's frames: not bad
     frames = torch.tensor([40, 30, 40])
     log_probs, bad = cpu.backend().log_softmax(logits, frames)
     want = torch.log_softmax(logits, dim=2)
@@ -207,4 +212,112 @@ def test_the_kernels_log_softmax_equals_torchs_with_its_nans():
     assert torch.equal(log_probs.isnan(), want.isnan())
     expected = torch.zeros(3, 40, dtype=torch.bool)
     expected[0, 5] = expected[1, 6] = expected[2, 7] = True
+    expected[2, 8] = classes <= 30
     assert torch.equal(bad, expected)
+
+
+# ------------------------------------- ctc_loss's forward and backward in one C call each
+def loss_and_grad(labels, labels_len, logits, logits_len, **options):
+    x = logits.detach().requires_grad_(True)
+    loss = S.ctc_loss(labels, labels_len, x, logits_len, **options)
+    loss.sum().backward()
+    return loss.detach(), x.grad
+
+
+@pytest.mark.parametrize("options", [{}, {"exact": True}, {"exact": True, "zero_infinity": True}])
+def test_the_one_call_path_equals_the_general_c_path_bit_for_bit(monkeypatch, options):
+    need_c_kernel()
+    import warnings
+
+    from _seq_loss_kernels import cpu
+
+    labels, labels_len, logits, logits_len = augmented(seed=4)
+    logits_len[1] = 13  # frames past it hold anything
+    logits[1, 13:] = float("nan")
+    logits[3, 9, 2] = float("nan")  # a poisoned example: NaN loss and gradient
+    logits_len[4] = 4  # infeasible: inf, 0, or masked by the original's rule
+    calls = []
+    one_call = cpu.KernelBackend.loss_forward
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return one_call(*args, **kwargs)
+
+    monkeypatch.setattr(cpu.KernelBackend, "loss_forward", staticmethod(spy))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the infeasible example's warning: not the subject
+        got = loss_and_grad(labels, labels_len, logits, logits_len, **options)
+        assert calls, "the one-call path did not run"
+        monkeypatch.setattr(cpu.KernelBackend, "loss_forward", staticmethod(lambda *a, **k: None))
+        monkeypatch.setattr(cpu.KernelBackend, "loss_backward",
+                            staticmethod(lambda *a, **k: None))
+        want = loss_and_grad(labels, labels_len, logits, logits_len, **options)
+    assert got[0].isnan()[3] and got[1][3, :20].isnan().all()
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a.isnan(), b.isnan())
+        assert torch.equal(torch.nan_to_num(a), torch.nan_to_num(b))  # bit for bit
+
+
+def test_the_one_call_path_leaves_other_inputs_to_the_general_path(monkeypatch):
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    labels, labels_len, logits, logits_len = augmented()
+    calls = []
+    monkeypatch.setattr(cpu, "_kernel_lib", _Recording(cpu._kernel_lib, calls))
+    wide = torch.zeros(labels.shape[0], 2 * labels.shape[1], dtype=torch.long)
+    wide[:, ::2] = labels
+    for args in [(labels, labels_len.int(), logits, logits_len),  # int32 lengths
+                 (labels, labels_len, logits.double(), logits_len),
+                 (wide[:, ::2], labels_len, logits, logits_len),  # strided labels
+                 (labels, labels_len, logits.repeat(1, 1, 600), logits_len)]:  # 84000 values
+        S.ctc_loss(*args)
+    assert "ctc_loss_forward_f32" not in calls
+    S.ctc_loss(labels, labels_len, logits, logits_len)
+    assert "ctc_loss_forward_f32" in calls
+
+
+class _Recording:
+    """The kernel library, recording which entry points are called (all still run)."""
+
+    def __init__(self, lib, calls, fail=()):
+        self.lib, self.calls, self.fail = lib, calls, fail
+
+    def __getattr__(self, name):
+        self.calls.append(name)
+        if name in self.fail:
+            return lambda *args: -1  # what the kernel returns where malloc failed
+        return getattr(self.lib, name)
+
+
+@pytest.mark.parametrize("entry", ["ctc_loss_forward_f32", "ctc_loss_backward_f32"])
+def test_an_allocation_failure_in_the_one_call_path_is_a_memory_error(monkeypatch, entry):
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    labels, labels_len, logits, logits_len = augmented()
+    monkeypatch.setattr(cpu, "_kernel_lib", _Recording(cpu._kernel_lib, [], fail=(entry,)))
+    x = logits.requires_grad_(True)
+    with pytest.raises(MemoryError, match="could not allocate"):
+        S.ctc_loss(labels, labels_len, x, logits_len).sum().backward()
+
+
+def test_the_c_gradient_takes_any_labels_not_only_blank_at_every_even_state():
+    # The kernel sums the blank's posterior once a frame where every even state holds the
+    # blank (augmented labels); other labels (a direct backend call) take the scatter by
+    # state, and both give the PyTorch backend's gradient.
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    g = torch.Generator().manual_seed(5)
+    log_probs = torch.randn(3, 30, 6, generator=g).log_softmax(-1)
+    labels = torch.tensor([[0, 1, 0, 2, 0, 3, 0], [0, 2, 0, 2, 0, 0, 0], [1, 2, 3, 2, 4, 5, 1]])
+    labels_len = torch.tensor([7, 5, 7])
+    frames = torch.tensor([30, 25, 30])
+    (alpha,), _, _ = S._TorchBackend.forward(log_probs, labels, labels_len, frames)
+    want = S._TorchBackend.backward((alpha,), log_probs, labels, labels_len, frames,
+                                    torch.ones(3))
+    got = cpu.KernelBackend.backward((alpha,), log_probs, labels, labels_len, frames,
+                                     torch.ones(3), torch.ones(3, dtype=torch.bool),
+                                     torch.zeros(3, dtype=torch.bool))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

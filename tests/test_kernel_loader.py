@@ -213,6 +213,8 @@ PLANTED_C = textwrap.dedent("""
     void ctc_grad_scale_f32(void) {}  void ctc_grad_scale_f64(void) {}
     void ctc_check_augmented_f32(void) {}  void ctc_check_augmented_f64(void) {}
     void ctc_log_softmax_f32(void) {}  void ctc_log_softmax_f64(void) {}
+    int ctc_loss_forward_f32(void) { return 0; }  int ctc_loss_forward_f64(void) { return 0; }
+    int ctc_loss_backward_f32(void) { return 0; }  int ctc_loss_backward_f64(void) { return 0; }
 """)
 
 # The loss of a random batch next to native CTC in float64, and every warning.
