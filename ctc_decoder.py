@@ -52,7 +52,8 @@ from ctc_scorers.base import c_kernel, lm_tables, mix
 from ctc_scorers.unknown_words import unknown_word_cost
 from ngram_lm import NgramLM, hash_parts
 
-__all__ = ["greedy_decode", "ctc_beam_search", "CtcBeamSearchDecoder", "Hypothesis"]
+__all__ = ["greedy_decode", "ctc_beam_search", "CtcBeamSearchDecoder", "Hypothesis",
+           "ctc_beam_search_stream", "greedy_stream"]
 
 
 class Hypothesis(NamedTuple):
@@ -498,170 +499,270 @@ def _search_tensors(log_probs, logits_len, blank: int, beam: int, nbest: int,
     """The search as tensor operations over ``(B, K, V)``, one loop over frames, on the
     tensors' device (where the C kernel is not built); the C kernel computes the
     same."""
-    batch, frames, classes = log_probs.shape
-    device, dtype = log_probs.device, log_probs.dtype
-    # Candidate tokens per frame: the K + 1 most probable non-blank ones. A token
-    # outside them cannot make a prefix the beam would keep: from its own beam alone,
-    # K others score at least as much. (Merges into prefixes already in the beam are
-    # made for every token, below.) The word boundary always competes: the LM and word
-    # scores change its rank.
-    width = min(beam + 1, classes - 1)
-    neg = torch.tensor(-math.inf, dtype=dtype, device=device)
-    slots = torch.arange(beam, device=device)
+    search = _TensorSearch(log_probs.shape[0], log_probs.shape[2], blank, beam, words,
+                           token_min_logp, beam_threshold, log_probs.device, log_probs.dtype)
+    search.run(log_probs, logits_len)
+    return search.finish(nbest)
 
-    pb = torch.full((batch, beam), -math.inf, dtype=dtype, device=device)
-    pb[:, 0] = 0.0  # the empty prefix, before the first frame
-    pnb = torch.full_like(pb, -math.inf)
-    length = torch.zeros(batch, beam, dtype=torch.long, device=device)
-    last = torch.full((batch, beam), -1, dtype=torch.long, device=device)
-    hashes = torch.zeros(batch, beam, dtype=torch.long, device=device)
-    parent = torch.zeros(batch, beam, dtype=torch.long, device=device)
-    state: dict = words.start(batch, beam, device, dtype) if words is not None else {}
-    back_src = torch.empty(frames, batch, beam, dtype=torch.long, device=device)
-    back_tok = torch.empty(frames, batch, beam, dtype=torch.long, device=device)
-    priority = torch.zeros(classes, dtype=dtype, device=device)
-    priority[blank] = -math.inf  # the blank is never appended
-    if words is not None and not words.prefix_mode and width < classes - 1:
-        priority = torch.where(words.boundary & (priority == 0), math.inf, priority)
 
-    for t in range(frames):
-        lp = log_probs[:, t]  # (B, C)
-        alive = pb.isfinite() | pnb.isfinite()  # (B, K)
-        total = torch.logaddexp(pb, pnb)
-        last_lp = torch.where(last >= 0, lp.gather(1, last.clamp(min=0)), neg)
-        stay_b = total + lp[:, blank, None]
-        stay_nb = pnb + last_lp
-        # A prefix whose parent (itself less its last token) is also in the beam is
-        # reached from it by that token too: merge the two paths (log-sum-exp).
-        match = ((parent[:, :, None] == hashes[:, None, :])
-                 & (length[:, :, None] == length[:, None, :] + 1)
-                 & alive[:, :, None] & alive[:, None, :])  # (B, K child, K parent)
-        has_parent = match.any(2)
-        pidx = match.long().argmax(2)
-        p_b, p_total, p_last = pb.gather(1, pidx), total.gather(1, pidx), last.gather(1, pidx)
-        via_parent = torch.where(p_last == last, p_b, p_total) + last_lp
-        via_parent = torch.where(has_parent, via_parent, neg)
-        parent_wins = via_parent > torch.logaddexp(stay_b, stay_nb)  # for the timesteps
-        stay_nb = torch.logaddexp(stay_nb, via_parent)
-        stay = torch.where(alive, torch.logaddexp(stay_b, stay_nb), neg)
+class _TensorSearch:
+    """The tensor search's beams between frames, so that frames may come in chunks
+    (:mod:`ctc_stream`): ``run`` searches a chunk, ``finish`` ranks the end. The
+    history is kept on the host, a chunk's read once."""
 
-        # New prefixes: each beam extended by each candidate token.
-        cand_lp, cand_tok = torch.topk(lp + priority, width, dim=1)  # (B, V)
-        cand_lp = lp.gather(1, cand_tok)
-        ext = torch.where(cand_tok[:, None, :] == last[:, :, None], pb[:, :, None],
-                          total[:, :, None]) + cand_lp[:, None, :]  # (B, K, V)
-        # Extensions that are already in the beam were merged above.
-        exists = torch.zeros(batch, beam * classes + 1, dtype=torch.bool, device=device)
-        exists.scatter_(1, torch.where(has_parent, pidx * classes + last.clamp(min=0),
-                                       beam * classes), True)
-        known = exists.gather(1, (slots[None, :, None] * classes + cand_tok[:, None, :])
-                              .reshape(batch, -1)).reshape(batch, beam, width)
-        # (Where tokens tie at -inf, topk may pick the blank: it is never appended.)
-        keep = alive[:, :, None] & ~known & (cand_tok != blank)[:, None, :]
-        if token_min_logp is not None:
-            keep = keep & (cand_lp[:, None, :] >= token_min_logp)
-        ext = torch.where(keep, ext, neg)
+    def __init__(self, batch: int, classes: int, blank: int, beam: int,
+                 words: _Words | None, token_min_logp: float | None,
+                 beam_threshold: float | None, device, dtype):
+        self.batch, self.classes, self.blank, self.beam = batch, classes, blank, beam
+        self.words, self.token_min_logp = words, token_min_logp
+        self.beam_threshold, self.device, self.dtype = beam_threshold, device, dtype
+        # Candidate tokens per frame: the K + 1 most probable non-blank ones. A token
+        # outside them cannot make a prefix the beam would keep: from its own beam alone,
+        # K others score at least as much. (Merges into prefixes already in the beam are
+        # made for every token, below.) The word boundary always competes: the LM and word
+        # scores change its rank.
+        width = min(beam + 1, classes - 1)
+        neg = torch.tensor(-math.inf, dtype=dtype, device=device)
+        slots = torch.arange(beam, device=device)
 
-        rank_stay, rank_ext = stay, ext
+        pb = torch.full((batch, beam), -math.inf, dtype=dtype, device=device)
+        pb[:, 0] = 0.0  # the empty prefix, before the first frame
+        pnb = torch.full_like(pb, -math.inf)
+        length = torch.zeros(batch, beam, dtype=torch.long, device=device)
+        last = torch.full((batch, beam), -1, dtype=torch.long, device=device)
+        hashes = torch.zeros(batch, beam, dtype=torch.long, device=device)
+        parent = torch.zeros(batch, beam, dtype=torch.long, device=device)
+        state: dict = words.start(batch, beam, device, dtype) if words is not None else {}
+        priority = torch.zeros(classes, dtype=dtype, device=device)
+        priority[blank] = -math.inf  # the blank is never appended
+        if words is not None and not words.prefix_mode and width < classes - 1:
+            priority = torch.where(words.boundary & (priority == 0), math.inf, priority)
+
+        self.back_src: list = []  # per chunk: (t, B, K) slot at the frame before
+        self.back_tok: list = []  # per chunk: (t, B, K) token emitted, or -1
+        self.times: list = []  # per chunk: (t, B) each example's frame, -1 where padded
+        self.seen = np.zeros(batch, dtype=np.int64)  # frames searched per example
+        self.width, self.neg, self.slots, self.priority = width, neg, slots, priority
+        # What each frame carries to the next (run reads and writes them back).
+        self.pb, self.pnb, self.length, self.last = pb, pnb, length, last
+        self.hashes, self.parent, self.state = hashes, parent, state
+
+    def run(self, log_probs, logits_len) -> None:
+        """Searches the first ``logits_len[b]`` frames of each example's chunk
+        ``log_probs`` (B, t, C) (on the search's device)."""
+        batch, frames = self.batch, log_probs.shape[1]
+        blank, beam, words = self.blank, self.beam, self.words
+        token_min_logp, beam_threshold = self.token_min_logp, self.beam_threshold
+        device, dtype, classes = self.device, self.dtype, self.classes
+        width, neg, slots, priority = self.width, self.neg, self.slots, self.priority
+        pb, pnb, length, last = self.pb, self.pnb, self.length, self.last
+        hashes, parent, state = self.hashes, self.parent, self.state
+        back_src = torch.empty(frames, batch, beam, dtype=torch.long, device=device)
+        back_tok = torch.empty(frames, batch, beam, dtype=torch.long, device=device)
+        for t in range(frames):
+            lp = log_probs[:, t]  # (B, C)
+            alive = pb.isfinite() | pnb.isfinite()  # (B, K)
+            total = torch.logaddexp(pb, pnb)
+            last_lp = torch.where(last >= 0, lp.gather(1, last.clamp(min=0)), neg)
+            stay_b = total + lp[:, blank, None]
+            stay_nb = pnb + last_lp
+            # A prefix whose parent (itself less its last token) is also in the beam is
+            # reached from it by that token too: merge the two paths (log-sum-exp).
+            match = ((parent[:, :, None] == hashes[:, None, :])
+                     & (length[:, :, None] == length[:, None, :] + 1)
+                     & alive[:, :, None] & alive[:, None, :])  # (B, K child, K parent)
+            has_parent = match.any(2)
+            pidx = match.long().argmax(2)
+            p_b, p_total, p_last = pb.gather(1, pidx), total.gather(1, pidx), last.gather(1, pidx)
+            via_parent = torch.where(p_last == last, p_b, p_total) + last_lp
+            via_parent = torch.where(has_parent, via_parent, neg)
+            parent_wins = via_parent > torch.logaddexp(stay_b, stay_nb)  # for the timesteps
+            stay_nb = torch.logaddexp(stay_nb, via_parent)
+            stay = torch.where(alive, torch.logaddexp(stay_b, stay_nb), neg)
+
+            # New prefixes: each beam extended by each candidate token.
+            cand_lp, cand_tok = torch.topk(lp + priority, width, dim=1)  # (B, V)
+            cand_lp = lp.gather(1, cand_tok)
+            ext = torch.where(cand_tok[:, None, :] == last[:, :, None], pb[:, :, None],
+                              total[:, :, None]) + cand_lp[:, None, :]  # (B, K, V)
+            # Extensions that are already in the beam were merged above.
+            exists = torch.zeros(batch, beam * classes + 1, dtype=torch.bool, device=device)
+            exists.scatter_(1, torch.where(has_parent, pidx * classes + last.clamp(min=0),
+                                           beam * classes), True)
+            known = exists.gather(1, (slots[None, :, None] * classes + cand_tok[:, None, :])
+                                  .reshape(batch, -1)).reshape(batch, beam, width)
+            # (Where tokens tie at -inf, topk may pick the blank: it is never appended.)
+            keep = alive[:, :, None] & ~known & (cand_tok != blank)[:, None, :]
+            if token_min_logp is not None:
+                keep = keep & (cand_lp[:, None, :] >= token_min_logp)
+            ext = torch.where(keep, ext, neg)
+
+            rank_stay, rank_ext = stay, ext
+            if words is not None:
+                delta, closed = words.completion(state, dtype)
+                extra = words.extra(state, dtype)
+                rank_stay = stay + extra
+                penalty = words.penalty(state["partial_hash"], state["partial_len"])
+                if penalty is not None:
+                    rank_stay = rank_stay + penalty.to(dtype)
+                ends = words.boundary[cand_tok][:, None, :]  # (B, 1, V): completes a word
+                rank_ext = ext + extra[:, :, None]
+                step = words.token_step(state, cand_tok, dtype)  # the token scorers' terms
+                if step is not None:
+                    rank_ext = rank_ext + step
+                rank_ext = rank_ext + torch.where(ends, delta[:, :, None], 0.0)
+                # The word each extension leaves unfinished, for the same rank terms.
+                base_hash = torch.where(ends, 0, state["partial_hash"][:, :, None])
+                base_len = torch.where(ends, 0, state["partial_len"][:, :, None])
+                new_hash = (base_hash * words.char_power[cand_tok][:, None, :]
+                            + words.char_hash[cand_tok][:, None, :])
+                new_len = base_len + words.char_len[cand_tok][:, None, :]
+                penalty = words.penalty(new_hash, new_len)
+                if penalty is not None:
+                    rank_ext = rank_ext + penalty.to(dtype)
+            ranks = torch.cat([rank_stay, rank_ext.reshape(batch, -1)], dim=1)  # (B, K + K V)
+            order = torch.sort(ranks, dim=1, descending=True, stable=True)[1][:, :beam]
+            chosen = ranks.gather(1, order)
+            if beam_threshold is not None:
+                chosen = torch.where(chosen >= chosen[:, :1] - beam_threshold, chosen, neg)
+            appended = order >= beam
+            flat = (order - beam).clamp(min=0)
+            src = torch.where(appended, flat // width, order)
+            token = torch.where(appended, cand_tok.gather(1, flat % width), -1)
+            dead = chosen == -math.inf
+
+            new_pb = torch.where(appended, neg, stay_b.gather(1, src))
+            new_pnb = torch.where(appended, ext.reshape(batch, -1).gather(1, flat),
+                                  stay_nb.gather(1, src))
+            new_pb, new_pnb = torch.where(dead, neg, new_pb), torch.where(dead, neg, new_pnb)
+            src_last, src_hash = last.gather(1, src), hashes.gather(1, src)
+            new_last = torch.where(appended, token, src_last)
+            new_hash = torch.where(appended, mix(src_hash, token), src_hash)
+            new_parent = torch.where(appended, src_hash, parent.gather(1, src))
+            new_length = length.gather(1, src) + appended.long()
+            # The history: where each slot came from, and the token it appended at t (a
+            # prefix whose parent's path was the more probable takes the parent's history).
+            via = ~appended & parent_wins.gather(1, src)
+            hist_src = torch.where(via, pidx.gather(1, src), src)
+            hist_tok = torch.where(appended, token, torch.where(via, src_last, -1))
+            if words is not None:
+                new_state = words.advance(state, src, token, appended, closed)
+
+            active = (t < logits_len)[:, None]  # (B, 1): padded frames change nothing
+            pb, pnb = torch.where(active, new_pb, pb), torch.where(active, new_pnb, pnb)
+            last = torch.where(active, new_last, last)
+            hashes = torch.where(active, new_hash, hashes)
+            parent = torch.where(active, new_parent, parent)
+            length = torch.where(active, new_length, length)
+            back_src[t] = torch.where(active, hist_src, slots)
+            back_tok[t] = torch.where(active, hist_tok, -1)
+            if words is not None:
+                state = {k: torch.where(active.reshape(-1, *[1] * (v.dim() - 1)), new_state[k], v)
+                         for k, v in state.items()}
+
+        self.pb, self.pnb, self.length, self.last = pb, pnb, length, last
+        self.hashes, self.parent, self.state = hashes, parent, state
+        self.back_src.append(back_src.cpu().numpy())
+        self.back_tok.append(back_tok.cpu().numpy())
+        lengths = logits_len.cpu().numpy()
+        rows = np.arange(frames)[:, None]
+        self.times.append(np.where(rows < lengths[None, :], self.seen[None, :] + rows, -1))
+        self.seen = self.seen + np.minimum(lengths, frames)
+
+    def rows(self) -> int:
+        """History rows held (frames of the longest chunks so far, summed)."""
+        return sum(x.shape[0] for x in self.back_src)
+
+    def history_bytes(self) -> int:
+        return sum(x.nbytes for part in (self.back_src, self.back_tok, self.times)
+                   for x in part)
+
+    def reset(self, b: int) -> None:
+        """Example b back at the empty prefix (its history before now is ignored:
+        ``start_row``)."""
+        device, dtype = self.device, self.dtype
+        self.pb[b] = -math.inf
+        self.pb[b, 0] = 0.0
+        self.pnb[b] = -math.inf
+        self.length[b], self.last[b], self.hashes[b], self.parent[b] = 0, -1, 0, 0
+        if self.words is not None:
+            fresh = self.words.start(1, self.beam, device, dtype)
+            for key, value in self.state.items():
+                value[b] = fresh[key][0]
+        self.seen[b] = 0
+
+    def _history(self):
+        batch, beam = self.batch, self.beam
+        if not self.back_src:
+            empty = np.zeros((0, batch, beam), np.int64)
+            return empty, empty, np.zeros((0, batch), np.int64)
+        return (np.concatenate(self.back_src), np.concatenate(self.back_tok),
+                np.concatenate(self.times))
+
+    def best_paths(self, start_row) -> list:
+        """Each example's best beam now (slot 0): ``(tokens, frames)``, from its
+        ``start_row`` (B,) on. One walk back through the history for the batch."""
+        src, tok, times = self._history()
+        batch = self.batch
+        rows, slot = np.arange(batch), np.zeros(batch, dtype=np.int64)
+        emitted = np.full((src.shape[0], batch), -1, dtype=np.int64)
+        for r in range(src.shape[0] - 1, -1, -1):
+            emitted[r] = tok[r, rows, slot]
+            slot = src[r, rows, slot]
+        emitted[np.arange(src.shape[0])[:, None] < np.asarray(start_row)[None, :]] = -1
+        out = []
+        for b in range(batch):
+            at = np.nonzero(emitted[:, b] >= 0)[0]
+            out.append((emitted[at, b].tolist(), times[at, b].tolist()))
+        return out
+
+    def finish(self, nbest: int, start_row=None) -> list:
+        """Per example, the ``nbest`` (or fewer) hypotheses as ``_search``'s tuples
+        (``start_row`` (B,): the first history row of each example's utterance)."""
+        batch, words, dtype = self.batch, self.words, self.dtype
+        pb, pnb, state, neg = self.pb, self.pnb, self.state, self.neg
+        acoustic = torch.logaddexp(pb, pnb)  # (B, K)
+        final = acoustic
+        totals: dict = {}
         if words is not None:
-            delta, closed = words.completion(state, dtype)
-            extra = words.extra(state, dtype)
-            rank_stay = stay + extra
-            penalty = words.penalty(state["partial_hash"], state["partial_len"])
-            if penalty is not None:
-                rank_stay = rank_stay + penalty.to(dtype)
-            ends = words.boundary[cand_tok][:, None, :]  # (B, 1, V): completes a word
-            rank_ext = ext + extra[:, :, None]
-            step = words.token_step(state, cand_tok, dtype)  # the token scorers' terms
-            if step is not None:
-                rank_ext = rank_ext + step
-            rank_ext = rank_ext + torch.where(ends, delta[:, :, None], 0.0)
-            # The word each extension leaves unfinished, for the same rank terms.
-            base_hash = torch.where(ends, 0, state["partial_hash"][:, :, None])
-            base_len = torch.where(ends, 0, state["partial_len"][:, :, None])
-            new_hash = (base_hash * words.char_power[cand_tok][:, None, :]
-                        + words.char_hash[cand_tok][:, None, :])
-            new_len = base_len + words.char_len[cand_tok][:, None, :]
-            penalty = words.penalty(new_hash, new_len)
-            if penalty is not None:
-                rank_ext = rank_ext + penalty.to(dtype)
-        ranks = torch.cat([rank_stay, rank_ext.reshape(batch, -1)], dim=1)  # (B, K + K V)
-        order = torch.sort(ranks, dim=1, descending=True, stable=True)[1][:, :beam]
-        chosen = ranks.gather(1, order)
-        if beam_threshold is not None:
-            chosen = torch.where(chosen >= chosen[:, :1] - beam_threshold, chosen, neg)
-        appended = order >= beam
-        flat = (order - beam).clamp(min=0)
-        src = torch.where(appended, flat // width, order)
-        token = torch.where(appended, cand_tok.gather(1, flat % width), -1)
-        dead = chosen == -math.inf
+            end, totals = words.finish(state, dtype)
+            final = acoustic + words.extra(state, dtype) + end
+        final = torch.where(acoustic.isfinite(), final, neg)
+        best = torch.sort(final, dim=1, descending=True, stable=True)[1][:, :nbest]  # (B, N)
+        reported = [totals.pop(f, torch.zeros_like(acoustic)) for f in _REPORTED]
+        others = list(totals)  # the fields of scorers given to the decoder
+        picked = [x.gather(1, best) for x in (final, acoustic, *reported,
+                                              *(totals[f] for f in others))]
+        # One read back to the host, then the histories are followed on it.
+        src_np, tok_np, time_np = self._history()
+        frames = src_np.shape[0]
+        best_np = best.cpu().numpy()
+        final_np, acoustic_np, *reported_np = (x.cpu().numpy() for x in picked)
+        others_np = reported_np[len(_REPORTED):]
+        reported_np = reported_np[:len(_REPORTED)]
+        slot = best_np.copy()
+        rows = np.arange(batch)[:, None]
+        emitted = np.full((frames, batch, slot.shape[1]), -1, dtype=np.int64)
+        for t in range(frames - 1, -1, -1):
+            emitted[t] = tok_np[t][rows, slot]
+            slot = src_np[t][rows, slot]
+        if start_row is not None:  # rows before an example's reset belong to another
+            emitted[np.arange(frames)[:, None] < np.asarray(start_row)[None, :]] = -1
+        results = []
+        for b in range(batch):
+            hyps = []
+            for n in range(best_np.shape[1]):
+                if not np.isfinite(final_np[b, n]):
+                    continue
+                rows_at = np.nonzero(emitted[:, b, n] >= 0)[0]
+                hyps.append((emitted[rows_at, b, n].tolist(), time_np[rows_at, b].tolist(),
+                             float(final_np[b, n]), float(acoustic_np[b, n]),
+                             *(float(x[b, n]) for x in reported_np),
+                             {f: float(x[b, n]) for f, x in zip(others, others_np, strict=True)}))
+            results.append(hyps)
+        return results
 
-        new_pb = torch.where(appended, neg, stay_b.gather(1, src))
-        new_pnb = torch.where(appended, ext.reshape(batch, -1).gather(1, flat),
-                              stay_nb.gather(1, src))
-        new_pb, new_pnb = torch.where(dead, neg, new_pb), torch.where(dead, neg, new_pnb)
-        src_last, src_hash = last.gather(1, src), hashes.gather(1, src)
-        new_last = torch.where(appended, token, src_last)
-        new_hash = torch.where(appended, mix(src_hash, token), src_hash)
-        new_parent = torch.where(appended, src_hash, parent.gather(1, src))
-        new_length = length.gather(1, src) + appended.long()
-        # The history: where each slot came from, and the token it appended at t (a
-        # prefix whose parent's path was the more probable takes the parent's history).
-        via = ~appended & parent_wins.gather(1, src)
-        hist_src = torch.where(via, pidx.gather(1, src), src)
-        hist_tok = torch.where(appended, token, torch.where(via, src_last, -1))
-        if words is not None:
-            new_state = words.advance(state, src, token, appended, closed)
 
-        active = (t < logits_len)[:, None]  # (B, 1): padded frames change nothing
-        pb, pnb = torch.where(active, new_pb, pb), torch.where(active, new_pnb, pnb)
-        last = torch.where(active, new_last, last)
-        hashes = torch.where(active, new_hash, hashes)
-        parent = torch.where(active, new_parent, parent)
-        length = torch.where(active, new_length, length)
-        back_src[t] = torch.where(active, hist_src, slots)
-        back_tok[t] = torch.where(active, hist_tok, -1)
-        if words is not None:
-            state = {k: torch.where(active.reshape(-1, *[1] * (v.dim() - 1)), new_state[k], v)
-                     for k, v in state.items()}
-
-    acoustic = torch.logaddexp(pb, pnb)  # (B, K)
-    final = acoustic
-    totals: dict = {}
-    if words is not None:
-        end, totals = words.finish(state, dtype)
-        final = acoustic + words.extra(state, dtype) + end
-    final = torch.where(acoustic.isfinite(), final, neg)
-    best = torch.sort(final, dim=1, descending=True, stable=True)[1][:, :nbest]  # (B, N)
-    reported = [totals.pop(f, torch.zeros_like(acoustic)) for f in _REPORTED]
-    others = list(totals)  # the fields of scorers given to the decoder
-    picked = [x.gather(1, best) for x in (final, acoustic, *reported,
-                                          *(totals[f] for f in others))]
-    # One read back to the host, then the histories are followed on it.
-    src_np, tok_np = back_src.cpu().numpy(), back_tok.cpu().numpy()
-    best_np = best.cpu().numpy()
-    final_np, acoustic_np, *reported_np = (x.cpu().numpy() for x in picked)
-    others_np = reported_np[len(_REPORTED):]
-    reported_np = reported_np[:len(_REPORTED)]
-    slot = best_np.copy()
-    rows = np.arange(batch)[:, None]
-    emitted = np.full((frames, batch, slot.shape[1]), -1, dtype=np.int64)
-    for t in range(frames - 1, -1, -1):
-        emitted[t] = tok_np[t][rows, slot]
-        slot = src_np[t][rows, slot]
-    results = []
-    for b in range(batch):
-        hyps = []
-        for n in range(best_np.shape[1]):
-            if not np.isfinite(final_np[b, n]):
-                continue
-            frames_at = np.nonzero(emitted[:, b, n] >= 0)[0]
-            hyps.append((emitted[frames_at, b, n].tolist(), frames_at.tolist(),
-                         float(final_np[b, n]), float(acoustic_np[b, n]),
-                         *(float(x[b, n]) for x in reported_np),
-                         {f: float(x[b, n]) for f, x in zip(others, others_np, strict=True)}))
-        results.append(hyps)
-    return results
 
 
 # The widest beam either search takes. The C kernel sizes its buffers as frames x beam
@@ -780,6 +881,27 @@ def ctc_beam_search(logits: torch.Tensor, logits_len: torch.Tensor | None = None
                         int(nbest), None, token_min_logp, beam_threshold)
     return [[Hypothesis(tokens, [], "", score, acoustic, 0.0, times, [], 0.0, 0.0, {})
              for tokens, times, score, acoustic, *_ in hyps] for hyps in found]
+
+
+def ctc_beam_search_stream(batch: int, *, blank: int = 0, beam_size: int = 16, nbest: int = 1,
+                           token_min_logp: float | None = None,
+                           beam_threshold: float | None = None, horizon: int | None = None):
+    """:func:`ctc_beam_search` over chunks of frames: a :class:`ctc_stream.BeamStream`
+    of ``batch`` utterances (its ``finish`` gives what ``ctc_beam_search`` gives on the
+    whole utterances)."""
+    import ctc_stream
+
+    return ctc_stream.BeamStream(batch, blank=blank, beam_size=beam_size, nbest=nbest,
+                                 token_min_logp=token_min_logp, beam_threshold=beam_threshold,
+                                 horizon=horizon)
+
+
+def greedy_stream(batch: int, *, blank: int = 0):
+    """:func:`greedy_decode` over chunks of frames: a :class:`ctc_stream.GreedyStream`
+    of ``batch`` utterances."""
+    import ctc_stream
+
+    return ctc_stream.GreedyStream(batch, blank=blank)
 
 
 class CtcBeamSearchDecoder:
@@ -1049,21 +1171,33 @@ class CtcBeamSearchDecoder:
             found = _search(_log_probs(logits, logits_len), logits_len, self.blank,
                             self.beam_size, wanted, words, self.token_min_logp,
                             self.beam_threshold)
-        out = []
-        for hyps in found:
-            decoded: list[Hypothesis] = []
-            texts: set[str] = set()
-            for tokens, times, score, acoustic, lm, tlm, unk, others in hyps:
-                if len(decoded) == self.nbest:
-                    break
-                spelled, spans = self.split_words(tokens)
-                if self.distinct_texts:
-                    text = " ".join(spelled)
-                    if text in texts:
-                        continue
-                    texts.add(text)
-                word_spans = [(times[a], times[z] + 1) for a, z in spans]
-                decoded.append(Hypothesis(tokens, spelled, " ".join(spelled), score, acoustic,
-                                          lm, times, word_spans, unk, tlm, others))
-            out.append(decoded)
-        return out
+        return [self._hypotheses(hyps) for hyps in found]
+
+    def _hypotheses(self, hyps) -> list:
+        """One example's search tuples as its n-best :class:`Hypothesis` list (words,
+        spans, the best spelling of each text)."""
+        decoded: list[Hypothesis] = []
+        texts: set[str] = set()
+        for tokens, times, score, acoustic, lm, tlm, unk, others in hyps:
+            if len(decoded) == self.nbest:
+                break
+            spelled, spans = self.split_words(tokens)
+            if self.distinct_texts:
+                text = " ".join(spelled)
+                if text in texts:
+                    continue
+                texts.add(text)
+            word_spans = [(times[a], times[z] + 1) for a, z in spans]
+            decoded.append(Hypothesis(tokens, spelled, " ".join(spelled), score, acoustic,
+                                      lm, times, word_spans, unk, tlm, others))
+        return decoded
+
+    def stream(self, batch: int, *, horizon: int | None = None):
+        """A :class:`ctc_stream.BeamStream` of ``batch`` utterances with this decoder's
+        options: ``feed`` chunks of logits as they arrive, ``partial`` the best
+        hypothesis so far, ``finish`` what this decoder gives on the whole utterances.
+        ``horizon`` (frames; None: none) bounds its memory: beams that left the best
+        one's path more than that many frames back are dropped (see ctc_stream)."""
+        import ctc_stream
+
+        return ctc_stream.BeamStream(batch, decoder=self, horizon=horizon)

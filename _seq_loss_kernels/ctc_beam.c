@@ -538,50 +538,56 @@ static void FN(front_pop)(FN(beam_cand) *h, int64_t *n, FN(beam_cand) *top) {
     if (*n) h[i] = last;
 }
 
-/* Decodes examples b0 <= b < b1 of lp (B, T, C) (log-probabilities, padded frames
- * never read). Writes per example its count of hypotheses (out_count, <= nbest) and
- * for each: tokens and their first frames (out_tokens, out_times (B, nbest, T), -1
- * padded), out_len, out_score, out_acoustic, out_lm, out_tlm (the token model's
- * ln p) and out_unk (what its unknown words cost) (B, nbest). Returns 0, or -1
- * when memory ran out. */
-int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *logit_len,
-                        int64_t b0, int64_t b1, int64_t blank, int64_t K, int64_t V,
-                        int64_t nbest, double token_min_logp, double beam_threshold,
-                        const struct ctc_words *w, int64_t *out_tokens, int64_t *out_times,
-                        int64_t *out_len, int64_t *out_count, double *out_score,
-                        double *out_acoustic, double *out_lm, double *out_tlm,
-                        double *out_unk) {
-    int64_t depth = (w && w->lm.order > 0) ? w->lm.order - 1 : 0;
-    int64_t H = (w && w->phrase_len > 1) ? w->phrase_len - 1 : 0;
-    int64_t tdepth = (w && w->tlm.order > 0) ? w->tlm.order - 1 : 0;
-    int64_t tofs = depth + H + depth;  /* the token model's context in a row */
-    int64_t row = tofs + tdepth;  /* ctx, recent, ctx after completion, token ctx */
-    int64_t map_size = 1;
-    while (map_size < 2 * K) map_size <<= 1;
-    FN(beam_slot) *cur = calloc(K, sizeof(*cur)), *next = calloc(K, sizeof(*next));
-    int64_t *rows = calloc(K * (row ? row : 1), sizeof(int64_t));
-    int64_t *next_rows = calloc(K * (row ? row : 1), sizeof(int64_t));
-    int64_t *map = malloc(sizeof(int64_t) * map_size);
-    int64_t *pidx = malloc(sizeof(int64_t) * K), *order = malloc(sizeof(int64_t) * C);
-    int64_t *next_i = malloc(sizeof(int64_t) * 3 * K);
-    int64_t *lists = malloc(sizeof(int64_t) * 2 * C);
-    REAL *up = malloc(sizeof(REAL) * 3 * K);
-    FN(beam_cand) *front = malloc(sizeof(FN(beam_cand)) * 3 * K);
-    FN(beam_cand) *runs = malloc(sizeof(FN(beam_cand)) * 2 * K);
-    FN(beam_cand) *succ = malloc(sizeof(FN(beam_cand)) * 3 * K);
-    uint8_t *in_list = calloc(C ? C : 1, 1);
-    int *splits = malloc(sizeof(int) * K);
-    int64_t *hist_src = malloc(sizeof(int64_t) * (T ? T : 1) * K);
-    int64_t *hist_tok = malloc(sizeof(int64_t) * (T ? T : 1) * K);
-    REAL *stay_b = malloc(sizeof(REAL) * K), *stay_nb = malloc(sizeof(REAL) * K);
-    REAL *total = malloc(sizeof(REAL) * K), *stay_tot = malloc(sizeof(REAL) * K);
-    int *wins = malloc(sizeof(int) * K), *alive = malloc(sizeof(int) * K);
-    FN(beam_cand) *heap = malloc(sizeof(FN(beam_cand)) * K);
-    FN(beam_cand) *stays = malloc(sizeof(FN(beam_cand)) * K);
-    FN(beam_cand) *merged = malloc(sizeof(FN(beam_cand)) * K);
-    REAL delta_bound = 0;
+/* The search's options and what follows from them, shared by its examples. */
+typedef struct {
+    const struct ctc_words *w;
+    int64_t C, blank, K, V;
+    double token_min_logp, beam_threshold;
+    int64_t depth, H, tdepth, tofs, row, map_size;
+    REAL delta_bound, token_bound;
+    FN(beam_set) prefix_set;
+} FN(beam_search);
+
+/* One thread's scratch for the frames of any example. */
+typedef struct {
+    FN(beam_slot) *next;
+    int64_t *next_rows, *map, *pidx, *order, *next_i, *lists;
+    REAL *up, *stay_b, *stay_nb, *total, *stay_tot;
+    FN(beam_cand) *front, *runs, *succ, *heap, *stays, *merged;
+    uint8_t *in_list;
+    int *splits, *wins, *alive;
+} FN(beam_scratch);
+
+/* One example's search between frames: its beams (cur, rows, live), the frames
+ * searched, and its history. hist_src and hist_tok hold, for each frame from base on,
+ * each slot's slot at the frame before and the token it emitted (-1: none). The
+ * frames before base are committed: every beam descends from one slot at frame
+ * base - 1, so their tokens (commit_tok, at frames commit_time) begin every hypothesis
+ * and their history is freed (ctc_beam_stream_feed). */
+typedef struct {
+    FN(beam_slot) *cur;
+    int64_t *rows, live, frames, base;
+    int64_t tried;  /* the frames searched at the last walk for a commit */
+    int64_t *hist_src, *hist_tok, hist_cap;
+    int64_t *commit_tok, *commit_time, n_commit, commit_cap;
+} FN(beam_example);
+
+static int FN(search_setup)(FN(beam_search) *s, const struct ctc_words *w, int64_t C,
+                            int64_t blank, int64_t K, int64_t V, double token_min_logp,
+                            double beam_threshold) {
+    memset(s, 0, sizeof(*s));
+    s->w = w;
+    s->C = C, s->blank = blank, s->K = K, s->V = V;
+    s->token_min_logp = token_min_logp, s->beam_threshold = beam_threshold;
+    s->depth = (w && w->lm.order > 0) ? w->lm.order - 1 : 0;
+    s->H = (w && w->phrase_len > 1) ? w->phrase_len - 1 : 0;
+    s->tdepth = (w && w->tlm.order > 0) ? w->tlm.order - 1 : 0;
+    s->tofs = s->depth + s->H + s->depth;  /* the token model's context in a row */
+    s->row = s->tofs + s->tdepth;  /* ctx, recent, ctx after completion, token ctx */
+    s->map_size = 1;
+    while (s->map_size < 2 * K) s->map_size <<= 1;
     /* Every extension appends a token: the token model adds at most this. */
-    REAL token_bound = (w && w->tlm.order > 0) ? (REAL)(w->tlm_weight * w->tlm_max) : 0;
+    s->token_bound = (w && w->tlm.order > 0) ? (REAL)(w->tlm_weight * w->tlm_max) : 0;
     if (w) {
         /* Each term at its largest: a negative hotword weight adds at most 0 (no
          * phrase completed), and the LM at most lm_max (0 for a normalised model). */
@@ -589,421 +595,756 @@ int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *log
         double lm = w->lm_max > 0 ? w->lm_weight * w->lm_max : 0;
         double unk = w->unk_score > 0 ? w->unk_score : 0;
         double bound = w->word_score + hot * (double)w->phrase_len + lm + unk;
-        delta_bound = (REAL)(bound > 0 ? bound : 0);
-        if (w->lm_weight < 0) delta_bound = (REAL)INFINITY;  /* no bound: always look up */
+        s->delta_bound = (REAL)(bound > 0 ? bound : 0);
+        if (w->lm_weight < 0) s->delta_bound = (REAL)INFINITY;  /* no bound: always look up */
     }
-    FN(beam_set) prefix_set = {NULL, NULL, 0};
-    int set_failed = w && w->n_prefixes && FN(set_build)(&prefix_set, w->prefixes,
-                                                         w->n_prefixes);
-    int failed = set_failed || !cur || !next || !rows || !next_rows || !map || !pidx || !order
-                 || !next_i || !lists || !up || !front || !runs || !succ || !in_list || !splits
-                 || !stays || !merged
-                 || !hist_src || !hist_tok || !stay_b || !stay_nb || !total || !stay_tot
-                 || !wins || !alive || !heap;
-    for (int64_t b = b0; b < b1 && !failed; ++b) {
-        const int64_t Tb = logit_len[b];
-        const REAL *lpb = lp + b * T * C;
-        /* The empty prefix, before the first frame. */
-        for (int64_t k = 0; k < K; ++k) {
-            memset(&cur[k], 0, sizeof(cur[k]));
-            cur[k].pb = cur[k].pnb = cur[k].tot = BEAM_NEG_INF;
-            cur[k].ch_n = -1;
-            cur[k].last = -1;
-            cur[k].known_prefix = 1;
+    return w && w->n_prefixes ? FN(set_build)(&s->prefix_set, w->prefixes, w->n_prefixes) : 0;
+}
+
+static void FN(search_free)(FN(beam_search) *s) {
+    free(s->prefix_set.slots);
+    free(s->prefix_set.used);
+}
+
+static void FN(scratch_free)(FN(beam_scratch) *x) {
+    free(x->next); free(x->next_rows); free(x->map); free(x->pidx); free(x->order);
+    free(x->next_i); free(x->lists); free(x->up); free(x->front); free(x->runs);
+    free(x->succ); free(x->in_list); free(x->splits); free(x->stays); free(x->merged);
+    free(x->stay_b); free(x->stay_nb); free(x->total); free(x->stay_tot); free(x->wins);
+    free(x->alive); free(x->heap);
+}
+
+static int FN(scratch_alloc)(FN(beam_scratch) *x, const FN(beam_search) *s) {
+    const int64_t K = s->K, C = s->C, row = s->row;
+    x->next = calloc(K, sizeof(*x->next));
+    x->next_rows = calloc(K * (row ? row : 1), sizeof(int64_t));
+    x->map = malloc(sizeof(int64_t) * s->map_size);
+    x->pidx = malloc(sizeof(int64_t) * K);
+    x->order = malloc(sizeof(int64_t) * C);
+    x->next_i = malloc(sizeof(int64_t) * 3 * K);
+    x->lists = malloc(sizeof(int64_t) * 2 * C);
+    x->up = malloc(sizeof(REAL) * 3 * K);
+    x->front = malloc(sizeof(FN(beam_cand)) * 3 * K);
+    x->runs = malloc(sizeof(FN(beam_cand)) * 2 * K);
+    x->succ = malloc(sizeof(FN(beam_cand)) * 3 * K);
+    x->in_list = calloc(C ? C : 1, 1);
+    x->splits = malloc(sizeof(int) * K);
+    x->stay_b = malloc(sizeof(REAL) * K);
+    x->stay_nb = malloc(sizeof(REAL) * K);
+    x->total = malloc(sizeof(REAL) * K);
+    x->stay_tot = malloc(sizeof(REAL) * K);
+    x->wins = malloc(sizeof(int) * K);
+    x->alive = malloc(sizeof(int) * K);
+    x->heap = malloc(sizeof(FN(beam_cand)) * K);
+    x->stays = malloc(sizeof(FN(beam_cand)) * K);
+    x->merged = malloc(sizeof(FN(beam_cand)) * K);
+    return !x->next || !x->next_rows || !x->map || !x->pidx || !x->order || !x->next_i
+           || !x->lists || !x->up || !x->front || !x->runs || !x->succ || !x->in_list
+           || !x->splits || !x->stay_b || !x->stay_nb || !x->total || !x->stay_tot
+           || !x->wins || !x->alive || !x->heap || !x->stays || !x->merged ? -1 : 0;
+}
+
+static void FN(example_free)(FN(beam_example) *ex) {
+    free(ex->cur); free(ex->rows); free(ex->hist_src); free(ex->hist_tok);
+    free(ex->commit_tok); free(ex->commit_time);
+    memset(ex, 0, sizeof(*ex));
+}
+
+/* The empty prefix, before the first frame (its buffers kept where it had some). */
+static int FN(example_start)(FN(beam_example) *ex, const FN(beam_search) *sr) {
+    const int64_t K = sr->K, row = sr->row, depth = sr->depth, tdepth = sr->tdepth;
+    const int64_t tofs = sr->tofs;
+    if (!ex->cur) ex->cur = malloc(sizeof(*ex->cur) * K);
+    if (!ex->rows) ex->rows = malloc(sizeof(int64_t) * K * (row ? row : 1));
+    if (!ex->cur || !ex->rows) return -1;
+    FN(beam_slot) *cur = ex->cur;
+    int64_t *rows = ex->rows;
+    for (int64_t k = 0; k < K; ++k) {
+        memset(&cur[k], 0, sizeof(cur[k]));
+        cur[k].pb = cur[k].pnb = cur[k].tot = BEAM_NEG_INF;
+        cur[k].ch_n = -1;
+        cur[k].last = -1;
+        cur[k].known_prefix = 1;
+    }
+    memset(rows, 0, sizeof(int64_t) * K * (row ? row : 1));
+    cur[0].pb = cur[0].tot = 0;
+    for (int64_t k = 0; k < K; ++k)
+        for (int64_t i = 0; i < depth; ++i) rows[k * row + i] = -1;
+    if (depth) for (int64_t k = 0; k < K; ++k) rows[k * row + depth - 1] = sr->w->lm.bos;
+    for (int64_t k = 0; k < K && tdepth; ++k) {
+        for (int64_t i = 0; i < tdepth; ++i) rows[k * row + tofs + i] = -1;
+        rows[k * row + tofs + tdepth - 1] = sr->w->tlm.bos;
+    }
+    ex->live = 1;  /* slots 0..live-1 hold beams, best first (after frame 0) */
+    ex->frames = ex->base = ex->tried = 0;
+    ex->n_commit = 0;
+    return 0;
+}
+
+/* Room in ex's history for n more frames (grown by half again, at least 64 frames). */
+static int FN(history_reserve)(FN(beam_example) *ex, int64_t K, int64_t n) {
+    int64_t need = ex->frames - ex->base + n;
+    if (need <= ex->hist_cap) return 0;
+    int64_t cap = ex->hist_cap + ex->hist_cap / 2;
+    if (cap < need) cap = need;
+    if (cap < 64) cap = 64;
+    int64_t *src = realloc(ex->hist_src, sizeof(int64_t) * cap * K);
+    if (!src) return -1;
+    ex->hist_src = src;
+    int64_t *tok = realloc(ex->hist_tok, sizeof(int64_t) * cap * K);
+    if (!tok) return -1;
+    ex->hist_tok = tok;
+    ex->hist_cap = cap;
+    return 0;
+}
+
+/* n more frames lp (n, C) of example ex, its history rows written. Returns 0, or -1
+ * when memory ran out. */
+static int FN(example_frames)(const FN(beam_search) *sr, FN(beam_scratch) *x,
+                              FN(beam_example) *ex, const REAL *lp, int64_t n) {
+    if (n <= 0) return 0;
+    const int64_t K = sr->K;
+    if (FN(history_reserve)(ex, K, n)) return -1;
+    const struct ctc_words *w = sr->w;
+    const int64_t C = sr->C, blank = sr->blank, V = sr->V;
+    const int64_t depth = sr->depth, H = sr->H, tofs = sr->tofs, tdepth = sr->tdepth;
+    const int64_t row = sr->row, map_size = sr->map_size;
+    const double token_min_logp = sr->token_min_logp, beam_threshold = sr->beam_threshold;
+    const REAL delta_bound = sr->delta_bound, token_bound = sr->token_bound;
+    FN(beam_set) prefix_set = sr->prefix_set;
+    FN(beam_slot) *cur = ex->cur, *next = x->next;
+    int64_t *rows = ex->rows, *next_rows = x->next_rows;
+    int64_t *map = x->map, *pidx = x->pidx, *order = x->order, *next_i = x->next_i;
+    int64_t *lists = x->lists;
+    REAL *up = x->up, *stay_b = x->stay_b, *stay_nb = x->stay_nb, *total = x->total;
+    REAL *stay_tot = x->stay_tot;
+    FN(beam_cand) *front = x->front, *runs = x->runs, *succ = x->succ, *heap = x->heap;
+    FN(beam_cand) *stays = x->stays, *merged = x->merged;
+    uint8_t *in_list = x->in_list;
+    int *splits = x->splits, *wins = x->wins, *alive = x->alive;
+    int64_t live = ex->live;
+    int64_t *hist_src = ex->hist_src + (ex->frames - ex->base) * K;
+    int64_t *hist_tok = ex->hist_tok + (ex->frames - ex->base) * K;
+    for (int64_t t = 0; t < n; ++t) {
+        const REAL *e = lp + t * C;
+        /* The beams by hash, for merges and for extensions already present. */
+        for (int64_t i = 0; i < map_size; ++i) map[i] = -1;
+        for (int64_t k = 0; k < live; ++k) {
+            alive[k] = cur[k].pb != BEAM_NEG_INF || cur[k].pnb != BEAM_NEG_INF;
+            if (!alive[k]) continue;
+            uint64_t i = (uint64_t)beam_mix(cur[k].hash, 0) & (uint64_t)(map_size - 1);
+            while (map[i] >= 0) i = (i + 1) & (uint64_t)(map_size - 1);
+            map[i] = k;
         }
-        memset(rows, 0, sizeof(int64_t) * K * (row ? row : 1));
-        cur[0].pb = cur[0].tot = 0;
-        int64_t live = 1;  /* slots 0..live-1 hold beams, best first (after frame 0) */
-        for (int64_t k = 0; k < K; ++k)
-            for (int64_t i = 0; i < depth; ++i) rows[k * row + i] = -1;
-        if (depth) for (int64_t k = 0; k < K; ++k) rows[k * row + depth - 1] = w->lm.bos;
-        for (int64_t k = 0; k < K && tdepth; ++k) {
-            for (int64_t i = 0; i < tdepth; ++i) rows[k * row + tofs + i] = -1;
-            rows[k * row + tofs + tdepth - 1] = w->tlm.bos;
-        }
-        for (int64_t t = 0; t < Tb; ++t) {
-            const REAL *e = lpb + t * C;
-            /* The beams by hash, for merges and for extensions already present. */
-            for (int64_t i = 0; i < map_size; ++i) map[i] = -1;
-            for (int64_t k = 0; k < live; ++k) {
-                alive[k] = cur[k].pb != BEAM_NEG_INF || cur[k].pnb != BEAM_NEG_INF;
-                if (!alive[k]) continue;
-                uint64_t i = (uint64_t)beam_mix(cur[k].hash, 0) & (uint64_t)(map_size - 1);
-                while (map[i] >= 0) i = (i + 1) & (uint64_t)(map_size - 1);
-                map[i] = k;
-            }
-            for (int64_t k = 0; k < live; ++k) {
-                FN(beam_slot) *s = &cur[k];
-                total[k] = s->tot;
-                stay_b[k] = total[k] + e[blank];
-                stay_nb[k] = s->last >= 0 ? s->pnb + e[s->last] : BEAM_NEG_INF;
-            }
-            /* A prefix whose parent is in the beam is reached from it by its last token
-             * too: merge the two (log-sum-exp); the more probable path's history wins. */
-            for (int64_t k = 0; k < live; ++k) {
-                pidx[k] = -1;
-                wins[k] = 0;
-                if (!alive[k] || cur[k].len == 0) continue;
-                uint64_t i = (uint64_t)beam_mix(cur[k].parent, 0) & (uint64_t)(map_size - 1);
-                for (; map[i] >= 0; i = (i + 1) & (uint64_t)(map_size - 1)) {
-                    int64_t p = map[i];
-                    if (cur[p].hash == cur[k].parent && cur[p].len + 1 == cur[k].len) {
-                        pidx[k] = p;
-                        break;
-                    }
-                }
-                if (pidx[k] < 0) continue;
-                FN(beam_slot) *p = &cur[pidx[k]];
-                REAL via = (p->last == cur[k].last ? p->pb : total[pidx[k]]) + e[cur[k].last];
-                wins[k] = via > FN(lse2)(stay_b[k], stay_nb[k]);
-                stay_nb[k] = FN(lse2)(stay_nb[k], via);
-            }
-            /* The candidate tokens: all but the blank, by log-probability (a word
-             * boundary first when the LM may favour it and not every token competes),
-             * the first V of them; split by kind. */
-            int64_t width;
-            if (V >= C - 1) {  /* every token competes: ranked lazily, as far as needed */
-                width = 0;
-                for (int64_t c = 0; c < C; ++c) if (c != blank) order[width++] = c;
-            } else {
-                width = FN(candidate_tokens)(w, e, C, blank, V, order);
-            }
-            FN(beam_frame) f = {w, cur, rows, row, depth, H, total, e, {lists, lists + C},
-                                {0, 0}, {0, 0}, K, V, C, map, map_size, heap, 0, NULL,
-                                delta_bound, (REAL)token_min_logp, BEAM_NEG_INF, &prefix_set,
-                                in_list};
-            /* A token below token_min_logp extends no beam: it leaves the lists here,
-             * which keeps them to the frame's one or two likely tokens when pruning. */
-            REAL e_mag = 0;  /* the largest finite |log-probability| in the lists */
-            for (int64_t v = 0; v < width; ++v) {
-                if (e[order[v]] < (REAL)token_min_logp) continue;
-                int kind = w && w->boundary[order[v]] ? 1 : 0;
-                f.list[kind][f.count[kind]++] = order[v];
-                REAL mag = e[order[v]] < 0 ? -e[order[v]] : e[order[v]];
-                if (mag > e_mag && mag < (REAL)INFINITY) e_mag = mag;
-            }
-            if (V < C - 1) f.ranked[0] = f.count[0], f.ranked[1] = f.count[1];  /* sorted */
-            int children = w && w->n_child_keys > 0;
-            if (children) for (int64_t v = 0; v < f.count[0]; ++v) in_list[f.list[0][v]] = 1;
-            /* The stays, best first: the slots are in last frame's order, so the
-             * insertion sort has little to move. */
-            int64_t n_stay = 0;
-            for (int64_t k = 0; k < live; ++k) {
-                if (!alive[k]) continue;
-                REAL stay = stay_tot[k] = FN(lse2)(stay_b[k], stay_nb[k]);
-                if (stay == BEAM_NEG_INF) continue;
-                FN(beam_cand) c;
-                c.rank = stay + FN(beam_rank_extra)(w, &cur[k]);
-                c.index = k;
-                c.known = 1;
-                int64_t j = n_stay++;
-                while (j > 0 && FN(beam_before)(&c, &stays[j - 1])) {
-                    stays[j] = stays[j - 1];
-                    --j;
-                }
-                stays[j] = c;
-            }
-            f.kth_stay = n_stay >= K ? &stays[K - 1] : NULL;
-            /* Extensions in descending order of an upper bound of their rank, from a
-             * frontier holding each beam's next token of each kind (the bound is the
-             * beam's for that kind plus the token's log-probability, and each list is
-             * in descending log-probability): the search stops when the best bound
-             * left cannot beat the K-th best rank, so about K are looked at however
-             * spread the beams' ranks are. A word's end adds at most delta_bound
-             * (word score, positive hotword bonus, LM bound); any other token
-             * leaves an unfinished word that begins no known word if its beam's did
-             * (the known prefixes are closed under shortening): a certain penalty.
-             * The frontier is each kind's first-token bounds, sorted once (the slots
-             * come in last frame's rank order, so the insertion sort moves little),
-             * merged with a heap of the successors of those popped: a frame pops about
-             * ten, and a heap of every beam's entry cost more than the search (the
-             * order popped is the same: every entry's index is distinct).
-             * With the table of known continuations, a beam whose unfinished word is
-             * known has a third list (kind 2): the tokens that keep it known, bounded
-             * without the penalty; the shared list (kind 0) is then bounded with it,
-             * as every other token there leaves a prefix no word begins with. Without
-             * it, at beam 100 with an LM, most extensions tried were such prefixes,
-             * each popped and rejected. Entry index: 3 k + kind. */
-            FN(beam_cand) *init[3] = {front, front + K, front + 2 * K};
-            int64_t n_init[3] = {0, 0, 0}, at[3] = {0, 0, 0}, n_other[2] = {0, 0};
-            int64_t n_front = 0;
-            for (int kind = 0; kind < 2; ++kind)
-                if (f.count[kind]) FN(rank_upto)(&f, kind, 0);
-            for (int64_t k = 0; k < live; ++k) {
-                next_i[3 * k] = next_i[3 * k + 1] = next_i[3 * k + 2] = 0;
-                splits[k] = 0;
-                if (!alive[k]) continue;
-                FN(beam_slot) *s = &cur[k];
-                REAL beam_x = FN(beam_extra)(w, s);
-                /* Every word-continuing extension of a beam whose word is unknown (or,
-                 * where it splits, not among its known continuations) leaves an unknown
-                 * word at least as long: this penalty at least. */
-                REAL pen = w ? FN(beam_penalty)(w, s->plen) : 0;
-                /* A bound sums its terms in another order than the rank it bounds, so
-                 * it may round below it by a few units in the last place: each bound
-                 * is raised by 4 epsilon times the terms' magnitudes, without which a
-                 * candidate whose rank met the floor exactly was cut (same terms for
-                 * the beam's every token, so each list stays in order). */
-                REAL slack = (REAL)4 * BEAM_EPS
-                             * (FN(beam_abs)(total[k]) + FN(beam_abs)(beam_x) + e_mag
-                                + (pen > BEAM_NEG_INF ? FN(beam_abs)(pen) : 0)
-                                + (delta_bound < (REAL)INFINITY ? delta_bound : 0)
-                                + FN(beam_abs)(token_bound));
-                REAL extra = total[k] + beam_x + token_bound + slack;
-                splits[k] = children && FN(beam_splits)(w, s);
-                up[3 * k] = extra + ((w && (!s->known_prefix || splits[k])) ? pen : 0);
-                up[3 * k + 1] = extra + (w && s->plen > 0 ? delta_bound : 0);
-                up[3 * k + 2] = extra;
-                /* A known word's continuations enter bounded by the frame's best word-
-                 * continuing token (next_i -1: not looked at yet); the first pop finds
-                 * the beam's own best, most are never popped. */
-                next_i[3 * k + 2] = -1;
-                for (int kind = 0; kind < 3; ++kind) {
-                    if (!f.count[kind == 2 ? 0 : kind] || (kind == 2 && !splits[k])) continue;
-                    FN(beam_cand) c;
-                    c.rank = up[3 * k + kind] + e[f.list[kind == 2 ? 0 : kind][0]];
-                    c.index = 3 * k + kind;
-                    c.known = 0;
-                    /* The slots' order is last frame's rank, which has the unknown-prefix
-                     * penalty where these bounds may not: the beams with an unknown
-                     * word go to a second run, each run nearly sorted, merged below. */
-                    int other = kind < 2 && w && !s->known_prefix;
-                    FN(beam_cand) *run = other ? runs + kind * K : init[kind];
-                    int64_t j = other ? n_other[kind]++ : n_init[kind]++;
-                    while (j > 0 && FN(beam_before)(&c, &run[j - 1])) {
-                        run[j] = run[j - 1];
-                        --j;
-                    }
-                    run[j] = c;
-                }
-            }
-            for (int kind = 0; kind < 2; ++kind) {  /* merged from the back, in place */
-                FN(beam_cand) *a = init[kind], *b = runs + kind * K;
-                int64_t i = n_init[kind] - 1, j = n_other[kind] - 1;
-                n_init[kind] += n_other[kind];
-                for (int64_t out = n_init[kind] - 1; j >= 0; --out)
-                    a[out] = (i >= 0 && FN(beam_before)(&b[j], &a[i])) ? a[i--] : b[j--];
-            }
-            /* With beam_threshold, nothing below the best rank so far by more than it
-             * can stay (the best only rises); with token_min_logp, a list ends at its
-             * first token below it. */
-            REAL best = n_stay ? stays[0].rank : BEAM_NEG_INF;
-            for (;;) {
-                int from = -1;
-                const FN(beam_cand) *head = NULL;
-                for (int kind = 0; kind < 3; ++kind)
-                    if (at[kind] < n_init[kind]
-                        && (!head || FN(beam_before)(&init[kind][at[kind]], head))) {
-                        head = &init[kind][at[kind]];
-                        from = kind;
-                    }
-                if (n_front && (!head || FN(beam_before)(&succ[0], head))) from = 3;
-                if (from < 0) break;
-                FN(beam_cand) top;
-                if (from == 3) FN(front_pop)(succ, &n_front, &top);
-                else top = init[from][at[from]++];
-                const FN(beam_cand) *floor = FN(frame_floor)(&f);
-                if (floor && top.rank < floor->rank) break;
-                if (top.rank < best - (REAL)beam_threshold) break;
-                int64_t k = top.index / 3, kind = top.index % 3, i = next_i[top.index];
-                if (kind == 2 && i < 0) {  /* its first pop: the beam's own best */
-                    i = next_i[top.index] = FN(child_next)(&f, &cur[k], -1);
-                    if (i < 0) continue;
-                    if (up[top.index] + e[i] < top.rank) {  /* a lower bound: back in line */
-                        FN(front_push)(succ, &n_front, up[top.index] + e[i], top.index);
-                        continue;
-                    }
-                }
-                int64_t c = kind == 2 ? i : f.list[kind][i];
-                if (e[c] < (REAL)token_min_logp) continue;
-                f.last_rank = BEAM_NEG_INF;
-                FN(beam_try)(&f, k, kind == 1, c, kind == 0 && splits[k]);
-                if (f.last_rank > best) best = f.last_rank;
-                if (kind == 2) {
-                    int64_t after = FN(child_next)(&f, &cur[k], c);
-                    if (after >= 0) {
-                        next_i[top.index] = after;
-                        FN(front_push)(succ, &n_front, up[top.index] + e[after], top.index);
-                    }
-                } else if (++next_i[top.index] < f.count[kind]) {
-                    FN(rank_upto)(&f, (int)kind, i + 1);
-                    FN(front_push)(succ, &n_front, up[top.index] + e[f.list[kind][i + 1]],
-                                   top.index);
-                }
-            }
-            if (children) for (int64_t v = 0; v < f.count[0]; ++v) in_list[f.list[0][v]] = 0;
-            /* The extensions kept, best first (pop the worst to the back, one by one),
-             * then merged with the stays: the K best of both. */
-            int64_t n_ext = f.n_heap;
-            for (int64_t m = n_ext; m > 1; --m) {
-                FN(beam_cand) worst = heap[0];
-                heap[0] = heap[m - 1];
-                int64_t i = 0;
-                for (;;) {
-                    int64_t l = 2 * i + 1, r = l + 1, top = i;
-                    if (l < m - 1 && FN(beam_before)(&heap[top], &heap[l])) top = l;
-                    if (r < m - 1 && FN(beam_before)(&heap[top], &heap[r])) top = r;
-                    if (top == i) break;
-                    FN(beam_cand) tmp = heap[i]; heap[i] = heap[top]; heap[top] = tmp;
-                    i = top;
-                }
-                heap[m - 1] = worst;
-            }
-            FN(beam_cand) *sorted = merged;
-            int64_t n_heap = 0, a = 0, x = 0;
-            while (n_heap < K && (a < n_stay || x < n_ext)) {
-                if (x >= n_ext || (a < n_stay && FN(beam_before)(&stays[a], &heap[x])))
-                    sorted[n_heap++] = stays[a++];
-                else
-                    sorted[n_heap++] = heap[x++];
-            }
-            if (beam_threshold < INFINITY && n_heap) {
-                REAL floor = sorted[0].rank - (REAL)beam_threshold;
-                while (n_heap > 0 && sorted[n_heap - 1].rank < floor) --n_heap;
-            }
-            int64_t *src_row = hist_src + t * K, *tok_row = hist_tok + t * K;
-            for (int64_t n = 0; n < n_heap; ++n) {  /* the live slots: a prefix */
-                FN(beam_slot) *d = &next[n];
-                int64_t *drow = next_rows + n * row;
-                int64_t index = sorted[n].index;
-                if (index < K) {  /* a stay: its own state, merged */
-                    *d = cur[index];
-                    d->pb = stay_b[index];
-                    d->pnb = stay_nb[index];
-                    d->tot = stay_tot[index];
-                    if (row) memcpy(drow, rows + index * row, sizeof(int64_t) * row);
-                    src_row[n] = wins[index] ? pidx[index] : index;
-                    tok_row[n] = wins[index] ? cur[index].last : -1;
-                    continue;
-                }
-                int64_t k = (index - K) / C, c = (index - K) % C;
-                FN(beam_slot) *s = &cur[k];
-                if (w && w->boundary[c] && s->plen > 0)  /* its score, before the copy */
-                    FN(beam_completion)(w, s, rows + k * row, rows + k * row + depth,
-                                        rows + k * row + depth + H);
-                *d = *s;
-                if (row) memcpy(drow, rows + k * row, sizeof(int64_t) * row);
-                d->pb = BEAM_NEG_INF;
-                d->pnb = d->tot = (c == s->last ? s->pb : total[k]) + e[c];
-                d->len = s->len + 1;
-                d->last = c;
-                d->parent = s->hash;
-                d->hash = beam_mix(s->hash, c);
-                d->ch_n = -1;  /* a new unfinished word: its continuations looked up anew */
-                src_row[n] = k;
-                tok_row[n] = c;
-                if (w && w->tlm.order > 0) {  /* the token appended, scored */
-                    d->tlm += FN(beam_token_lp)(w, rows + k * row + tofs, c);
-                    if (tdepth) {
-                        memmove(drow + tofs, drow + tofs + 1, sizeof(int64_t) * (tdepth - 1));
-                        drow[tofs + tdepth - 1] = w->tlm_ids[c];
-                    }
-                }
-                if (w) {
-                    int boundary = w->boundary[c] != 0;
-                    if (boundary && s->plen > 0) {  /* the unfinished word ends */
-                        d->lm += s->lm_word;
-                        d->words += 1;
-                        d->unkc += s->ucost;
-                        d->hot += s->bonus;
-                        if (depth) memcpy(drow, drow + depth + H, sizeof(int64_t) * depth);
-                        if (H) {
-                            memmove(drow + depth, drow + depth + 1, sizeof(int64_t) * (H - 1));
-                            drow[depth + H - 1] = s->phash;
-                        }
-                    }
-                    int64_t base_hash = boundary ? 0 : s->phash;
-                    int64_t base_len = boundary ? 0 : s->plen;
-                    d->phash = (int64_t)((uint64_t)base_hash * (uint64_t)w->char_power[c]
-                                         + (uint64_t)w->char_hash[c]);
-                    d->plen = base_len + w->char_len[c];
-                    d->known_prefix = sorted[n].known;
-                    d->ready = 0;  /* a new unfinished word: scored when it may end */
-                }
-            }
-            live = n_heap;
-            FN(beam_slot) *swap = cur; cur = next; next = swap;
-            int64_t *swap_rows = rows; rows = next_rows; next_rows = swap_rows;
-        }
-        /* The end: each beam's last word, then </s>; the nbest by final score. */
-        FN(beam_cand) *finals = heap;
-        int64_t n_final = 0;
-        REAL *lm_total = stay_b, *tlm_total = stay_nb;  /* reused as scratch */
         for (int64_t k = 0; k < live; ++k) {
             FN(beam_slot) *s = &cur[k];
-            REAL acoustic = FN(lse2)(s->pb, s->pnb);
-            total[k] = acoustic;
-            if (acoustic == BEAM_NEG_INF) continue;
-            REAL rank = acoustic;
-            lm_total[k] = tlm_total[k] = 0;
-            if (w) {
+            total[k] = s->tot;
+            stay_b[k] = total[k] + e[blank];
+            stay_nb[k] = s->last >= 0 ? s->pnb + e[s->last] : BEAM_NEG_INF;
+        }
+        /* A prefix whose parent is in the beam is reached from it by its last token
+         * too: merge the two (log-sum-exp); the more probable path's history wins. */
+        for (int64_t k = 0; k < live; ++k) {
+            pidx[k] = -1;
+            wins[k] = 0;
+            if (!alive[k] || cur[k].len == 0) continue;
+            uint64_t i = (uint64_t)beam_mix(cur[k].parent, 0) & (uint64_t)(map_size - 1);
+            for (; map[i] >= 0; i = (i + 1) & (uint64_t)(map_size - 1)) {
+                int64_t p = map[i];
+                if (cur[p].hash == cur[k].parent && cur[p].len + 1 == cur[k].len) {
+                    pidx[k] = p;
+                    break;
+                }
+            }
+            if (pidx[k] < 0) continue;
+            FN(beam_slot) *p = &cur[pidx[k]];
+            REAL via = (p->last == cur[k].last ? p->pb : total[pidx[k]]) + e[cur[k].last];
+            wins[k] = via > FN(lse2)(stay_b[k], stay_nb[k]);
+            stay_nb[k] = FN(lse2)(stay_nb[k], via);
+        }
+        /* The candidate tokens: all but the blank, by log-probability (a word
+         * boundary first when the LM may favour it and not every token competes),
+         * the first V of them; split by kind. */
+        int64_t width;
+        if (V >= C - 1) {  /* every token competes: ranked lazily, as far as needed */
+            width = 0;
+            for (int64_t c = 0; c < C; ++c) if (c != blank) order[width++] = c;
+        } else {
+            width = FN(candidate_tokens)(w, e, C, blank, V, order);
+        }
+        FN(beam_frame) f = {w, cur, rows, row, depth, H, total, e, {lists, lists + C},
+                            {0, 0}, {0, 0}, K, V, C, map, map_size, heap, 0, NULL,
+                            delta_bound, (REAL)token_min_logp, BEAM_NEG_INF, &prefix_set,
+                            in_list};
+        /* A token below token_min_logp extends no beam: it leaves the lists here,
+         * which keeps them to the frame's one or two likely tokens when pruning. */
+        REAL e_mag = 0;  /* the largest finite |log-probability| in the lists */
+        for (int64_t v = 0; v < width; ++v) {
+            if (e[order[v]] < (REAL)token_min_logp) continue;
+            int kind = w && w->boundary[order[v]] ? 1 : 0;
+            f.list[kind][f.count[kind]++] = order[v];
+            REAL mag = e[order[v]] < 0 ? -e[order[v]] : e[order[v]];
+            if (mag > e_mag && mag < (REAL)INFINITY) e_mag = mag;
+        }
+        if (V < C - 1) f.ranked[0] = f.count[0], f.ranked[1] = f.count[1];  /* sorted */
+        int children = w && w->n_child_keys > 0;
+        if (children) for (int64_t v = 0; v < f.count[0]; ++v) in_list[f.list[0][v]] = 1;
+        /* The stays, best first: the slots are in last frame's order, so the
+         * insertion sort has little to move. */
+        int64_t n_stay = 0;
+        for (int64_t k = 0; k < live; ++k) {
+            if (!alive[k]) continue;
+            REAL stay = stay_tot[k] = FN(lse2)(stay_b[k], stay_nb[k]);
+            if (stay == BEAM_NEG_INF) continue;
+            FN(beam_cand) c;
+            c.rank = stay + FN(beam_rank_extra)(w, &cur[k]);
+            c.index = k;
+            c.known = 1;
+            int64_t j = n_stay++;
+            while (j > 0 && FN(beam_before)(&c, &stays[j - 1])) {
+                stays[j] = stays[j - 1];
+                --j;
+            }
+            stays[j] = c;
+        }
+        f.kth_stay = n_stay >= K ? &stays[K - 1] : NULL;
+        /* Extensions in descending order of an upper bound of their rank, from a
+         * frontier holding each beam's next token of each kind (the bound is the
+         * beam's for that kind plus the token's log-probability, and each list is
+         * in descending log-probability): the search stops when the best bound
+         * left cannot beat the K-th best rank, so about K are looked at however
+         * spread the beams' ranks are. A word's end adds at most delta_bound
+         * (word score, positive hotword bonus, LM bound); any other token
+         * leaves an unfinished word that begins no known word if its beam's did
+         * (the known prefixes are closed under shortening): a certain penalty.
+         * The frontier is each kind's first-token bounds, sorted once (the slots
+         * come in last frame's rank order, so the insertion sort moves little),
+         * merged with a heap of the successors of those popped: a frame pops about
+         * ten, and a heap of every beam's entry cost more than the search (the
+         * order popped is the same: every entry's index is distinct).
+         * With the table of known continuations, a beam whose unfinished word is
+         * known has a third list (kind 2): the tokens that keep it known, bounded
+         * without the penalty; the shared list (kind 0) is then bounded with it,
+         * as every other token there leaves a prefix no word begins with. Without
+         * it, at beam 100 with an LM, most extensions tried were such prefixes,
+         * each popped and rejected. Entry index: 3 k + kind. */
+        FN(beam_cand) *init[3] = {front, front + K, front + 2 * K};
+        int64_t n_init[3] = {0, 0, 0}, at[3] = {0, 0, 0}, n_other[2] = {0, 0};
+        int64_t n_front = 0;
+        for (int kind = 0; kind < 2; ++kind)
+            if (f.count[kind]) FN(rank_upto)(&f, kind, 0);
+        for (int64_t k = 0; k < live; ++k) {
+            next_i[3 * k] = next_i[3 * k + 1] = next_i[3 * k + 2] = 0;
+            splits[k] = 0;
+            if (!alive[k]) continue;
+            FN(beam_slot) *s = &cur[k];
+            REAL beam_x = FN(beam_extra)(w, s);
+            /* Every word-continuing extension of a beam whose word is unknown (or,
+             * where it splits, not among its known continuations) leaves an unknown
+             * word at least as long: this penalty at least. */
+            REAL pen = w ? FN(beam_penalty)(w, s->plen) : 0;
+            /* A bound sums its terms in another order than the rank it bounds, so
+             * it may round below it by a few units in the last place: each bound
+             * is raised by 4 epsilon times the terms' magnitudes, without which a
+             * candidate whose rank met the floor exactly was cut (same terms for
+             * the beam's every token, so each list stays in order). */
+            REAL slack = (REAL)4 * BEAM_EPS
+                         * (FN(beam_abs)(total[k]) + FN(beam_abs)(beam_x) + e_mag
+                            + (pen > BEAM_NEG_INF ? FN(beam_abs)(pen) : 0)
+                            + (delta_bound < (REAL)INFINITY ? delta_bound : 0)
+                            + FN(beam_abs)(token_bound));
+            REAL extra = total[k] + beam_x + token_bound + slack;
+            splits[k] = children && FN(beam_splits)(w, s);
+            up[3 * k] = extra + ((w && (!s->known_prefix || splits[k])) ? pen : 0);
+            up[3 * k + 1] = extra + (w && s->plen > 0 ? delta_bound : 0);
+            up[3 * k + 2] = extra;
+            /* A known word's continuations enter bounded by the frame's best word-
+             * continuing token (next_i -1: not looked at yet); the first pop finds
+             * the beam's own best, most are never popped. */
+            next_i[3 * k + 2] = -1;
+            for (int kind = 0; kind < 3; ++kind) {
+                if (!f.count[kind == 2 ? 0 : kind] || (kind == 2 && !splits[k])) continue;
+                FN(beam_cand) c;
+                c.rank = up[3 * k + kind] + e[f.list[kind == 2 ? 0 : kind][0]];
+                c.index = 3 * k + kind;
+                c.known = 0;
+                /* The slots' order is last frame's rank, which has the unknown-prefix
+                 * penalty where these bounds may not: the beams with an unknown
+                 * word go to a second run, each run nearly sorted, merged below. */
+                int other = kind < 2 && w && !s->known_prefix;
+                FN(beam_cand) *run = other ? runs + kind * K : init[kind];
+                int64_t j = other ? n_other[kind]++ : n_init[kind]++;
+                while (j > 0 && FN(beam_before)(&c, &run[j - 1])) {
+                    run[j] = run[j - 1];
+                    --j;
+                }
+                run[j] = c;
+            }
+        }
+        for (int kind = 0; kind < 2; ++kind) {  /* merged from the back, in place */
+            FN(beam_cand) *a = init[kind], *b = runs + kind * K;
+            int64_t i = n_init[kind] - 1, j = n_other[kind] - 1;
+            n_init[kind] += n_other[kind];
+            for (int64_t out = n_init[kind] - 1; j >= 0; --out)
+                a[out] = (i >= 0 && FN(beam_before)(&b[j], &a[i])) ? a[i--] : b[j--];
+        }
+        /* With beam_threshold, nothing below the best rank so far by more than it
+         * can stay (the best only rises); with token_min_logp, a list ends at its
+         * first token below it. */
+        REAL best = n_stay ? stays[0].rank : BEAM_NEG_INF;
+        for (;;) {
+            int from = -1;
+            const FN(beam_cand) *head = NULL;
+            for (int kind = 0; kind < 3; ++kind)
+                if (at[kind] < n_init[kind]
+                    && (!head || FN(beam_before)(&init[kind][at[kind]], head))) {
+                    head = &init[kind][at[kind]];
+                    from = kind;
+                }
+            if (n_front && (!head || FN(beam_before)(&succ[0], head))) from = 3;
+            if (from < 0) break;
+            FN(beam_cand) top;
+            if (from == 3) FN(front_pop)(succ, &n_front, &top);
+            else top = init[from][at[from]++];
+            const FN(beam_cand) *floor = FN(frame_floor)(&f);
+            if (floor && top.rank < floor->rank) break;
+            if (top.rank < best - (REAL)beam_threshold) break;
+            int64_t k = top.index / 3, kind = top.index % 3, i = next_i[top.index];
+            if (kind == 2 && i < 0) {  /* its first pop: the beam's own best */
+                i = next_i[top.index] = FN(child_next)(&f, &cur[k], -1);
+                if (i < 0) continue;
+                if (up[top.index] + e[i] < top.rank) {  /* a lower bound: back in line */
+                    FN(front_push)(succ, &n_front, up[top.index] + e[i], top.index);
+                    continue;
+                }
+            }
+            int64_t c = kind == 2 ? i : f.list[kind][i];
+            if (e[c] < (REAL)token_min_logp) continue;
+            f.last_rank = BEAM_NEG_INF;
+            FN(beam_try)(&f, k, kind == 1, c, kind == 0 && splits[k]);
+            if (f.last_rank > best) best = f.last_rank;
+            if (kind == 2) {
+                int64_t after = FN(child_next)(&f, &cur[k], c);
+                if (after >= 0) {
+                    next_i[top.index] = after;
+                    FN(front_push)(succ, &n_front, up[top.index] + e[after], top.index);
+                }
+            } else if (++next_i[top.index] < f.count[kind]) {
+                FN(rank_upto)(&f, (int)kind, i + 1);
+                FN(front_push)(succ, &n_front, up[top.index] + e[f.list[kind][i + 1]],
+                               top.index);
+            }
+        }
+        if (children) for (int64_t v = 0; v < f.count[0]; ++v) in_list[f.list[0][v]] = 0;
+        /* The extensions kept, best first (pop the worst to the back, one by one),
+         * then merged with the stays: the K best of both. */
+        int64_t n_ext = f.n_heap;
+        for (int64_t m = n_ext; m > 1; --m) {
+            FN(beam_cand) worst = heap[0];
+            heap[0] = heap[m - 1];
+            int64_t i = 0;
+            for (;;) {
+                int64_t l = 2 * i + 1, r = l + 1, top = i;
+                if (l < m - 1 && FN(beam_before)(&heap[top], &heap[l])) top = l;
+                if (r < m - 1 && FN(beam_before)(&heap[top], &heap[r])) top = r;
+                if (top == i) break;
+                FN(beam_cand) tmp = heap[i]; heap[i] = heap[top]; heap[top] = tmp;
+                i = top;
+            }
+            heap[m - 1] = worst;
+        }
+        FN(beam_cand) *sorted = merged;
+        int64_t n_heap = 0, a = 0, x = 0;
+        while (n_heap < K && (a < n_stay || x < n_ext)) {
+            if (x >= n_ext || (a < n_stay && FN(beam_before)(&stays[a], &heap[x])))
+                sorted[n_heap++] = stays[a++];
+            else
+                sorted[n_heap++] = heap[x++];
+        }
+        if (beam_threshold < INFINITY && n_heap) {
+            REAL floor = sorted[0].rank - (REAL)beam_threshold;
+            while (n_heap > 0 && sorted[n_heap - 1].rank < floor) --n_heap;
+        }
+        int64_t *src_row = hist_src + t * K, *tok_row = hist_tok + t * K;
+        for (int64_t n = 0; n < n_heap; ++n) {  /* the live slots: a prefix */
+            FN(beam_slot) *d = &next[n];
+            int64_t *drow = next_rows + n * row;
+            int64_t index = sorted[n].index;
+            if (index < K) {  /* a stay: its own state, merged */
+                *d = cur[index];
+                d->pb = stay_b[index];
+                d->pnb = stay_nb[index];
+                d->tot = stay_tot[index];
+                if (row) memcpy(drow, rows + index * row, sizeof(int64_t) * row);
+                src_row[n] = wins[index] ? pidx[index] : index;
+                tok_row[n] = wins[index] ? cur[index].last : -1;
+                continue;
+            }
+            int64_t k = (index - K) / C, c = (index - K) % C;
+            FN(beam_slot) *s = &cur[k];
+            if (w && w->boundary[c] && s->plen > 0)  /* its score, before the copy */
                 FN(beam_completion)(w, s, rows + k * row, rows + k * row + depth,
                                     rows + k * row + depth + H);
-                REAL extra = FN(beam_extra)(w, s);
-                REAL end = s->plen > 0 ? s->delta : 0;
-                REAL lm_end = 0;
-                if (w->lm.order > 0) {
-                    const int64_t *context = s->plen > 0 ? rows + k * row + depth + H
-                                                         : rows + k * row;
-                    lm_end = (REAL)beam_lm_score(&w->lm, context, w->lm.eos, NULL);
+            *d = *s;
+            if (row) memcpy(drow, rows + k * row, sizeof(int64_t) * row);
+            d->pb = BEAM_NEG_INF;
+            d->pnb = d->tot = (c == s->last ? s->pb : total[k]) + e[c];
+            d->len = s->len + 1;
+            d->last = c;
+            d->parent = s->hash;
+            d->hash = beam_mix(s->hash, c);
+            d->ch_n = -1;  /* a new unfinished word: its continuations looked up anew */
+            src_row[n] = k;
+            tok_row[n] = c;
+            if (w && w->tlm.order > 0) {  /* the token appended, scored */
+                d->tlm += FN(beam_token_lp)(w, rows + k * row + tofs, c);
+                if (tdepth) {
+                    memmove(drow + tofs, drow + tofs + 1, sizeof(int64_t) * (tdepth - 1));
+                    drow[tofs + tdepth - 1] = w->tlm_ids[c];
                 }
-                rank = acoustic + extra + end + (REAL)(w->lm_weight * lm_end);
-                lm_total[k] = s->lm + (s->plen > 0 ? s->lm_word : 0) + lm_end;
-                if (w->tlm.order > 0) {  /* the token model's </s> */
-                    REAL t_end = (REAL)beam_lm_score(&w->tlm, rows + k * row + tofs,
-                                                     w->tlm.eos, NULL);
-                    rank += (REAL)(w->tlm_weight * t_end);
-                    tlm_total[k] = s->tlm + t_end;
+            }
+            if (w) {
+                int boundary = w->boundary[c] != 0;
+                if (boundary && s->plen > 0) {  /* the unfinished word ends */
+                    d->lm += s->lm_word;
+                    d->words += 1;
+                    d->unkc += s->ucost;
+                    d->hot += s->bonus;
+                    if (depth) memcpy(drow, drow + depth + H, sizeof(int64_t) * depth);
+                    if (H) {
+                        memmove(drow + depth, drow + depth + 1, sizeof(int64_t) * (H - 1));
+                        drow[depth + H - 1] = s->phash;
+                    }
                 }
-                if (rank == BEAM_NEG_INF) continue;  /* ends in a forbidden word */
+                int64_t base_hash = boundary ? 0 : s->phash;
+                int64_t base_len = boundary ? 0 : s->plen;
+                d->phash = (int64_t)((uint64_t)base_hash * (uint64_t)w->char_power[c]
+                                     + (uint64_t)w->char_hash[c]);
+                d->plen = base_len + w->char_len[c];
+                d->known_prefix = sorted[n].known;
+                d->ready = 0;  /* a new unfinished word: scored when it may end */
             }
-            finals[n_final].rank = rank;
-            finals[n_final].index = k;
-            finals[n_final++].known = 1;
         }
-        for (int64_t i = 1; i < n_final; ++i) {
-            FN(beam_cand) x = finals[i];
-            int64_t j = i - 1;
-            while (j >= 0 && FN(beam_before)(&x, &finals[j])) { finals[j + 1] = finals[j]; --j; }
-            finals[j + 1] = x;
-        }
-        int64_t count = n_final < nbest ? n_final : nbest;
-        out_count[b] = count;
-        for (int64_t n = 0; n < nbest; ++n) {
-            int64_t *tokens = out_tokens + (b * nbest + n) * T;
-            int64_t *times = out_times + (b * nbest + n) * T;
-            for (int64_t i = 0; i < T; ++i) tokens[i] = times[i] = -1;
-            out_len[b * nbest + n] = 0;
-            if (n >= count) continue;
-            int64_t k = finals[n].index;
-            out_score[b * nbest + n] = finals[n].rank;
-            out_acoustic[b * nbest + n] = total[k];
-            out_lm[b * nbest + n] = w ? lm_total[k] : 0;
-            out_tlm[b * nbest + n] = w ? tlm_total[k] : 0;
-            out_unk[b * nbest + n] = w ? cur[k].unkc + (cur[k].plen > 0 ? cur[k].ucost : 0)
-                                       : 0;
-            /* Follow the history back; tokens come out last first. */
-            int64_t length = 0, slot = k;
-            for (int64_t t = Tb - 1; t >= 0; --t) {
-                int64_t tok = hist_tok[t * K + slot];
-                if (tok >= 0) { tokens[length] = tok; times[length] = t; ++length; }
-                slot = hist_src[t * K + slot];
-            }
-            for (int64_t i = 0; i < length / 2; ++i) {
-                int64_t a = tokens[i]; tokens[i] = tokens[length - 1 - i];
-                tokens[length - 1 - i] = a;
-                a = times[i]; times[i] = times[length - 1 - i]; times[length - 1 - i] = a;
-            }
-            out_len[b * nbest + n] = length;
-        }
+        live = n_heap;
+        FN(beam_slot) *swap = cur; cur = next; next = swap;
+        int64_t *swap_rows = rows; rows = next_rows; next_rows = swap_rows;
     }
-    free(cur); free(next); free(rows); free(next_rows); free(map); free(pidx); free(order);
-    free(next_i); free(lists); free(up); free(front); free(runs); free(succ); free(in_list);
-    free(splits);
-    free(stays); free(merged);
-    free(prefix_set.slots); free(prefix_set.used);
-    free(hist_src); free(hist_tok); free(stay_b); free(stay_nb); free(total); free(stay_tot);
-    free(wins);
-    free(alive); free(heap);
+    ex->cur = cur, x->next = next, ex->rows = rows, x->next_rows = next_rows;
+    ex->live = live;
+    ex->frames += n;
+    return 0;
+}
+
+/* The path of slot k (now): its tokens and their frames, oldest first, the committed
+ * ones first, into tokens and times (room for n_commit + frames - base). Returns its
+ * length. */
+static int64_t FN(example_path)(const FN(beam_example) *ex, int64_t K, int64_t k,
+                                int64_t *tokens, int64_t *times) {
+    int64_t length = ex->n_commit;
+    memcpy(tokens, ex->commit_tok, sizeof(int64_t) * ex->n_commit);
+    memcpy(times, ex->commit_time, sizeof(int64_t) * ex->n_commit);
+    int64_t slot = k;
+    for (int64_t t = ex->frames - 1; t >= ex->base; --t) {  /* tokens come out last first */
+        int64_t i = (t - ex->base) * K + slot;
+        if (ex->hist_tok[i] >= 0) { tokens[length] = ex->hist_tok[i]; times[length] = t; ++length; }
+        slot = ex->hist_src[i];
+    }
+    for (int64_t i = ex->n_commit, j = length - 1; i < j; ++i, --j) {
+        int64_t a = tokens[i]; tokens[i] = tokens[j]; tokens[j] = a;
+        a = times[i]; times[i] = times[j]; times[j] = a;
+    }
+    return length;
+}
+
+/* Commits what every live beam agrees on: walking the history back from the live
+ * slots, the latest frame at whose end they all descend from one slot; the tokens of
+ * that slot's path up to there are appended to the committed ones, and the history of
+ * those frames is freed (moved out). mark: scratch of K ints. Returns 0, or -1 when
+ * memory ran out (nothing is changed then). */
+static int FN(example_commit)(FN(beam_example) *ex, int64_t K, int *mark, int64_t horizon) {
+    int64_t held = ex->frames - ex->base, n = 0, agreed = -1, slot = 0;
+    /* A walk costs up to K slots a frame held: it runs once a quarter of the history
+     * held has come since the last, so its cost is O(K) a frame however long the beams
+     * disagree (and with a horizon, the history held stays below it and a chunk). */
+    if (ex->frames - ex->tried < (held + 3) / 4 && (horizon <= 0 || held <= horizon)) return 0;
+    ex->tried = ex->frames;
+    int64_t *set = malloc(sizeof(int64_t) * (K ? K : 1));
+    if (!set) return -1;
+    if (horizon > 0 && held > horizon && ex->live > 1) {
+        /* Beams that left the best one's path more than horizon frames ago are
+         * dropped: their ancestor at the end of frame frames - horizon - 1 is not the
+         * best beam's (slot 0's). They hold back every commit, and a beam that far
+         * behind rarely comes back (it can: the caller asked for this bound). */
+        for (int64_t k = 0; k < ex->live; ++k) set[k] = k;
+        for (int64_t t = held - 1; t >= held - horizon; --t)
+            for (int64_t k = 0; k < ex->live; ++k) set[k] = ex->hist_src[t * K + set[k]];
+        for (int64_t k = 1; k < ex->live; ++k)
+            if (set[k] != set[0]) ex->cur[k].pb = ex->cur[k].pnb = ex->cur[k].tot = BEAM_NEG_INF;
+    }
+    for (int64_t k = 0; k < ex->live; ++k)  /* the live beams (a dropped one is not) */
+        if (ex->cur[k].pb != BEAM_NEG_INF || ex->cur[k].pnb != BEAM_NEG_INF) set[n++] = k;
+    for (int64_t k = 0; k < K; ++k) mark[k] = 0;
+    if (n == 1) agreed = held - 1, slot = set[0];  /* one beam: all of its path */
+    /* set: the slots at the end of frame base + t + 1 that the live beams descend from */
+    for (int64_t t = held - 1; t >= 0 && n > 1; --t) {
+        int64_t m = 0;
+        for (int64_t j = 0; j < n; ++j) {
+            int64_t p = ex->hist_src[t * K + set[j]];
+            if (!mark[p]) { mark[p] = 1; set[m++] = p; }
+        }
+        for (int64_t j = 0; j < m; ++j) mark[set[j]] = 0;
+        n = m;
+        if (n == 1) { agreed = t - 1; slot = set[0]; }  /* one slot at the end of frame t-1 */
+    }
+    free(set);
+    if (n != 1 || agreed < 0) return 0;
+    /* Frames base .. base + agreed: the path of `slot` through them, committed. */
+    int64_t count = 0, s = slot;
+    for (int64_t t = agreed; t >= 0; --t) {
+        count += ex->hist_tok[t * K + s] >= 0;
+        s = ex->hist_src[t * K + s];
+    }
+    if (ex->n_commit + count > ex->commit_cap) {
+        int64_t cap = ex->commit_cap + ex->commit_cap / 2;
+        if (cap < ex->n_commit + count) cap = ex->n_commit + count;
+        if (cap < 64) cap = 64;
+        int64_t *tok = realloc(ex->commit_tok, sizeof(int64_t) * cap);
+        if (!tok) return -1;
+        ex->commit_tok = tok;
+        int64_t *time = realloc(ex->commit_time, sizeof(int64_t) * cap);
+        if (!time) return -1;
+        ex->commit_time = time;
+        ex->commit_cap = cap;
+    }
+    int64_t at = ex->n_commit + count;
+    s = slot;
+    for (int64_t t = agreed; t >= 0; --t) {
+        int64_t tok = ex->hist_tok[t * K + s];
+        if (tok >= 0) { --at; ex->commit_tok[at] = tok; ex->commit_time[at] = ex->base + t; }
+        s = ex->hist_src[t * K + s];
+    }
+    ex->n_commit += count;
+    int64_t drop = agreed + 1;
+    memmove(ex->hist_src, ex->hist_src + drop * K, sizeof(int64_t) * (held - drop) * K);
+    memmove(ex->hist_tok, ex->hist_tok + drop * K, sizeof(int64_t) * (held - drop) * K);
+    ex->base += drop;
+    return 0;
+}
+
+/* The end of example ex: each beam's last word, then </s>; the nbest by final score,
+ * into the outputs of example b (tokens and times (B, nbest, T), T the room for each
+ * path), as ctc_beam_search writes them. */
+static void FN(example_end)(const FN(beam_search) *sr, FN(beam_scratch) *x,
+                            FN(beam_example) *ex, int64_t b, int64_t nbest, int64_t T,
+                            int64_t *out_tokens, int64_t *out_times, int64_t *out_len,
+                            int64_t *out_count, double *out_score, double *out_acoustic,
+                            double *out_lm, double *out_tlm, double *out_unk) {
+    const struct ctc_words *w = sr->w;
+    const int64_t K = sr->K, row = sr->row, depth = sr->depth, H = sr->H, tofs = sr->tofs;
+    FN(beam_slot) *cur = ex->cur;
+    int64_t *rows = ex->rows, live = ex->live;
+    FN(beam_cand) *heap = x->heap;
+    REAL *stay_b = x->stay_b, *stay_nb = x->stay_nb, *total = x->total;
+    /* The end: each beam's last word, then </s>; the nbest by final score. */
+    FN(beam_cand) *finals = heap;
+    int64_t n_final = 0;
+    REAL *lm_total = stay_b, *tlm_total = stay_nb;  /* reused as scratch */
+    for (int64_t k = 0; k < live; ++k) {
+        FN(beam_slot) *s = &cur[k];
+        REAL acoustic = FN(lse2)(s->pb, s->pnb);
+        total[k] = acoustic;
+        if (acoustic == BEAM_NEG_INF) continue;
+        REAL rank = acoustic;
+        lm_total[k] = tlm_total[k] = 0;
+        if (w) {
+            FN(beam_completion)(w, s, rows + k * row, rows + k * row + depth,
+                                rows + k * row + depth + H);
+            REAL extra = FN(beam_extra)(w, s);
+            REAL end = s->plen > 0 ? s->delta : 0;
+            REAL lm_end = 0;
+            if (w->lm.order > 0) {
+                const int64_t *context = s->plen > 0 ? rows + k * row + depth + H
+                                                     : rows + k * row;
+                lm_end = (REAL)beam_lm_score(&w->lm, context, w->lm.eos, NULL);
+            }
+            rank = acoustic + extra + end + (REAL)(w->lm_weight * lm_end);
+            lm_total[k] = s->lm + (s->plen > 0 ? s->lm_word : 0) + lm_end;
+            if (w->tlm.order > 0) {  /* the token model's </s> */
+                REAL t_end = (REAL)beam_lm_score(&w->tlm, rows + k * row + tofs,
+                                                 w->tlm.eos, NULL);
+                rank += (REAL)(w->tlm_weight * t_end);
+                tlm_total[k] = s->tlm + t_end;
+            }
+            if (rank == BEAM_NEG_INF) continue;  /* ends in a forbidden word */
+        }
+        finals[n_final].rank = rank;
+        finals[n_final].index = k;
+        finals[n_final++].known = 1;
+    }
+    for (int64_t i = 1; i < n_final; ++i) {
+        FN(beam_cand) x = finals[i];
+        int64_t j = i - 1;
+        while (j >= 0 && FN(beam_before)(&x, &finals[j])) { finals[j + 1] = finals[j]; --j; }
+        finals[j + 1] = x;
+    }
+    int64_t count = n_final < nbest ? n_final : nbest;
+    out_count[b] = count;
+    for (int64_t n = 0; n < nbest; ++n) {
+        int64_t *tokens = out_tokens + (b * nbest + n) * T;
+        int64_t *times = out_times + (b * nbest + n) * T;
+        for (int64_t i = 0; i < T; ++i) tokens[i] = times[i] = -1;
+        out_len[b * nbest + n] = 0;
+        if (n >= count) continue;
+        int64_t k = finals[n].index;
+        out_score[b * nbest + n] = finals[n].rank;
+        out_acoustic[b * nbest + n] = total[k];
+        out_lm[b * nbest + n] = w ? lm_total[k] : 0;
+        out_tlm[b * nbest + n] = w ? tlm_total[k] : 0;
+        out_unk[b * nbest + n] = w ? cur[k].unkc + (cur[k].plen > 0 ? cur[k].ucost : 0) : 0;
+        out_len[b * nbest + n] = FN(example_path)(ex, K, k, tokens, times);
+    }
+}
+
+/* Decodes examples b0 <= b < b1 of lp (B, T, C) (log-probabilities, padded frames
+ * never read). Writes per example its count of hypotheses (out_count, <= nbest) and
+ * for each: tokens and their first frames (out_tokens, out_times (B, nbest, T), -1
+ * padded), out_len, out_score, out_acoustic, out_lm, out_tlm (the token model's
+ * ln p) and out_unk (what its unknown words cost) (B, nbest). Returns 0, or -1
+ * when memory ran out. The stream below runs the same functions, frames in chunks. */
+int FN(ctc_beam_search)(const REAL *lp, int64_t T, int64_t C, const int64_t *logit_len,
+                        int64_t b0, int64_t b1, int64_t blank, int64_t K, int64_t V,
+                        int64_t nbest, double token_min_logp, double beam_threshold,
+                        const struct ctc_words *w, int64_t *out_tokens, int64_t *out_times,
+                        int64_t *out_len, int64_t *out_count, double *out_score,
+                        double *out_acoustic, double *out_lm, double *out_tlm,
+                        double *out_unk) {
+    FN(beam_search) sr;
+    FN(beam_scratch) x;
+    FN(beam_example) ex;
+    memset(&x, 0, sizeof(x));
+    memset(&ex, 0, sizeof(ex));
+    int failed = FN(search_setup)(&sr, w, C, blank, K, V, token_min_logp, beam_threshold);
+    failed = FN(scratch_alloc)(&x, &sr) || failed;
+    for (int64_t b = b0; b < b1 && !failed; ++b) {
+        failed = FN(example_start)(&ex, &sr)
+                 || FN(example_frames)(&sr, &x, &ex, lp + b * T * C, logit_len[b]);
+        if (!failed)
+            FN(example_end)(&sr, &x, &ex, b, nbest, T, out_tokens, out_times, out_len,
+                            out_count, out_score, out_acoustic, out_lm, out_tlm, out_unk);
+    }
+    FN(example_free)(&ex);
+    FN(scratch_free)(&x);
+    FN(search_free)(&sr);
     return failed ? -1 : 0;
+}
+
+/* A stream: the same search over a batch of B examples whose frames arrive in chunks.
+ * w must stay valid until it is closed. */
+typedef struct {
+    FN(beam_search) sr;
+    int64_t B;
+    FN(beam_example) *ex;
+} FN(beam_stream);
+
+/* A stream of B examples, each at the empty prefix; NULL when memory ran out. */
+void *FN(ctc_beam_stream_open)(int64_t B, int64_t C, int64_t blank, int64_t K, int64_t V,
+                               double token_min_logp, double beam_threshold,
+                               const struct ctc_words *w) {
+    FN(beam_stream) *st = calloc(1, sizeof(*st));
+    if (!st) return NULL;
+    st->B = B;
+    st->ex = calloc(B ? B : 1, sizeof(*st->ex));
+    int failed = !st->ex
+                 || FN(search_setup)(&st->sr, w, C, blank, K, V, token_min_logp, beam_threshold);
+    for (int64_t b = 0; b < B && !failed; ++b) failed = FN(example_start)(&st->ex[b], &st->sr);
+    if (failed) {
+        for (int64_t b = 0; st->ex && b < B; ++b) FN(example_free)(&st->ex[b]);
+        free(st->ex);
+        FN(search_free)(&st->sr);
+        free(st);
+        return NULL;
+    }
+    return st;
+}
+
+void FN(ctc_beam_stream_close)(void *stream) {
+    FN(beam_stream) *st = stream;
+    if (!st) return;
+    for (int64_t b = 0; b < st->B; ++b) FN(example_free)(&st->ex[b]);
+    free(st->ex);
+    FN(search_free)(&st->sr);
+    free(st);
+}
+
+/* Frames lp (B, T, C) of examples b0 <= b < b1: frames[b] of them (the rest of the
+ * chunk is not read), then what every beam agrees on committed; horizon > 0 first drops
+ * the beams that left the best one's path more than horizon frames back. Returns 0, or
+ * -1 when memory ran out (the stream is then unusable). */
+int FN(ctc_beam_stream_feed)(void *stream, const REAL *lp, int64_t T, const int64_t *frames,
+                             int64_t horizon, int64_t b0, int64_t b1) {
+    FN(beam_stream) *st = stream;
+    const int64_t C = st->sr.C, K = st->sr.K;
+    FN(beam_scratch) x;
+    memset(&x, 0, sizeof(x));
+    int *mark = malloc(sizeof(int) * (K ? K : 1));
+    int failed = FN(scratch_alloc)(&x, &st->sr) || !mark;
+    for (int64_t b = b0; b < b1 && !failed; ++b)
+        failed = FN(example_frames)(&st->sr, &x, &st->ex[b], lp + b * T * C, frames[b])
+                 || FN(example_commit)(&st->ex[b], K, mark, horizon);
+    free(mark);
+    FN(scratch_free)(&x);
+    return failed ? -1 : 0;
+}
+
+/* Each example's sizes, into row b of held (B, 4): frames searched, tokens committed,
+ * frames of history held (each K slots of two int64), and the bytes its search holds
+ * (its beams and history, allocated; the committed tokens are two int64 each). */
+void FN(ctc_beam_stream_held)(void *stream, int64_t *held) {
+    FN(beam_stream) *st = stream;
+    const int64_t K = st->sr.K, row = st->sr.row;
+    for (int64_t b = 0; b < st->B; ++b) {
+        const FN(beam_example) *ex = &st->ex[b];
+        int64_t *h = held + 4 * b;
+        h[0] = ex->frames;
+        h[1] = ex->n_commit;
+        h[2] = ex->frames - ex->base;
+        h[3] = (int64_t)(K * sizeof(FN(beam_slot)) + K * (row ? row : 1) * sizeof(int64_t)
+                         + 2 * ex->hist_cap * K * sizeof(int64_t));
+    }
+}
+
+/* Each example's best beam now (by the search's rank, before any end-of-utterance
+ * term): its tokens and their frames into row b of tokens and times (B, room), room at
+ * least held[1] + held[2] of every example, and its length into lengths[b]. */
+void FN(ctc_beam_stream_best)(void *stream, int64_t room, int64_t *tokens, int64_t *times,
+                              int64_t *lengths) {
+    FN(beam_stream) *st = stream;
+    for (int64_t b = 0; b < st->B; ++b)
+        lengths[b] = FN(example_path)(&st->ex[b], st->sr.K, 0, tokens + b * room,
+                                      times + b * room);
+}
+
+/* The n-best of examples b0 <= b < b1 as ctc_beam_search writes them, T the room for
+ * each path (at least held[1] + held[2]). The examples stay as they were. Returns 0,
+ * or -1 when memory ran out. */
+int FN(ctc_beam_stream_finish)(void *stream, int64_t b0, int64_t b1, int64_t nbest, int64_t T,
+                               int64_t *out_tokens, int64_t *out_times, int64_t *out_len,
+                               int64_t *out_count, double *out_score, double *out_acoustic,
+                               double *out_lm, double *out_tlm, double *out_unk) {
+    FN(beam_stream) *st = stream;
+    FN(beam_scratch) x;
+    memset(&x, 0, sizeof(x));
+    int failed = FN(scratch_alloc)(&x, &st->sr);
+    for (int64_t b = b0; b < b1 && !failed; ++b)
+        FN(example_end)(&st->sr, &x, &st->ex[b], b, nbest, T, out_tokens, out_times, out_len,
+                        out_count, out_score, out_acoustic, out_lm, out_tlm, out_unk);
+    FN(scratch_free)(&x);
+    return failed ? -1 : 0;
+}
+
+/* Example b back at the empty prefix, its buffers kept. Returns 0, or -1 when memory
+ * ran out. */
+int FN(ctc_beam_stream_reset)(void *stream, int64_t b) {
+    FN(beam_stream) *st = stream;
+    return FN(example_start)(&st->ex[b], &st->sr);
 }

@@ -106,3 +106,19 @@ def test_long_align_benchmark_smoke(capsys, monkeypatch):
     rows = [line for line in out.splitlines() if "(segments)" in line]
     assert [r.split("(")[0].strip() for r in rows][:2] == ["align_long", "align_long threads=1"]
     assert "failed" not in out
+
+
+def test_stream_benchmark_smoke(capsys):
+    """The streaming benchmark at a tiny size: the stream's transcripts equal the
+    offline decoder's, and the long stream reports its memory."""
+    from optional_deps import need_c_kernel
+
+    need_c_kernel()
+    spec = importlib.util.spec_from_file_location(
+        "bench_stream", BENCH.parent / "bench_stream.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "final transcripts equal to offline: 3/3" in out
+    assert "goal: flat" in out

@@ -16,19 +16,6 @@ import ctc_decoder as D
 from ngram_lm import NgramLM, write_arpa
 from optional_deps import HF, both_searches, need_c_kernel, require
 
-SEARCHES = ["c-kernel", "tensor"]
-
-
-@pytest.fixture(params=SEARCHES)
-def search(request, monkeypatch):
-    """Runs the test on one search: the compiled C kernel, or the tensor search."""
-    if request.param == "tensor":
-        monkeypatch.setenv("SEQ_LOSS_UTIL_KERNEL", "0")
-        assert D._kernel() is None
-    else:
-        need_c_kernel()
-        assert D._kernel() is not None
-    return request.param
 
 
 def on_both(monkeypatch, decoder, logits, lengths=None):

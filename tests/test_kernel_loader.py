@@ -215,6 +215,13 @@ PLANTED_C = textwrap.dedent("""
     void ctc_log_softmax_f32(void) {}  void ctc_log_softmax_f64(void) {}
     int ctc_loss_forward_f32(void) { return 0; }  int ctc_loss_forward_f64(void) { return 0; }
     int ctc_loss_backward_f32(void) { return 0; }  int ctc_loss_backward_f64(void) { return 0; }
+    void *ctc_beam_stream_open_f32(void) { return 0; }  void *ctc_beam_stream_open_f64(void) { return 0; }
+    void ctc_beam_stream_close_f32(void) {}  void ctc_beam_stream_close_f64(void) {}
+    int ctc_beam_stream_feed_f32(void) { return 0; }  int ctc_beam_stream_feed_f64(void) { return 0; }
+    void ctc_beam_stream_held_f32(void) {}  void ctc_beam_stream_held_f64(void) {}
+    void ctc_beam_stream_best_f32(void) {}  void ctc_beam_stream_best_f64(void) {}
+    int ctc_beam_stream_finish_f32(void) { return 0; }  int ctc_beam_stream_finish_f64(void) { return 0; }
+    int ctc_beam_stream_reset_f32(void) { return 0; }  int ctc_beam_stream_reset_f64(void) { return 0; }
 """)
 
 # The loss of a random batch next to native CTC in float64, and every warning.

@@ -1,0 +1,290 @@
+"""Streaming decoding (ctc_stream): a stream fed chunks of any length ends with what the
+offline decoder gives on the whole utterances, token for token, frame for frame and
+scores to 1e-6, on both searches (the C kernel and the tensor search), with the word LM,
+hotwords, a lexicon and a token LM; greedy's partial results only grow; examples end
+early and restart; what every beam agrees on is committed and its history freed; and
+misuse gets a message."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import ctc_decoder as D
+from ngram_lm import write_arpa
+from optional_deps import need_c_kernel
+
+LETTERS = ["<pad>", "|", "H", "E", "L", "O", "W", "R", "D", "U", "T"]
+CORPUS = ["HELLO WORLD", "HELLO THERE WORLD", "THE WORLD", "HELLO", "WORLD HELLO"]
+
+
+@pytest.fixture(scope="module")
+def lms(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lm")
+    words = write_arpa(CORPUS, folder / "words.arpa", order=3)
+    chars = write_arpa([list(s.replace(" ", "|")) for s in CORPUS], folder / "chars.arpa",
+                       order=4)
+    return words, chars
+
+
+def decoders(lms):
+    words, chars = lms
+    return {
+        "plain": D.CtcBeamSearchDecoder(LETTERS, beam_size=8, nbest=3),
+        "lm+hotwords": D.CtcBeamSearchDecoder(LETTERS, beam_size=8, nbest=3, lm=words,
+                                              hotwords=["THERE WORLD"], hotword_weight=2.0),
+        "lexicon": D.CtcBeamSearchDecoder(LETTERS, beam_size=8, nbest=2,
+                                          lexicon=["HELLO", "WORLD", "THE"], unk_score=-3.0),
+        "token-lm": D.CtcBeamSearchDecoder(LETTERS, beam_size=8, nbest=2, lm=words,
+                                           token_lm=chars, token_lm_weight=0.3),
+    }
+
+
+def utterances(seed, batch=3, frames=60):
+    """Logits ``(B, T, C)`` that spell corpus words with noise, and lengths (one short)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, frames, len(LETTERS), generator=g)
+    for b in range(batch):
+        text = CORPUS[(seed + b) % len(CORPUS)].replace(" ", "|")
+        t = 0
+        for ch in text:
+            for _ in range(2):
+                if t < frames:
+                    x[b, t, LETTERS.index(ch)] += 5.0
+                    t += 1
+            if t < frames:
+                x[b, t, 0] += 5.0
+                t += 1
+    lengths = torch.tensor([frames, frames - 17, frames - 3][:batch])
+    return x, lengths
+
+
+def feed_in_chunks(stream, logits, lengths, cuts):
+    """Feeds ``logits`` cut at ``cuts``; each example gets only its own frames."""
+    bounds = [0, *sorted(set(c for c in cuts if 0 < c < logits.shape[1])), logits.shape[1]]
+    for a, z in zip(bounds, bounds[1:], strict=False):
+        stream.feed(logits[:, a:z], (lengths - a).clamp(0, z - a))
+
+
+def same(streamed, offline):
+    assert len(streamed) == len(offline)
+    for hyps, want in zip(streamed, offline, strict=True):
+        assert [h.tokens for h in hyps] == [h.tokens for h in want]
+        assert [h.timesteps for h in hyps] == [h.timesteps for h in want]
+        assert [h.text for h in hyps] == [h.text for h in want]
+        for h, w in zip(hyps, want, strict=True):
+            for field in ("score", "acoustic_score", "lm_score", "unk_score", "token_lm_score"):
+                assert math.isclose(getattr(h, field), getattr(w, field), rel_tol=0,
+                                    abs_tol=1e-6) or getattr(h, field) == getattr(w, field)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 1000), cuts=st.lists(st.integers(1, 59), max_size=6),
+       which=st.sampled_from(["plain", "lm+hotwords", "lexicon", "token-lm"]))
+def test_a_stream_ends_with_the_offline_decoders_result(search, lms, seed, cuts, which):
+    decoder = decoders(lms)[which]
+    logits, lengths = utterances(seed)
+    stream = decoder.stream(batch=3)
+    feed_in_chunks(stream, logits, lengths, cuts)
+    same(stream.finish(), decoder(logits, lengths))
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 1000), cuts=st.lists(st.integers(1, 59), max_size=6))
+def test_ctc_beam_search_streams_too(search, seed, cuts):
+    logits, lengths = utterances(seed)
+    stream = D.ctc_beam_search_stream(3, beam_size=6, nbest=3)
+    feed_in_chunks(stream, logits, lengths, cuts)
+    same(stream.finish(), D.ctc_beam_search(logits, lengths, beam_size=6, nbest=3))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 1000), cuts=st.lists(st.integers(1, 59), max_size=8))
+def test_greedy_stream_equals_greedy_decode_and_its_partials_only_grow(seed, cuts):
+    logits, lengths = utterances(seed)
+    stream = D.greedy_stream(3)
+    bounds = [0, *sorted(set(cuts)), 60]
+    before = [[] for _ in range(3)]
+    for a, z in zip(bounds, bounds[1:], strict=False):
+        if a == z:
+            continue
+        stream.feed(logits[:, a:z], (lengths - a).clamp(0, z - a))
+        now = stream.partial()
+        for b in range(3):
+            pairs = list(zip(now[b].tokens, now[b].timesteps, strict=True))
+            assert pairs[:len(before[b])] == before[b]  # what was emitted stays
+            before[b] = pairs
+    want = D.greedy_decode(logits, lengths)
+    assert torch.equal(stream.finish(), want)
+    for b in range(3):  # each token at the first frame of its run
+        best = logits[b, :lengths[b]].argmax(-1).tolist()
+        starts = [t for t in range(len(best))
+                  if best[t] != 0 and (t == 0 or best[t] != best[t - 1])]
+        assert [t for _, t in before[b]] == starts
+
+
+def test_an_example_restarted_decodes_its_new_utterance_alone(search, lms):
+    decoder = decoders(lms)["lm+hotwords"]
+    logits, lengths = utterances(5)
+    other, other_len = utterances(9, batch=1, frames=40)
+    stream = decoder.stream(batch=3)
+    stream.feed(logits[:, :30], (lengths).clamp(max=30))
+    first = stream.finish(1)  # example 1 ends early: its 30 frames
+    same([first], decoder(logits[1:2, :30], torch.tensor([30])))
+    with pytest.raises(ValueError, match="example 1 was finished"):
+        stream.feed(logits[:, 30:], (lengths - 30).clamp(min=0))
+    stream.reset(1)
+    chunk = torch.zeros(3, 40, len(LETTERS))
+    chunk[:, :30] = logits[:, 30:]
+    chunk[1] = other[0]
+    stream.feed(chunk, torch.stack([lengths[0] - 30, other_len[0], lengths[2] - 30]))
+    same(stream.finish(), [decoder(logits[:1], lengths[:1])[0],
+                           decoder(other, other_len)[0], decoder(logits[2:], lengths[2:])[0]])
+
+
+def test_partial_results_and_their_frames(search, lms):
+    decoder = decoders(lms)["lm+hotwords"]
+    logits, lengths = utterances(2, batch=1, frames=60)
+    stream = decoder.stream(batch=1)
+    assert stream.partial()[0].tokens == []
+    texts, before = [], None
+    for a in range(0, 60, 16):
+        stream.feed(logits[:, a:a + 16])
+        part = stream.partial()[0]
+        assert all(0 <= t < min(a + 16, 60) for t in part.timesteps)
+        assert part.timesteps == sorted(part.timesteps)
+        assert part.words == decoder.split_words(part.tokens)[0]  # spelled incrementally
+        if before is not None:  # what was final stays
+            assert part.tokens[:before.final] == before.tokens[:before.final]
+        assert 0 <= part.final <= len(part.tokens)
+        texts.append(part.text)
+        before = part
+    final = stream.finish()[0][0]
+    # "THE|WORLD" is spelled in the first 27 frames, noise follows.
+    assert texts[0] == "THE WO" and texts[-1].startswith("THE WORLD")  # 16 frames: THE|WO
+    assert final.text.startswith("THE WORLD")
+
+
+def spoken(repeats=50, seed=0):
+    """Logits ``(1, T, C)``: words spoken clearly, one after another, with noise."""
+    text = "HELLO|WORLD|THERE|" * repeats
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 3 * len(text), len(LETTERS), generator=g) * 0.5
+    for i, ch in enumerate(text):
+        x[0, 3 * i:3 * i + 2, LETTERS.index(ch)] += 6.0
+        x[0, 3 * i + 2, 0] += 6.0
+    return x
+
+
+def held_while_streaming(stream, logits, chunk=16):
+    held = []
+    for a in range(0, logits.shape[1], chunk):
+        stream.feed(logits[:, a:a + chunk])
+        held.append(stream._c.held(0))
+        part = stream.partial()[0]
+        assert part.words == stream.decoder.split_words(part.tokens)[0]
+    return held
+
+
+def test_the_partials_of_both_searches_agree_chunk_by_chunk(monkeypatch):
+    # The C kernel's best path is its committed tokens and its history since; the tensor
+    # search commits nothing. Chunk after chunk they must be the same path.
+    need_c_kernel()
+    decoder = D.CtcBeamSearchDecoder(LETTERS, beam_size=4, nbest=4)  # every beam's path
+    g = torch.Generator().manual_seed(3)
+    logits = spoken(repeats=8) + torch.randn(1, 432, len(LETTERS), generator=g) * 1.5
+    compiled = decoder.stream(batch=1)
+    with monkeypatch.context() as patch:
+        patch.setenv("SEQ_LOSS_UTIL_KERNEL", "0")
+        tensors = decoder.stream(batch=1)
+        tensors.feed(logits[:, :1])  # the search is chosen at the first chunk
+    compiled.feed(logits[:, :1])
+    for a in range(1, logits.shape[1], 7):
+        compiled.feed(logits[:, a:a + 7])
+        tensors.feed(logits[:, a:a + 7])
+        got, want = compiled.partial()[0], tensors.partial()[0]
+        assert (got.tokens, got.timesteps) == (want.tokens, want.timesteps), a
+    assert compiled._c.held(0)[1] > 50  # tokens were committed on the way
+    same(compiled.finish(), tensors.finish())
+
+
+def test_without_a_horizon_old_alternatives_keep_their_history():
+    # The exact search keeps the utterance's best alternatives, and the cheapest ones
+    # branch off anywhere: here a doubled letter at some early word. While one lives,
+    # nothing after its branch point is agreed on, so the history grows with the audio.
+    need_c_kernel()
+    decoder = D.CtcBeamSearchDecoder(LETTERS, beam_size=8)
+    logits = spoken()
+    stream = decoder.stream(batch=1)
+    frames, committed, history, _ = held_while_streaming(stream, logits)[-1]
+    assert frames == 2700 and committed < 50 and history > 2500
+    same(stream.finish(), decoder(logits))
+
+
+def test_a_horizon_commits_what_is_older_and_frees_its_history():
+    need_c_kernel()
+    decoder = D.CtcBeamSearchDecoder(LETTERS, beam_size=8)
+    logits = spoken()
+    stream = decoder.stream(batch=1, horizon=150)  # 3 s of 20 ms frames
+    held = held_while_streaming(stream, logits)
+    frames, committed, history, size = held[-1]
+    assert frames == 2700 and committed > 800
+    assert max(h[2] for h in held) <= 150 + 16, "history: the horizon and a chunk at most"
+    assert max(h[3] for h in held[-50:]) == max(h[3] for h in held[20:50]) or \
+        max(h[3] for h in held) < 100_000, "the state stops growing"
+    # No dropped beam would have won here: the offline tokens and frames. The scores
+    # differ: the beams dropped made room for ones that merge into the best prefix, so
+    # it sums more of its alignments, between the offline search's and the exact CTC
+    # probability of its tokens.
+    got, want = stream.finish()[0][0], decoder(logits)[0][0]
+    assert got.tokens == want.tokens and got.timesteps == want.timesteps
+    exact = -torch.nn.functional.ctc_loss(
+        logits[0].double().log_softmax(-1)[:, None], torch.tensor([got.tokens]),
+        torch.tensor([logits.shape[1]]), torch.tensor([len(got.tokens)]), reduction="sum")
+    assert want.acoustic_score - 1e-6 <= got.acoustic_score <= float(exact) + 1e-3
+    with pytest.raises(ValueError, match="horizon must be"):
+        decoder.stream(batch=1, horizon=0)
+
+
+@pytest.mark.parametrize("make", [lambda: D.greedy_stream(2),
+                                  lambda: D.ctc_beam_search_stream(2, beam_size=4)],
+                         ids=["greedy", "beam"])
+def test_misuse_gets_a_message(make):
+    logits = torch.randn(2, 10, 5)
+    stream = make()
+    with pytest.raises(ValueError, match="batch of 2 examples"):
+        stream.feed(torch.randn(3, 10, 5))
+    stream.feed(logits)
+    with pytest.raises(ValueError, match="C=6 classes.*had 5"):
+        stream.feed(torch.randn(2, 10, 6))
+    with pytest.raises(ValueError, match="logits_len"):
+        stream.feed(logits, torch.tensor([10, 11]))  # more frames than the chunk has
+    stream.finish()
+    with pytest.raises(ValueError, match="finish"):
+        stream.feed(logits)
+
+
+def test_a_diverged_frame_is_named_by_its_frame_in_the_utterance(search):
+    stream = D.ctc_beam_search_stream(2, beam_size=4)
+    stream.feed(torch.randn(2, 10, 5))
+    bad = torch.randn(2, 10, 5)
+    bad[1, 3, 2] = float("nan")
+    with pytest.raises(ValueError, match="example 1 at frame 13"):
+        stream.feed(bad)
+
+
+def test_bad_examples_and_batches_are_refused():
+    with pytest.raises(ValueError, match="batch must be"):
+        D.greedy_stream(0)
+    stream = D.ctc_beam_search_stream(2)
+    with pytest.raises(ValueError, match=r"example must be an index in \[0, 1\]"):
+        stream.reset(2)
+
+
+def test_a_stream_fed_nothing_finishes_with_the_empty_hypothesis(lms):
+    decoder = decoders(lms)["lm+hotwords"]
+    same(decoder.stream(batch=2).finish(), decoder(torch.zeros(2, 0, len(LETTERS))))
+    assert np.all(D.greedy_stream(2).finish().numpy().shape == (2, 0))
