@@ -625,9 +625,7 @@ def _in_parallel(fn, batch: int, work: int, pieces: int = 1) -> None:
     pairs = list(zip(bounds, bounds[1:], strict=False))  # consecutive bounds
     # The calling thread takes the first chunk itself: one hand-off fewer, which is
     # most of the cost where the chunks are short (a stream's 16 frames).
-    futures = [_kernel_pool.submit(fn, lo, hi) for lo, hi in pairs[1:]]
-    fn(*pairs[0])
-    for future in futures:
+    for future in [_kernel_pool.submit(fn, lo, hi) for lo, hi in pairs]:
         future.result()
 
 
