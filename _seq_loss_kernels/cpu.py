@@ -622,9 +622,7 @@ def _in_parallel(fn, batch: int, work: int, pieces: int = 1) -> None:
         _kernel_pool = ThreadPoolExecutor(max_workers=threads)
     chunks = min(batch, threads * pieces)
     bounds = [batch * i // chunks for i in range(chunks + 1)]
-    pairs = list(zip(bounds, bounds[1:], strict=False))  # consecutive bounds
-    # The calling thread takes the first chunk itself: one hand-off fewer, which is
-    # most of the cost where the chunks are short (a stream's 16 frames).
+    pairs = zip(bounds, bounds[1:], strict=False)  # consecutive bounds
     for future in [_kernel_pool.submit(fn, lo, hi) for lo, hi in pairs]:
         future.result()
 
