@@ -9,6 +9,9 @@ n-gram language model, hotwords, n-best lists and timestamps, on CPU or CUDA ten
   ...)``: the same search over a vocabulary, with words, a language model read from an
   ARPA file (:mod:`ngram_lm`) and hotwords; ``CtcBeamSearchDecoder.from_hf(tokenizer)``
   takes a wav2vec2 tokenizer's vocabulary, blank and word delimiter.
+* ``decoder.stream(batch)``, :func:`ctc_beam_search_stream` and :func:`greedy_stream`:
+  the same searches over logits that arrive in chunks (:mod:`ctc_stream`), with partial
+  results, ending with exactly the offline result.
 
 The prefix beam search (Graves 2012, sec. 7.4; Hannun et al. 2014) keeps for every
 prefix two log-probabilities, of the alignments that end in a blank and of those that
