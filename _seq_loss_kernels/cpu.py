@@ -319,6 +319,7 @@ class BeamStream:
 
     def __init__(self, batch: int, classes: int, blank: int, beam: int, width: int,
                  token_min_logp, beam_threshold, words, dtype):
+        self._handle = None  # (close() is safe whatever happens below)
         self.sfx = _KERNEL_VARIANTS[dtype][0]
         self.dtype, self.batch = dtype, batch
         self.struct, self._keep = _words_struct(words)
