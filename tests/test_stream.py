@@ -288,3 +288,33 @@ def test_a_stream_fed_nothing_finishes_with_the_empty_hypothesis(lms):
     decoder = decoders(lms)["lm+hotwords"]
     same(decoder.stream(batch=2).finish(), decoder(torch.zeros(2, 0, len(LETTERS))))
     assert np.all(D.greedy_stream(2).finish().numpy().shape == (2, 0))
+
+
+class _Failing:
+    """The kernel library with one entry point failing as it does out of memory."""
+
+    def __init__(self, lib, name, value):
+        self.lib, self.name, self.value = lib, name, value
+
+    def __getattr__(self, name):
+        if name == self.name:
+            return lambda *args: self.value
+        return getattr(self.lib, name)
+
+
+@pytest.mark.parametrize("entry, value", [("ctc_beam_stream_open_f32", None),
+                                          ("ctc_beam_stream_feed_f32", -1),
+                                          ("ctc_beam_stream_finish_f32", -1),
+                                          ("ctc_beam_stream_reset_f32", -1)])
+def test_the_kernel_running_out_of_memory_is_a_memory_error(monkeypatch, entry, value):
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    monkeypatch.setattr(cpu, "_kernel_lib", _Failing(cpu._kernel_lib, entry, value))
+    stream = D.ctc_beam_search_stream(2, beam_size=4)
+    with pytest.raises(MemoryError, match="could not allocate"):
+        stream.feed(torch.randn(2, 5, 6))
+        if "finish" in entry:
+            stream.finish()
+        else:
+            stream.reset(0)
