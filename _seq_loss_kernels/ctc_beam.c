@@ -1041,8 +1041,10 @@ static int FN(example_frames)(const FN(beam_search) *sr, FN(beam_scratch) *x,
 static int64_t FN(example_path)(const FN(beam_example) *ex, int64_t K, int64_t k,
                                 int64_t *tokens, int64_t *times) {
     int64_t length = ex->n_commit;
-    memcpy(tokens, ex->commit_tok, sizeof(int64_t) * ex->n_commit);
-    memcpy(times, ex->commit_time, sizeof(int64_t) * ex->n_commit);
+    if (length) {  /* (no committed tokens: their buffers may be NULL, not memcpy's) */
+        memcpy(tokens, ex->commit_tok, sizeof(int64_t) * length);
+        memcpy(times, ex->commit_time, sizeof(int64_t) * length);
+    }
     int64_t slot = k;
     for (int64_t t = ex->frames - 1; t >= ex->base; --t) {  /* tokens come out last first */
         int64_t i = (t - ex->base) * K + slot;
