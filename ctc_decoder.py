@@ -713,6 +713,9 @@ class _TensorSearch:
             emitted[r] = tok[r, rows, slot]
             slot = src[r, rows, slot]
         emitted[np.arange(src.shape[0])[:, None] < np.asarray(start_row)[None, :]] = -1
+        # No beam left (every path ruled out): no hypothesis, as the offline search.
+        dead = ~(self.pb[:, 0].isfinite() | self.pnb[:, 0].isfinite()).cpu().numpy()
+        emitted[:, dead] = -1
         out = []
         for b in range(batch):
             at = np.nonzero(emitted[:, b] >= 0)[0]

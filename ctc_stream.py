@@ -91,8 +91,11 @@ class _Speller:
         if final > self.n:  # more tokens final: spelled into the kept words
             self.current, _ = self._run(tokens[:final], self.n, self.words, self.current)
             self.n = final
+        # Resume at the token that began the last word where that token is unchanged
+        # (words before it were closed by it), or at the end of the tokens last spelled.
         q = self.last_start
-        if 0 <= self.n <= q and tokens[:q] == self.last[:q]:  # resume at its last word
+        upto = q + 1 if q < len(self.last) else q
+        if 0 <= self.n <= q and tokens[:upto] == self.last[:upto]:
             words, start, current = list(self.last_words), q, ""
         else:
             words, start, current = list(self.words), self.n, self.current
@@ -168,6 +171,8 @@ class GreedyStream(_Stream):
         """The next ``(B, t, C)`` chunk; ``logits_len`` ``(B,)`` frames of it per example
         (None: all ``t``)."""
         logits, logits_len, lengths = self._chunk(logits, logits_len)
+        if logits.shape[1] == 0:
+            return
         with torch.no_grad():
             best = logits.detach().argmax(dim=2).cpu()  # (B, t)
             frames = best.shape[1]
@@ -196,16 +201,31 @@ class GreedyStream(_Stream):
         """Per example, a :class:`Partial` of the tokens so far (no words or text)."""
         return [Partial(tokens, frames, [], "", len(tokens)) for tokens, frames in self._paths()]
 
-    def finish(self) -> torch.Tensor:
+    def finish(self, example: int | None = None) -> torch.Tensor:
         """``greedy_decode``'s result on the whole utterances: ``(B, U')`` long ids padded
-        with -1. The stream ends: feeding it again raises."""
+        with -1; or example ``example``'s ids ``(U,)`` alone. Those examples are finished
+        (``reset`` starts one again)."""
         paths = [tokens for tokens, _ in self._paths()]
+        if example is not None:
+            b = self._check_example(example)
+            self.finished[b] = True
+            return torch.tensor(paths[b], dtype=torch.long)
         width = max((len(p) for p in paths), default=0)
         out = torch.full((self.batch, width), -1, dtype=torch.long)
         for b, tokens in enumerate(paths):  # once, at the end
             out[b, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
         self.finished[:] = True
         return out
+
+    def reset(self, example: int) -> None:
+        """Example ``example`` back at the start of a new utterance; the others as they
+        were."""
+        b = self._check_example(example)
+        self.found = [(e[keep], t[keep], f[keep]) for e, t, f in self.found
+                      for keep in [e != b]]
+        self.previous[b] = -1
+        self.frames[b] = 0
+        self.finished[b] = False
 
 
 class BeamStream(_Stream):

@@ -1046,7 +1046,10 @@ static int64_t FN(example_path)(const FN(beam_example) *ex, int64_t K, int64_t k
         memcpy(times, ex->commit_time, sizeof(int64_t) * length);
     }
     int64_t slot = k;
-    for (int64_t t = ex->frames - 1; t >= ex->base; --t) {  /* tokens come out last first */
+    /* No beam left (every path ruled out): the committed tokens alone; the rows of the
+     * frames that left none were never written. */
+    const int64_t stop = ex->live > 0 ? ex->base : ex->frames;
+    for (int64_t t = ex->frames - 1; t >= stop; --t) {  /* tokens come out last first */
         int64_t i = (t - ex->base) * K + slot;
         if (ex->hist_tok[i] >= 0) { tokens[length] = ex->hist_tok[i]; times[length] = t; ++length; }
         slot = ex->hist_src[i];
@@ -1099,6 +1102,10 @@ static int FN(example_commit)(FN(beam_example) *ex, int64_t K, int *mark, int64_
         if (n == 1) { agreed = t - 1; slot = set[0]; }  /* one slot at the end of frame t-1 */
     }
     free(set);
+    if (n == 0) {  /* no beam left: nothing can be returned past the committed tokens */
+        ex->base = ex->frames;
+        return 0;
+    }
     if (n != 1 || agreed < 0) return 0;
     /* Frames base .. base + agreed: the path of `slot` through them, committed. */
     int64_t count = 0, s = slot;
@@ -1321,9 +1328,10 @@ void FN(ctc_beam_stream_held)(void *stream, int64_t *held) {
 void FN(ctc_beam_stream_best)(void *stream, int64_t room, int64_t *tokens, int64_t *times,
                               int64_t *lengths) {
     FN(beam_stream) *st = stream;
-    for (int64_t b = 0; b < st->B; ++b)
-        lengths[b] = FN(example_path)(&st->ex[b], st->sr.K, 0, tokens + b * room,
-                                      times + b * room);
+    for (int64_t b = 0; b < st->B; ++b) {
+        const FN(beam_example) *ex = &st->ex[b];
+        lengths[b] = FN(example_path)(ex, st->sr.K, 0, tokens + b * room, times + b * room);
+    }
 }
 
 /* The n-best of examples b0 <= b < b1 as ctc_beam_search writes them, T the room for

@@ -318,3 +318,81 @@ def test_the_kernel_running_out_of_memory_is_a_memory_error(monkeypatch, entry, 
             stream.finish()
         else:
             stream.reset(0)
+
+
+def test_an_example_left_with_no_beam_has_no_partial_and_no_hypothesis(search):
+    # The blank impossible everywhere and every token below token_min_logp: no path
+    # survives the first frame. (The kernel once walked history rows never written.)
+    logits = torch.zeros(2, 200, 5)
+    logits[0, :, 0] = -math.inf
+    stream = D.ctc_beam_search_stream(2, beam_size=4, token_min_logp=-1.0)
+    stream.feed(logits[:, :100])
+    stream.feed(logits[:, 100:])
+    assert stream.partial()[0].tokens == []
+    same(stream.finish(), D.ctc_beam_search(logits, beam_size=4, token_min_logp=-1.0))
+
+
+SENTENCEPIECE = ["<b>", "\u2581", "\u2581a", "b", "", "\u2581c", "d"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 3), st.lists(st.integers(1, 6), max_size=4),
+                                st.integers(0, 2)), min_size=1, max_size=12),
+       pieces=st.sampled_from(["sentencepiece", "delimiter"]))
+def test_partial_words_are_split_words_however_the_best_path_changes(steps, pieces):
+    # A best path that grows, loses its last tokens and grows again, with a prefix that
+    # becomes final (never changes after): the incremental spelling is split_words'.
+    from ctc_stream import _Speller
+
+    vocab = SENTENCEPIECE if pieces == "sentencepiece" else ["<b>", "|", "A", "B", "C", "D",
+                                                             "E"]
+    decoder = D.CtcBeamSearchDecoder(vocab, word_delimiter="\u2581" if pieces ==
+                                     "sentencepiece" else "|")
+    speller = _Speller(decoder._pieces)
+    tokens: list = []
+    final = 0
+    for drop, grow, settle in steps:
+        tokens = tokens[:max(final, len(tokens) - drop)] + grow
+        final = min(len(tokens), final + settle)
+        assert speller.spell(tokens, final) == decoder.split_words(tokens)[0]
+
+
+def test_greedy_examples_end_and_restart_one_at_a_time():
+    logits, lengths = utterances(4)
+    other, other_len = utterances(8, batch=1, frames=40)
+    stream = D.greedy_stream(3)
+    stream.feed(logits[:, :0])  # a chunk of no frames is no error
+    stream.feed(logits[:, :30], lengths.clamp(max=30))
+    assert torch.equal(stream.finish(1), D.greedy_decode(logits[1:2, :30])[0])
+    stream.reset(1)
+    chunk = torch.zeros(3, 40, len(LETTERS))
+    chunk[:, :30] = logits[:, 30:]
+    chunk[1] = other[0]
+    stream.feed(chunk, torch.stack([lengths[0] - 30, other_len[0], lengths[2] - 30]))
+    got = stream.finish()
+    assert torch.equal(got[0][got[0] >= 0], D.greedy_decode(logits[:1], lengths[:1])[0])
+    assert torch.equal(got[1][got[1] >= 0], D.greedy_decode(other, other_len)[0])
+    assert torch.equal(got[2][got[2] >= 0], D.greedy_decode(logits[2:], lengths[2:])[0])
+
+
+def test_beams_that_all_die_mid_stream_leave_the_committed_tokens_alone():
+    # 400 frames of clean speech, then frames where only T and U (never said) are
+    # possible, each below token_min_logp, and the blank is not: every beam dies. The
+    # frames since then have no history rows; partial() must not walk them.
+    need_c_kernel()
+    text = "HELLO|WORLD|" * 12
+    g = torch.Generator().manual_seed(0)
+    alive = torch.randn(1, 3 * len(text), len(LETTERS), generator=g) * 0.5
+    for i, ch in enumerate(text):
+        alive[0, 3 * i:3 * i + 2, LETTERS.index(ch)] += 6.0
+        alive[0, 3 * i + 2, 0] += 6.0
+    dead = torch.full((1, 16, len(LETTERS)), -math.inf)
+    dead[..., LETTERS.index("T")] = dead[..., LETTERS.index("U")] = 0.0
+    decoder = D.CtcBeamSearchDecoder(LETTERS, beam_size=4, token_min_logp=-0.5)
+    stream = decoder.stream(batch=1)
+    stream.feed(alive)
+    stream.feed(dead)
+    frames, committed, _, _ = stream._c.held(0)
+    assert frames == alive.shape[1] + 16
+    assert len(stream.partial()[0].tokens) == committed
+    assert stream.finish() == decoder(torch.cat([alive, dead], 1)) == [[]]
