@@ -464,6 +464,44 @@ def _search_device(device) -> torch.device:
 _REPORTED = ("lm_score", "token_lm_score", "unk_score")
 
 
+def _kernel_and_tables(words: _Words | None):
+    """``(kernel, arrays)``: the C search and the word tables it takes (None without
+    words), or ``(None, None)`` where the tensor search runs instead (no kernel, or a
+    scorer the kernel does not implement)."""
+    kernel = _kernel()
+    arrays = words.arrays() if kernel is not None and words is not None else None
+    if kernel is None or (words is not None and arrays is None):
+        return None, None
+    return kernel, arrays
+
+
+def _candidates(beam: int, classes: int) -> int:
+    """Candidate tokens a frame: the beam + 1 most probable non-blank ones (a token
+    outside them cannot make a prefix the beam would keep)."""
+    return min(beam + 1, classes - 1)
+
+
+def _kernel_limits(token_min_logp, beam_threshold) -> tuple[float, float]:
+    """The kernel's token_min_logp and beam_threshold, None meaning no limit."""
+    return (-math.inf if token_min_logp is None else float(token_min_logp),
+            math.inf if beam_threshold is None else float(beam_threshold))
+
+
+def _padded_frames_zeroed(log_probs, logits_len):
+    """``log_probs`` with every frame past its example's length 0, for the tensor
+    search, which reads every frame (padding may hold NaN)."""
+    frames = torch.arange(log_probs.shape[1], device=log_probs.device)
+    return log_probs.masked_fill((frames[None, :] >= logits_len[:, None])[:, :, None],
+                                 0.0), logits_len
+
+
+def _plain_hypotheses(hyps) -> list:
+    """One example's search tuples as :class:`Hypothesis` objects without a vocabulary
+    (``ctc_beam_search``'s)."""
+    return [Hypothesis(tokens, [], "", score, acoustic, 0.0, times, [], 0.0, 0.0, {})
+            for tokens, times, score, acoustic, *_ in hyps]
+
+
 def _search(log_probs, logits_len, blank: int, beam: int, nbest: int, words: _Words | None,
             token_min_logp: float | None, beam_threshold: float | None):
     """The batched prefix beam search: the C kernel where it is built (on the host,
@@ -474,23 +512,17 @@ def _search(log_probs, logits_len, blank: int, beam: int, nbest: int, words: _Wo
     scorers reporting another field (``{}`` from the C kernel, which runs none)."""
     if not log_probs.shape[0]:  # an empty batch: no reshape can infer a size from it
         return []
-    kernel = _kernel()
-    arrays = words.arrays() if kernel is not None and words is not None else None
-    if kernel is None or (words is not None and arrays is None):
+    kernel, arrays = _kernel_and_tables(words)
+    if kernel is None:
         device = words.boundary.device if words is not None else log_probs.device
-        log_probs, logits_len = log_probs.to(device), logits_len.to(device)
-        if kernel is not None:  # _log_probs left the padded frames as they were
-            frames = torch.arange(log_probs.shape[1], device=device)
-            log_probs = log_probs.masked_fill(
-                (frames[None, :] >= logits_len[:, None])[:, :, None], 0.0)
+        log_probs, logits_len = _padded_frames_zeroed(log_probs.to(device),
+                                                      logits_len.to(device))
         return _search_tensors(log_probs, logits_len, blank, beam, nbest, words,
                                token_min_logp, beam_threshold)
-    width = min(beam + 1, log_probs.shape[2] - 1)
     log_probs, logits_len = log_probs.cpu().contiguous(), logits_len.cpu().contiguous()
     count, tokens, times, lengths, *scores = kernel.beam_search(
-        log_probs, logits_len, blank, beam, width, nbest,
-        -math.inf if token_min_logp is None else token_min_logp,
-        math.inf if beam_threshold is None else beam_threshold, arrays)
+        log_probs, logits_len, blank, beam, _candidates(beam, log_probs.shape[2]), nbest,
+        *_kernel_limits(token_min_logp, beam_threshold), arrays)
     return [[(tokens[b, n, :lengths[b, n]].tolist(), times[b, n, :lengths[b, n]].tolist(),
               *(float(x[b, n]) for x in scores), {})
              for n in range(count[b])] for b in range(len(count))]
@@ -524,7 +556,7 @@ class _TensorSearch:
         # K others score at least as much. (Merges into prefixes already in the beam are
         # made for every token, below.) The word boundary always competes: the LM and word
         # scores change its rank.
-        width = min(beam + 1, classes - 1)
+        width = _candidates(beam, classes)
         neg = torch.tensor(-math.inf, dtype=dtype, device=device)
         slots = torch.arange(beam, device=device)
 
@@ -676,10 +708,6 @@ class _TensorSearch:
         """History rows held (frames of the longest chunks so far, summed)."""
         return sum(x.shape[0] for x in self.back_src)
 
-    def history_bytes(self) -> int:
-        return sum(x.nbytes for part in (self.back_src, self.back_tok, self.times)
-                   for x in part)
-
     def reset(self, b: int) -> None:
         """Example b back at the empty prefix (its history before now is ignored:
         ``start_row``)."""
@@ -799,15 +827,19 @@ def _check_options(beam_size, nbest, token_min_logp=None, beam_threshold=None):
                          f"must be >= 0 (0 keeps only the best), got {beam_threshold!r}")
 
 
-def _check_finite_frames(log_probs: torch.Tensor, logits_len: torch.Tensor) -> None:
+def _check_finite_frames(log_probs: torch.Tensor, logits_len: torch.Tensor,
+                         first_frame=None) -> None:
     """Raises when a valid frame's log-probabilities hold NaN: logits with NaN or +inf,
     or a frame whose logits are all -inf. Such a model has diverged; a search over it
-    would return NaN scores and hypotheses cut short there. One host read."""
+    would return NaN scores and hypotheses cut short there. One host read.
+    ``first_frame`` (B,): each example's frame index of the first frame here (a
+    stream's chunk), so the message counts from the utterance's start."""
     if not log_probs.numel():
         return
     bad = seq_loss_util._first(seq_loss_util._bad_frames(log_probs, logits_len))
     if bad is not None:
         b, t = bad
+        t += 0 if first_frame is None else int(first_frame[b])
         raise ValueError(f"logits of example {b} at frame {t} hold NaN or +inf, or only -inf "
                          "(no class possible): the model has diverged, and no hypothesis "
                          "over such a frame means anything")
@@ -848,8 +880,7 @@ def _log_probs(logits, logits_len):
     log_probs = torch.log_softmax(logits.detach().to(compute), dim=2)
     _check_finite_frames(log_probs, logits_len)
     if _kernel() is None:
-        frames = torch.arange(logits.shape[1], device=logits.device)
-        log_probs.masked_fill_((frames[None, :] >= logits_len[:, None])[:, :, None], 0.0)
+        log_probs, _ = _padded_frames_zeroed(log_probs, logits_len)
     return log_probs
 
 
@@ -885,8 +916,7 @@ def ctc_beam_search(logits: torch.Tensor, logits_len: torch.Tensor | None = None
     with torch.no_grad():
         found = _search(_log_probs(logits, logits_len), logits_len, int(blank), int(beam_size),
                         int(nbest), None, token_min_logp, beam_threshold)
-    return [[Hypothesis(tokens, [], "", score, acoustic, 0.0, times, [], 0.0, 0.0, {})
-             for tokens, times, score, acoustic, *_ in hyps] for hyps in found]
+    return [_plain_hypotheses(hyps) for hyps in found]
 
 
 def ctc_beam_search_stream(batch: int, *, blank: int = 0, beam_size: int = 16, nbest: int = 1,

@@ -37,7 +37,6 @@ import numpy as np
 import torch
 
 import ctc_decoder as D
-import seq_loss_util
 
 __all__ = ["Partial", "BeamStream", "GreedyStream"]
 
@@ -270,17 +269,12 @@ class BeamStream(_Stream):
                              f"{len(self.decoder.tokens)} tokens: they must be the same")
         self.dtype = torch.float64 if dtype == torch.float64 else torch.float32
         words = self.decoder._words_on(D._search_device(device)) if self.decoder else None
-        kernel = D._kernel()
-        arrays = words.arrays() if kernel is not None and words is not None else None
-        if kernel is not None and (words is None or arrays is not None):
-            from _seq_loss_kernels import cpu
-
-            width = min(self.beam + 1, classes - 1)
-            self._c = cpu.BeamStream(
-                self.batch, classes, self.blank, self.beam, width,
-                -np.inf if self.token_min_logp is None else self.token_min_logp,
-                np.inf if self.beam_threshold is None else self.beam_threshold,
-                arrays, self.dtype)
+        kernel, arrays = D._kernel_and_tables(words)
+        if kernel is not None:
+            self._c = kernel.BeamStream(
+                self.batch, classes, self.blank, self.beam, D._candidates(self.beam, classes),
+                *D._kernel_limits(self.token_min_logp, self.beam_threshold), arrays,
+                self.dtype)
         else:
             if self.horizon is not None:
                 raise ValueError("horizon needs the C kernel's search (its history is "
@@ -305,32 +299,22 @@ class BeamStream(_Stream):
             self._open(logits.shape[2], logits.dtype, logits.device)
         with torch.no_grad():
             log_probs = torch.log_softmax(logits.detach().to(self.dtype), dim=2)
-            bad = seq_loss_util._first(seq_loss_util._bad_frames(log_probs, logits_len))
-            if bad is not None:
-                b, t = bad
-                raise ValueError(f"logits of example {b} at frame {int(self.frames[b]) + t} "
-                                 "hold NaN or +inf, or only -inf (no class possible): the "
-                                 "model has diverged, and no hypothesis over such a frame "
-                                 "means anything")
+            D._check_finite_frames(log_probs, logits_len, first_frame=self.frames)
             if self._c is not None:
                 self._c.feed(log_probs.cpu().contiguous(), logits_len.cpu().contiguous(),
                              self.beam, self.horizon or 0)
             else:
                 assert self._tensors is not None
                 device = self._tensors.device
-                log_probs, logits_len = log_probs.to(device), logits_len.to(device)
-                frame = torch.arange(log_probs.shape[1], device=device)
-                log_probs = log_probs.masked_fill(
-                    (frame[None, :] >= logits_len[:, None])[:, :, None], 0.0)
-                self._tensors.run(log_probs, logits_len)
+                self._tensors.run(*D._padded_frames_zeroed(log_probs.to(device),
+                                                           logits_len.to(device)))
         self.frames += lengths
 
     def partial(self) -> list:
         """Per example, a :class:`Partial` of the best beam now (by the search's rank:
         acoustic score, LM and bonuses so far, before the end-of-utterance terms)."""
         if self._c is not None:
-            paths = self._c.best()
-            final = self._c.held()[:, 1].tolist()
+            paths, final = self._c.best()
         elif self._tensors is not None:
             paths = self._tensors.best_paths(self._start_row)
             final = [0] * self.batch  # the tensor search commits nothing
@@ -363,8 +347,7 @@ class BeamStream(_Stream):
         if self.decoder is not None:
             out = [self.decoder._hypotheses(found[b]) for b in examples]
         else:
-            out = [[D.Hypothesis(tokens, [], "", score, acoustic, 0.0, times, [], 0.0, 0.0, {})
-                    for tokens, times, score, acoustic, *_ in found[b]] for b in examples]
+            out = [D._plain_hypotheses(found[b]) for b in examples]
         return out if example is None else out[0]
 
     def reset(self, example: int) -> None:
@@ -380,13 +363,3 @@ class BeamStream(_Stream):
         self.finished[b] = False
         if self._spellers:
             self._spellers[b].reset()
-
-    def held_bytes(self, example: int) -> int:
-        """What example ``example``'s search holds now, in bytes (the C kernel's beams,
-        committed tokens and history; the tensor search's history on the host)."""
-        b = self._check_example(example)
-        if self._c is not None:
-            return self._c.held(b)[3]
-        if self._tensors is None:
-            return 0
-        return self._tensors.history_bytes() // self.batch

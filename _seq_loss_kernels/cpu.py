@@ -358,8 +358,9 @@ class BeamStream:
         self._call("held", out.data_ptr())
         return out if b is None else tuple(out[b].tolist())
 
-    def best(self) -> list:
-        """Each example's best beam now: ``(tokens, frames)``."""
+    def best(self) -> tuple[list, list]:
+        """Each example's best beam now, ``(tokens, frames)``, and how many of its
+        tokens are committed."""
         held = self.held()
         room = max(int((held[:, 1] + held[:, 2]).max()), 1)
         tokens = torch.empty(self.batch, room, dtype=torch.long)
@@ -367,8 +368,8 @@ class BeamStream:
         lengths = torch.empty(self.batch, dtype=torch.long)
         self._call("best", room, tokens.data_ptr(), times.data_ptr(), lengths.data_ptr())
         tokens_np, times_np = tokens.numpy(), times.numpy()  # numpy rows slice cheaply
-        return [(tokens_np[b, :n].tolist(), times_np[b, :n].tolist())
-                for b, n in enumerate(lengths.tolist())]
+        return ([(tokens_np[b, :n].tolist(), times_np[b, :n].tolist())
+                 for b, n in enumerate(lengths.tolist())], held[:, 1].tolist())
 
     def finish(self, nbest: int, examples) -> dict:
         """The n-best of each of ``examples`` as :func:`beam_search`'s tuples, by
@@ -386,7 +387,9 @@ class BeamStream:
                           lengths.data_ptr(), count.data_ptr(),
                           *(x.data_ptr() for x in scores)):
                 raise MemoryError("the beam search kernel could not allocate its beams")
-        return {b: [(tokens[b, n, :lengths[b, n]].tolist(), times[b, n, :lengths[b, n]].tolist(),
+        tokens_np, times_np, lengths_np = tokens.numpy(), times.numpy(), lengths.numpy()
+        return {b: [(tokens_np[b, n, :lengths_np[b, n]].tolist(),
+                     times_np[b, n, :lengths_np[b, n]].tolist(),
                      *(float(x[b, n]) for x in scores), {}) for n in range(int(count[b]))]
                 for b in examples}
 

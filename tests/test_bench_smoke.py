@@ -11,8 +11,9 @@ from optional_deps import need_triton
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
 
-def load():
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
+def load(name: str = "bench"):
+    """The benchmark script ``benchmarks/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(name, BENCH.with_name(f"{name}.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench
@@ -69,20 +70,14 @@ def test_gpu_check_dry_run(tmp_path):
 
 def test_decode_benchmark_smoke(capsys):
     """The decoding benchmark at a tiny size: it runs, with or without pyctcdecode."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_decode", BENCH.with_name("bench_decode.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load("bench_decode")
     assert bench.main(["--smoke"]) == 0
     out = capsys.readouterr().out
     assert "greedy (ours)" in out and "ours + LM" in out
 
 
 def test_lm_load_benchmark_smoke(capsys):
-    spec = importlib.util.spec_from_file_location(
-        "bench_lm_load", BENCH.parent / "bench_lm_load.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load("bench_lm_load")
     assert bench.main(["--smoke"]) == 0
     out = capsys.readouterr().out
     assert "ours, mapping the compact file" in out and "goal: compact load < 1 s" in out
@@ -96,10 +91,7 @@ def test_long_align_benchmark_smoke(capsys, monkeypatch):
     from optional_deps import need_c_kernel
 
     need_c_kernel()  # align_long needs it (the test-pytorch job switches it off)
-    spec = importlib.util.spec_from_file_location(
-        "bench_long_align", BENCH.with_name("bench_long_align.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load("bench_long_align")
     monkeypatch.setattr(bench, "kjv_sentences", lambda: None)
     assert bench.main(["--smoke"]) == 0
     out = capsys.readouterr().out
@@ -114,10 +106,7 @@ def test_stream_benchmark_smoke(capsys):
     from optional_deps import need_c_kernel
 
     need_c_kernel()
-    spec = importlib.util.spec_from_file_location(
-        "bench_stream", BENCH.parent / "bench_stream.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load("bench_stream")
     assert bench.main(["--smoke"]) == 0
     out = capsys.readouterr().out
     assert "final transcripts equal to offline: 3/3" in out
