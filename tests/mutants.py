@@ -281,9 +281,9 @@ MUTANTS = [
     Mutant("c bound: one hotword per word end", "_seq_loss_kernels/ctc_beam.c", "double bound = w->word_score + hot * (double)w->phrase_len + lm + unk;", "double bound = w->word_score + hot + lm + unk;", [RULES, "-k", "overlapping"]),
     Mutant("c candidates: SentencePiece word starts lifted", "_seq_loss_kernels/ctc_beam.c", "return w && !w->prefix_mode && V < C - 1 && w->boundary[c];", "return w && V < C - 1 && w->boundary[c];", [RULES, "-k", "sentencepiece"]),
     Mutant("tensor candidates: SentencePiece word starts lifted", "ctc_decoder.py", "if words is not None and not words.prefix_mode and width < classes - 1:", "if words is not None and width < classes - 1:", [RULES, "-k", "sentencepiece"], KERNEL_OFF),
-    Mutant("c candidates: K tokens per frame, not K + 1", "ctc_decoder.py", "width = min(beam + 1, log_probs.shape[2] - 1)", "width = min(beam, log_probs.shape[2] - 1)", [RULES, "-k", "sentencepiece"]),
+    Mutant("c candidates: K tokens per frame, not K + 1", "ctc_decoder.py", "beam, _candidates(beam, log_probs.shape[2]), nbest,", "beam, _candidates(beam - 1, log_probs.shape[2]), nbest,", [RULES, "-k", "sentencepiece"]),
     # Caught only by the comparison with the kernel, so with it on.
-    Mutant("tensor candidates: K tokens per frame, not K + 1", "ctc_decoder.py", "width = min(beam + 1, classes - 1)", "width = min(beam, classes - 1)", [RULES, "-k", "sentencepiece"]),
+    Mutant("tensor candidates: K tokens per frame, not K + 1", "ctc_decoder.py", "width = _candidates(beam, classes)", "width = _candidates(beam - 1, classes)", [RULES, "-k", "sentencepiece"]),
     Mutant("segments: example 0's states for every example", "seq_loss_util.py", "states = alignment.states[example].tolist()", "states = alignment.states[0].tolist()", ["tests/test_alignment.py", "-k", "every_example"]),
     Mutant("segments: example 0's labels for every example", "seq_loss_util.py", "labels = alignment.labels[example].tolist()", "labels = alignment.labels[0].tolist()", ["tests/test_alignment.py", "-k", "every_example"]),
     Mutant("segments: padded frames (state -1) read as a label's", "seq_loss_util.py", "if state < 0 or state % 2 == 0:", "if state % 2 == 0:", ["tests/test_alignment.py", "-k", "every_example"]),
