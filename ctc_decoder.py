@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 from collections.abc import Sequence
 
 import numpy as np
@@ -839,10 +839,15 @@ def _check_finite_frames(log_probs: torch.Tensor, logits_len: torch.Tensor,
     bad = seq_loss_util._first(seq_loss_util._bad_frames(log_probs, logits_len))
     if bad is not None:
         b, t = bad
-        t += 0 if first_frame is None else int(first_frame[b])
-        raise ValueError(f"logits of example {b} at frame {t} hold NaN or +inf, or only -inf "
-                         "(no class possible): the model has diverged, and no hypothesis "
-                         "over such a frame means anything")
+        _raise_bad_frame(b, t, first_frame)
+
+
+def _raise_bad_frame(b: int, t: int, first_frame=None) -> NoReturn:
+    """The error for example b's bad frame t (counted from ``first_frame[b]``)."""
+    t += 0 if first_frame is None else int(first_frame[b])
+    raise ValueError(f"logits of example {b} at frame {t} hold NaN or +inf, or only -inf "
+                     "(no class possible): the model has diverged, and no hypothesis "
+                     "over such a frame means anything")
 
 
 _BUILT_IN_FIELDS = (*_REPORTED, "score", "acoustic_score")
@@ -870,17 +875,26 @@ def _check_scorers(scorers) -> list:
     return scorers
 
 
-def _log_probs(logits, logits_len):
-    """log_softmax in float32 (float64 for float64). The tensor search reads every
+def _log_probs(logits, logits_len, compute=None, first_frame=None):
+    """log_softmax in ``compute`` (None: float32, float64 for float64), after the
+    check that no valid frame is bad (:func:`_check_finite_frames`; ``first_frame`` as
+    there). Where the C kernel is built it computes them (on the host, where every
+    search then runs), else torch on the logits' device. The tensor search reads every
     frame, so for it padded frames are set to 0: whatever they hold (NaN) never
     reaches a score. The C kernel never reads past an example's length, and a row's
     log_softmax reads that row alone: it takes them as they are (a 2 MB pass saved
     per batch of 32 x 500 x 32)."""
-    compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    if compute is None:
+        compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    kernel = _kernel()
+    if kernel is not None:
+        log_probs, bad = kernel.decode_log_softmax(logits.cpu(), logits_len.cpu(), compute)
+        if bad.any():
+            _raise_bad_frame(*divmod(int(bad.argmax()), bad.shape[1]), first_frame)
+        return log_probs
     log_probs = torch.log_softmax(logits.detach().to(compute), dim=2)
-    _check_finite_frames(log_probs, logits_len)
-    if _kernel() is None:
-        log_probs, _ = _padded_frames_zeroed(log_probs, logits_len)
+    _check_finite_frames(log_probs, logits_len, first_frame)
+    log_probs, _ = _padded_frames_zeroed(log_probs, logits_len)
     return log_probs
 
 

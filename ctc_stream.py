@@ -259,6 +259,9 @@ class BeamStream(_Stream):
         self._start_row = np.zeros(self.batch, dtype=np.int64)  # tensor search: reset(b)
         self._spellers = ([_Speller(decoder._pieces) for _ in range(self.batch)]
                           if decoder is not None else [])
+        # partial()'s last result per example, and the frames fed it was for
+        self._shown = [Partial([], [], [], "", 0) for _ in range(self.batch)]
+        self._shown_frames = np.full(self.batch, -1, dtype=np.int64)
 
     def _open(self, classes: int, dtype: torch.dtype, device) -> None:
         """The search, at the first chunk: its class count, dtype and device."""
@@ -298,8 +301,7 @@ class BeamStream(_Stream):
         if self._c is None and self._tensors is None:
             self._open(logits.shape[2], logits.dtype, logits.device)
         with torch.no_grad():
-            log_probs = torch.log_softmax(logits.detach().to(self.dtype), dim=2)
-            D._check_finite_frames(log_probs, logits_len, first_frame=self.frames)
+            log_probs = D._log_probs(logits, logits_len, self.dtype, first_frame=self.frames)
             if self._c is not None:
                 self._c.feed(log_probs.cpu().contiguous(), logits_len.cpu().contiguous(),
                              self.beam, self.horizon or 0)
@@ -312,19 +314,27 @@ class BeamStream(_Stream):
 
     def partial(self) -> list:
         """Per example, a :class:`Partial` of the best beam now (by the search's rank:
-        acoustic score, LM and bonuses so far, before the end-of-utterance terms)."""
-        if self._c is not None:
-            paths, final = self._c.best()
-        elif self._tensors is not None:
-            paths = self._tensors.best_paths(self._start_row)
-            final = [0] * self.batch  # the tensor search commits nothing
-        else:
-            paths, final = [([], [])] * self.batch, [0] * self.batch
-        out = []
-        for b, (tokens, frames) in enumerate(paths):
-            words = self._spellers[b].spell(tokens, final[b]) if self._spellers else []
-            out.append(Partial(tokens, frames, words, " ".join(words), final[b]))
-        return out
+        acoustic score, LM and bonuses so far, before the end-of-utterance terms). Only
+        the examples given frames since the last call are walked and spelled again (a
+        chunk without frames changes neither the best path nor what is committed); the
+        others' are copies of the last call's."""
+        if self._c is None and self._tensors is None:
+            return [Partial([], [], [], "", 0) for _ in range(self.batch)]
+        changed = np.nonzero(self.frames != self._shown_frames)[0].tolist()
+        if changed:
+            if self._c is not None:
+                paths, final = self._c.best(changed)
+            else:
+                assert self._tensors is not None
+                every = self._tensors.best_paths(self._start_row)
+                paths, final = [every[b] for b in changed], [0] * len(changed)
+            for b, (tokens, frames), n in zip(changed, paths, final, strict=True):
+                words = self._spellers[b].spell(tokens, n) if self._spellers else []
+                self._shown[b] = Partial(tokens, frames, words, " ".join(words), n)
+            self._shown_frames[changed] = self.frames[changed]
+        # Copies: a caller changing a list it was given must not change the next call's.
+        return [Partial(list(p.tokens), list(p.timesteps), list(p.words), p.text, p.final)
+                for p in self._shown]
 
     def finish(self, example: int | None = None) -> list:
         """The n-best of every example (a list per example), or of ``example`` alone,
@@ -361,5 +371,6 @@ class BeamStream(_Stream):
             self._start_row[b] = self._tensors.rows()
         self.frames[b] = 0
         self.finished[b] = False
+        self._shown_frames[b] = -1
         if self._spellers:
             self._spellers[b].reset()

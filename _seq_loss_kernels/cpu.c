@@ -624,8 +624,10 @@ static void FN(log_softmax_rows)(const REAL *x, int64_t T, int64_t C, const int6
             for (int64_t c = C16; c < C; ++c) sum += EXP(row[c] - m);
             for (int k = 0; k < 16; ++k) sum += part[k];
             /* No NaN and a finite max: the sum is in [1, C], so no output is NaN. */
-            const REAL lse = m + LOG(sum);
-            for (int64_t c = 0; c < C; ++c) out[c] = row[c] - lse;
+            /* (x - m) - log(sum), as torch's: x - m is exact near the max (the likely
+             * classes), where m + log(sum) first would round at m's magnitude. */
+            const REAL lg = LOG(sum);
+            for (int64_t c = 0; c < C; ++c) out[c] = (row[c] - m) - lg;
             bad[b * T + t] = 0;
         }
 }
@@ -645,7 +647,7 @@ static void FN(log_softmax_narrow)(const REAL *x, int64_t T, int64_t C,
         for (int64_t k = 0; k < 16; ++k)
             for (int64_t c = 0; c < C; ++c)
                 buf[c * 16 + k] = k < n ? x[(r0 + k) * C + c] : 0;
-        REAL m[16], sum[16], lse[16];
+        REAL m[16], sum[16], lg[16];
         int nan[16];
         for (int k = 0; k < 16; ++k) {
             m[k] = NEG_INF;
@@ -663,10 +665,10 @@ static void FN(log_softmax_narrow)(const REAL *x, int64_t T, int64_t C,
         for (int64_t c = 0; c < C; ++c)
             for (int k = 0; k < 16; ++k) sum[k] += EXP(buf[c * 16 + k] - m[k]);
         /* No NaN and a finite max: the sum is in [1, C] (a lane with a NaN takes NaN). */
-        for (int k = 0; k < 16; ++k) lse[k] = nan[k] ? (REAL)NAN : m[k] + LOG(sum[k]);
+        for (int k = 0; k < 16; ++k) lg[k] = nan[k] ? (REAL)NAN : LOG(sum[k]);
         for (int64_t k = 0; k < n; ++k) {
             const int64_t r = r0 + k;
-            for (int64_t c = 0; c < C; ++c) lp[r * C + c] = buf[c * 16 + k] - lse[k];
+            for (int64_t c = 0; c < C; ++c) lp[r * C + c] = (buf[c * 16 + k] - m[k]) - lg[k];
             bad[r] = (uint8_t)(nan[k] && r % T < frames[r / T]);
         }
     }

@@ -167,9 +167,9 @@ def _bind_kernel(lib) -> bool:
     signatures["ctc_beam_stream_open"] = [i64, i64, i64, i64, i64, d, d,
                                           ctypes.POINTER(_CtcWords)]
     signatures["ctc_beam_stream_close"] = [p]
-    signatures["ctc_beam_stream_feed"] = [p, p, i64, p, i64, i64, i64]
+    signatures["ctc_beam_stream_feed"] = [p, p, i64, p, i64, i64, i64, p]
     signatures["ctc_beam_stream_held"] = [p, p]
-    signatures["ctc_beam_stream_best"] = [p, i64, p, p, p]
+    signatures["ctc_beam_stream_best"] = [p, i64, p, p, p, p]
     signatures["ctc_beam_stream_finish"] = [p, i64, i64, i64, i64, p, p, p, p, p, p, p, p, p]
     signatures["ctc_beam_stream_reset"] = [p, i64]
     try:
@@ -311,6 +311,27 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
                                      tlm, unk))
 
 
+def decode_log_softmax(logits, logits_len, compute):
+    """``(log_probs (B, T, C) compute, bad (B, T) uint8 numpy)`` for the searches: the
+    kernel's log_softmax of CPU ``logits`` (any float dtype; the rows of every example
+    threaded over the batch where it is large) and its bad frames (within ``T_b``, a
+    NaN in the row). Not torch's: its threaded log_softmax leaves OpenMP's workers
+    spinning for a millisecond after, on the cores the search threads need (a 16-frame
+    chunk's call cost 1.4 ms of CPU); and a stream's chunks and the offline call on
+    the same frames then get the same bits from the same row code."""
+    batch, frames, classes = logits.shape
+    x = logits.detach().to(compute).contiguous()
+    log_probs = torch.empty_like(x)
+    bad = torch.zeros(batch, frames, dtype=torch.uint8)
+    lengths = logits_len.contiguous()
+    if batch and frames:
+        run = getattr(_kernel_lib, f"ctc_log_softmax_{_sfx(compute)}")
+        _in_parallel(lambda b0, b1: run(
+            x.data_ptr(), frames, classes, lengths.data_ptr(), b0, b1, log_probs.data_ptr(),
+            bad.data_ptr()), batch, batch * frames * classes)
+    return log_probs, bad.numpy()
+
+
 class BeamStream:
     """ctc_decoder's prefix beam search over a batch whose frames arrive in chunks
     (``ctc_beam.c``'s stream: the beams, their history and what is committed live in
@@ -322,6 +343,9 @@ class BeamStream:
         self._handle = None  # (close() is safe whatever happens below)
         self.sfx = _KERNEL_VARIANTS[dtype][0]
         self.dtype, self.batch = dtype, batch
+        # best()'s output rows (tokens and frames) and lengths, kept between calls
+        self._rows = torch.empty(2, batch, 0, dtype=torch.long)
+        self._lengths = torch.empty(batch, dtype=torch.long)
         self.struct, self._keep = _words_struct(words)
         self._lib = _kernel_lib
         self._handle = getattr(_kernel_lib, f"ctc_beam_stream_open_{self.sfx}")(
@@ -339,15 +363,14 @@ class BeamStream:
         best one's path more than that many frames back are dropped after."""
         t = log_probs.shape[1]
         failed = []
+        taken = ctypes.c_int64(0)  # the examples started, shared by the threads
 
-        def chunk(b0, b1):
-            if self._call("feed", log_probs.data_ptr(), t, frames.data_ptr(), horizon, b0, b1):
-                failed.append((b0, b1))
+        def run():
+            if self._call("feed", log_probs.data_ptr(), t, frames.data_ptr(), horizon, 0,
+                          self.batch, ctypes.byref(taken)):
+                failed.append(True)
 
-        # A short chunk runs on the calling thread: handing half a batch of 16 frames
-        # to another thread cost more than it saved (30 ms to 27 for a 10-second batch
-        # of 32 in 16-frame chunks at beam 32, 2 cores).
-        _in_parallel(chunk, self.batch, self.batch * t * beam * 8 if t >= 64 else 0)
+        _on_threads(run, self.batch, self.batch * t * beam * 8)
         if failed:
             raise MemoryError("the beam search kernel could not allocate its history")
 
@@ -358,18 +381,24 @@ class BeamStream:
         self._call("held", out.data_ptr())
         return out if b is None else tuple(out[b].tolist())
 
-    def best(self) -> tuple[list, list]:
-        """Each example's best beam now, ``(tokens, frames)``, and how many of its
-        tokens are committed."""
-        held = self.held()
-        room = max(int((held[:, 1] + held[:, 2]).max()), 1)
-        tokens = torch.empty(self.batch, room, dtype=torch.long)
-        times = torch.empty_like(tokens)
-        lengths = torch.empty(self.batch, dtype=torch.long)
-        self._call("best", room, tokens.data_ptr(), times.data_ptr(), lengths.data_ptr())
-        tokens_np, times_np = tokens.numpy(), times.numpy()  # numpy rows slice cheaply
-        return ([(tokens_np[b, :n].tolist(), times_np[b, :n].tolist())
-                 for b, n in enumerate(lengths.tolist())], held[:, 1].tolist())
+    def best(self, which) -> tuple[list, list]:
+        """The best beam now of each example b in ``which`` (indices), ``(tokens,
+        frames)``, and how many of its tokens are committed. The rows it writes are
+        kept between calls (a stream asks once a chunk)."""
+        held = self.held().numpy()
+        which = list(which)
+        room = max([int(held[b, 1] + held[b, 2]) for b in which] + [1])
+        if self._rows.shape[2] < room:  # grown to twice the room: a copy now and then
+            self._rows = torch.empty(2, self.batch, 2 * room, dtype=torch.long)
+        rows, lengths = self._rows, self._lengths
+        mask = torch.zeros(self.batch, dtype=torch.uint8)
+        mask[which] = 1
+        self._call("best", rows.shape[2], rows[0].data_ptr(), rows[1].data_ptr(),
+                   lengths.data_ptr(), mask.data_ptr())
+        tokens, times = rows.numpy()  # numpy rows slice cheaply
+        n = lengths.numpy()
+        return ([(tokens[b, :n[b]].tolist(), times[b, :n[b]].tolist()) for b in which],
+                [int(held[b, 1]) for b in which])
 
     def finish(self, nbest: int, examples) -> dict:
         """The n-best of each of ``examples`` as :func:`beam_search`'s tuples, by
@@ -611,24 +640,50 @@ def backend():
     return KernelBackend if _kernel_lib else None
 
 
-def _in_parallel(fn, batch: int, work: int, pieces: int = 1) -> None:
-    """Runs ``fn(b0, b1)`` over batch chunks on torch's thread count, ``pieces`` chunks
-    per thread (more where examples take unequal time). ctypes releases the GIL during
-    the call, so the chunks run at once on separate cores."""
-    global _kernel_pool
+def _threads(batch: int, work: int) -> int:
+    """Threads for ``work`` over ``batch`` examples: torch's thread count, one for
+    small problems (threads cost more than they save)."""
     threads = min(torch.get_num_threads(), batch)
-    if threads <= 1 or work < 50_000:  # small problems: threads cost more than they save
-        fn(0, batch)
-        return
+    return 1 if threads <= 1 or work < 50_000 else threads
+
+
+def _pool(threads: int):
+    global _kernel_pool
     if _kernel_pool is None or _kernel_pool._max_workers < threads:
         from concurrent.futures import ThreadPoolExecutor
 
         _kernel_pool = ThreadPoolExecutor(max_workers=threads)
+    return _kernel_pool
+
+
+def _in_parallel(fn, batch: int, work: int, pieces: int = 1) -> None:
+    """Runs ``fn(b0, b1)`` over batch chunks on torch's thread count, ``pieces`` chunks
+    per thread (more where examples take unequal time). ctypes releases the GIL during
+    the call, so the chunks run at once on separate cores."""
+    threads = _threads(batch, work)
+    if threads == 1:
+        fn(0, batch)
+        return
     chunks = min(batch, threads * pieces)
     bounds = [batch * i // chunks for i in range(chunks + 1)]
     pairs = zip(bounds, bounds[1:], strict=False)  # consecutive bounds
-    for future in [_kernel_pool.submit(fn, lo, hi) for lo, hi in pairs]:
+    for future in [_pool(threads).submit(fn, lo, hi) for lo, hi in pairs]:
         future.result()
+
+
+def _on_threads(fn, batch: int, work: int) -> None:
+    """Runs ``fn()`` once on each of the threads :func:`_in_parallel` would take, the
+    calling thread one of them; each call takes examples from a counter they share
+    until none is left. Short calls (a stream's chunk: some hundreds of microseconds)
+    lose little to a helper that starts late, and examples that take unequal time
+    balance themselves."""
+    threads = _threads(batch, work)
+    helpers = [_pool(threads).submit(fn) for _ in range(threads - 1)] if threads > 1 else []
+    try:
+        fn()
+    finally:  # the helpers read the caller's tensors: never return before they end
+        for future in helpers:
+            future.result()
 
 
 def _sfx(dtype) -> str:

@@ -1287,19 +1287,24 @@ void FN(ctc_beam_stream_close)(void *stream) {
 
 /* Frames lp (B, T, C) of examples b0 <= b < b1: frames[b] of them (the rest of the
  * chunk is not read), then what every beam agrees on committed; horizon > 0 first drops
- * the beams that left the best one's path more than horizon frames back. Returns 0, or
- * -1 when memory ran out (the stream is then unusable). */
+ * the beams that left the best one's path more than horizon frames back. With next
+ * non-NULL, the examples are b0 + the values taken from *next (an atomic counter that
+ * threads calling at once share) until b1, so each runs once whichever thread takes
+ * it. Returns 0, or -1 when memory ran out (the stream is then unusable). */
 int FN(ctc_beam_stream_feed)(void *stream, const REAL *lp, int64_t T, const int64_t *frames,
-                             int64_t horizon, int64_t b0, int64_t b1) {
+                             int64_t horizon, int64_t b0, int64_t b1, int64_t *next) {
     FN(beam_stream) *st = stream;
     const int64_t C = st->sr.C, K = st->sr.K;
     FN(beam_scratch) x;
     memset(&x, 0, sizeof(x));
     int *mark = malloc(sizeof(int) * (K ? K : 1));
     int failed = FN(scratch_alloc)(&x, &st->sr) || !mark;
-    for (int64_t b = b0; b < b1 && !failed; ++b)
+    for (int64_t i = b0; !failed; ++i) {
+        const int64_t b = next ? b0 + __atomic_fetch_add(next, 1, __ATOMIC_RELAXED) : i;
+        if (b >= b1) break;
         failed = FN(example_frames)(&st->sr, &x, &st->ex[b], lp + b * T * C, frames[b])
                  || FN(example_commit)(&st->ex[b], K, mark, horizon);
+    }
     free(mark);
     FN(scratch_free)(&x);
     return failed ? -1 : 0;
@@ -1324,11 +1329,13 @@ void FN(ctc_beam_stream_held)(void *stream, int64_t *held) {
 
 /* Each example's best beam now (by the search's rank, before any end-of-utterance
  * term): its tokens and their frames into row b of tokens and times (B, room), room at
- * least held[1] + held[2] of every example, and its length into lengths[b]. */
+ * least held[1] + held[2] of the example, and its length into lengths[b]; only the
+ * examples b with which[b] set (every one for NULL). */
 void FN(ctc_beam_stream_best)(void *stream, int64_t room, int64_t *tokens, int64_t *times,
-                              int64_t *lengths) {
+                              int64_t *lengths, const uint8_t *which) {
     FN(beam_stream) *st = stream;
     for (int64_t b = 0; b < st->B; ++b) {
+        if (which && !which[b]) continue;
         const FN(beam_example) *ex = &st->ex[b];
         lengths[b] = FN(example_path)(ex, st->sr.K, 0, tokens + b * room, times + b * room);
     }

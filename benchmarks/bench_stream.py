@@ -7,7 +7,8 @@ same audio, and what a long stream holds.
   chunks of 16 frames (320 ms at 50 a second). Per chunk, ``feed`` + ``partial``
   (median and 95th percentile); the whole stream against ``decoder(logits)`` on the
   same batch, timed in the same run (goal: streaming at most 1.2x offline), and
-  whether every final transcript equals the offline one.
+  whether every final transcript equals the offline one; on torch's threads, then on
+  one (as a server running one stream a core would).
 * Memory: one long synthetic stream (held-out utterances one after another, 20 ms
   frames), fed in 16-frame chunks, with and without a ``horizon``: the bytes the
   search holds and the process's peak resident memory as the stream goes on (goal:
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--beam", type=int, default=32)
     parser.add_argument("--frames", type=int, default=500)
     parser.add_argument("--train", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--hours", type=float, default=10.0, help="the long stream's audio")
     parser.add_argument("--horizon", type=int, default=250, help="frames (5 s)")
     parser.add_argument("--seed", type=int, default=0)
@@ -135,17 +136,23 @@ def main(argv=None) -> int:
           f"{args.beam}, word 3-gram LM at the decoder's defaults, chunks of {CHUNK} "
           f"frames ({CHUNK * 20} ms), {torch.get_num_threads()} threads, median of "
           f"{args.repeats}")
-    med, p95, streamed, offline, equal = latency(decoder, logits, lengths, args.repeats)
     chunks = -(-args.frames // CHUNK)
     audio = float(lengths.sum()) / 50
-    ratio = streamed / offline
-    print(f"per chunk (feed + partial, batch {len(spoken)}): median {med * 1e3:.2f} ms, "
-          f"p95 {p95 * 1e3:.2f} ms ({chunks} chunks)")
-    print(f"whole batch: stream {streamed:.3f} s, offline {offline:.3f} s: {ratio:.2f}x "
-          f"(goal <= 1.2x: {'met' if ratio <= 1.2 else 'MISSED'}); real-time factor "
-          f"{streamed / audio:.4f} streaming, {offline / audio:.4f} offline "
-          f"({audio:.0f} s of audio)")
-    print(f"final transcripts equal to offline: {equal}/{len(spoken)}")
+    threads = torch.get_num_threads()
+    for n in sorted({threads, 1}, reverse=True):
+        torch.set_num_threads(n)  # 1: a server running a stream on each core
+        med, p95, streamed, offline, equal = latency(decoder, logits, lengths, args.repeats)
+        ratio = streamed / offline
+        print(f"{n} thread{'s' if n > 1 else ''}: per chunk (feed + partial, batch "
+              f"{len(spoken)}): median {med * 1e3:.2f} ms, p95 {p95 * 1e3:.2f} ms ({chunks} "
+              "chunks)")
+        print(f"  whole batch: stream {streamed * 1e3:.1f} ms, offline {offline * 1e3:.1f} ms "
+              f"on as many threads: {ratio:.2f}x (goal <= 1.2x: "
+              f"{'met' if ratio <= 1.2 else 'MISSED'}); real-time factor "
+              f"{streamed / audio:.5f} streaming, {offline / audio:.5f} offline "
+              f"({audio:.0f} s of audio)")
+        print(f"  final transcripts equal to offline: {equal}/{len(spoken)}")
+    torch.set_num_threads(threads)
     bounded = decoder.stream(batch=len(spoken), horizon=args.horizon)
     for a in range(0, args.frames, CHUNK):
         bounded.feed(logits[:, a:a + CHUNK], (lengths - a).clamp(0, CHUNK))

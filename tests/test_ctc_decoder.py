@@ -508,3 +508,36 @@ def test_a_unigram_lm_decodes_on_both_searches(tmp_path):
     best = decoder(logits, lengths)[0][0]
     assert best.lm_score == pytest.approx(NgramLM(str(arpa)).score_sentence(best.words),
                                           abs=1e-5)
+
+
+@pytest.mark.parametrize("classes", [11, 40])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_the_searches_log_softmax_from_the_kernel(classes, dtype):
+    # Where the C kernel is built, it computes the searches' log-probabilities (torch's
+    # threaded log_softmax left OpenMP's workers spinning on the search's cores): to
+    # within 4 ulps of the float64 value (torch's own: 3), and a bad frame is one within
+    # the example's length whose row holds NaN or +inf, or is all -inf.
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    g = torch.Generator().manual_seed(classes)
+    x = (torch.randn(5, 23, classes, generator=g, dtype=torch.float64) * 8).to(dtype)
+    x[1, 3, 2] = math.nan
+    x[2, 4] = -math.inf  # no class possible
+    x[3, 5, 0] = -math.inf  # one class masked: a good frame
+    x[4, 21, 1] = math.inf  # past example 4's length: never read
+    x[0, 7, 3] = math.inf
+    lengths = torch.tensor([23, 23, 23, 23, 20])
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    log_probs, bad = cpu.decode_log_softmax(x, lengths, compute)
+    assert log_probs.dtype == compute and log_probs.shape == x.shape
+    assert np.argwhere(bad).tolist() == [[0, 7], [1, 3], [2, 4]]
+    want = torch.log_softmax(x.double(), dim=2)
+    good = ~torch.from_numpy(bad.astype(bool))[:, :, None].expand_as(want) & \
+        want.isfinite()
+    error = (log_probs.double() - want).abs()[good] / want.abs()[good].clamp(min=1)
+    assert float(error.max()) <= 4 * torch.finfo(compute).eps
+    assert torch.isnan(log_probs[1, 3]).all() and torch.isnan(log_probs[2, 4]).all()
+    assert log_probs[3, 5, 0] == -math.inf
+    with pytest.raises(ValueError, match="example 0 at frame 7"):
+        D.ctc_beam_search(x, lengths)

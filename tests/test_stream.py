@@ -396,3 +396,71 @@ def test_beams_that_all_die_mid_stream_leave_the_committed_tokens_alone():
     assert frames == alive.shape[1] + 16
     assert len(stream.partial()[0].tokens) == committed
     assert stream.finish() == decoder(torch.cat([alive, dead], 1)) == [[]]
+
+
+
+def test_two_threads_share_a_chunks_examples_and_decode_as_one(monkeypatch, lms):
+    # A chunk's examples go to the calling thread and a helper through the kernel's
+    # shared counter: each example is searched once, by whichever thread takes it, so
+    # the result is the one-thread result (an example searched twice would not be).
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    decoder = decoders(lms)["lm+hotwords"]
+    logits, lengths = utterances(5, batch=3, frames=60)
+    logits, lengths = logits.repeat(4, 1, 1), lengths.repeat(4)  # 12 examples
+    lengths[5], lengths[9] = 0, 1
+    offline = decoder(logits, lengths)
+    one, two = decoder.stream(batch=12), decoder.stream(batch=12)
+    pools = []
+    real_pool = cpu._pool
+    monkeypatch.setattr(cpu, "_pool", lambda threads: pools.append(threads) or
+                        real_pool(threads))
+    for a in range(0, 60, 7):
+        chunk, frames = logits[:, a:a + 7], (lengths - a).clamp(0, 7)
+        with monkeypatch.context() as patch:
+            patch.setattr(cpu, "_threads", lambda batch, work: 2)
+            two.feed(chunk, frames)
+        one.feed(chunk, frames)  # too small a chunk for threads: the calling thread
+        assert two.partial() == one.partial(), a
+    assert pools and set(pools) == {2}  # the helper ran
+    same(two.finish(), offline)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 1000), cuts=st.lists(st.integers(1, 59), min_size=1, max_size=6))
+def test_partials_asked_each_chunk_are_those_of_a_stream_asked_once(search, lms, seed, cuts):
+    # partial() walks and spells again only the examples given frames since its last
+    # call; an example whose utterance has ended keeps its last result, and a caller
+    # changing the lists it was given changes nothing the stream returns after.
+    decoder = decoders(lms)["lm+hotwords"]
+    logits, lengths = utterances(seed)
+    lengths[1] = min(int(lengths[1]), min(cuts))  # ends within the first chunk
+    asked = decoder.stream(batch=3)
+    bounds = [0, *sorted(set(cuts)), 60]
+    for a, z in zip(bounds, bounds[1:], strict=False):
+        frames = (lengths - a).clamp(0, z - a)
+        asked.feed(logits[:, a:z], frames)
+        got = asked.partial()
+        for p in got:
+            p.tokens.append(99)
+            p.timesteps.clear()
+            p.words.append("JUNK")
+        once = decoder.stream(batch=3)
+        feed_in_chunks(once, logits[:, :z], lengths.clamp(max=z), [c for c in cuts if c < z])
+        assert asked.partial() == once.partial(), (a, z)
+
+
+def test_a_restarted_example_is_walked_again_at_as_many_frames_as_before(search, lms):
+    decoder = decoders(lms)["lm+hotwords"]
+    first, _ = utterances(1, batch=1)
+    second, _ = utterances(3, batch=1)
+    stream = decoder.stream(batch=1)
+    stream.feed(first[:, :40])
+    before = stream.partial()[0]
+    stream.reset(0)
+    stream.feed(second[:, :40])  # as many frames as the first utterance had
+    fresh = decoder.stream(batch=1)
+    fresh.feed(second[:, :40])
+    assert stream.partial() == fresh.partial() and stream.partial()[0] != before
