@@ -889,8 +889,8 @@ def _log_probs(logits, logits_len, compute=None, first_frame=None):
     kernel = _kernel()
     if kernel is not None:
         log_probs, bad = kernel.decode_log_softmax(logits.cpu(), logits_len.cpu(), compute)
-        if bad.any():
-            _raise_bad_frame(*divmod(int(bad.argmax()), bad.shape[1]), first_frame)
+        if bad is not None:
+            _raise_bad_frame(bad[0], bad[1], first_frame)
         return log_probs
     log_probs = torch.log_softmax(logits.detach().to(compute), dim=2)
     _check_finite_frames(log_probs, logits_len, first_frame)

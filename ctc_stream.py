@@ -301,12 +301,15 @@ class BeamStream(_Stream):
         if self._c is None and self._tensors is None:
             self._open(logits.shape[2], logits.dtype, logits.device)
         with torch.no_grad():
-            log_probs = D._log_probs(logits, logits_len, self.dtype, first_frame=self.frames)
-            if self._c is not None:
-                self._c.feed(log_probs.cpu().contiguous(), logits_len.cpu().contiguous(),
-                             self.beam, self.horizon or 0)
+            if self._c is not None:  # the kernel's log-softmax, into the stream's buffer
+                logits_len = logits_len.cpu()
+                log_probs, bad = self._c.log_softmax(logits.cpu(), logits_len)
+                if bad is not None:
+                    D._raise_bad_frame(bad[0], bad[1], self.frames)
+                self._c.feed(log_probs, logits_len, self.beam, self.horizon or 0)
             else:
                 assert self._tensors is not None
+                log_probs = D._log_probs(logits, logits_len, self.dtype, self.frames)
                 device = self._tensors.device
                 self._tensors.run(*D._padded_frames_zeroed(log_probs.to(device),
                                                            logits_len.to(device)))

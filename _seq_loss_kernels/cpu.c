@@ -684,6 +684,23 @@ void FN(ctc_log_softmax)(const REAL *x, int64_t T, int64_t C, const int64_t *fra
         FN(log_softmax_rows)(x, T, C, frames, b0, b1, lp, bad);
 }
 
+/* ctc_log_softmax for the searches, example by example: example b's logits are the
+ * T x C values at x + b * stride_b (so a chunk sliced from a longer tensor needs no
+ * copy), its log-probabilities go to lp (B, T, C) and its bad frames to bad (B, T). A
+ * row's result does not depend on which rows share its call, so these are the bits a
+ * whole utterance's call gives. Returns b * T + t of the first bad frame, or -1. */
+int64_t FN(ctc_log_softmax_batch)(const REAL *x, int64_t stride_b, int64_t B, int64_t T,
+                                  int64_t C, const int64_t *frames, REAL *lp, uint8_t *bad) {
+    int64_t first = -1;
+    for (int64_t b = 0; b < B; ++b) {
+        FN(ctc_log_softmax)(x + b * stride_b, T, C, frames + b, 0, 1, lp + b * T * C,
+                            bad + b * T);
+        for (int64_t t = 0; t < T && first < 0; ++t)
+            if (bad[b * T + t]) first = b * T + t;
+    }
+    return first;
+}
+
 /* bad (B, T): whether each frame of the log-probabilities lp (B, T, C) is within
  * frames[b] and holds a NaN (a NaN or +inf logit, or every class -inf): what poisons an
  * example. Above ctc_log_softmax's size the log-softmax is torch's (vectorised and

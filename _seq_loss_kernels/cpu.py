@@ -155,6 +155,7 @@ def _bind_kernel(lib) -> bool:
                                           i64, p],
                   "ctc_bad_frames": [p, i64, i64, p, i64, i64, p],
                   "ctc_log_softmax": [p, i64, i64, p, i64, i64, p, p],
+                  "ctc_log_softmax_batch": [p, i64, i64, i64, i64, p, p, p],
                   "ctc_finish_loss": [p, p, p, p, i64, i64, i64, i64, p, p, p],
                   "ctc_grad_scale": [p, i64, p, p, i64, p],
                   "ctc_loss_forward": [p, i64, i64, p, i64, p, p, i64, i64, ctypes.c_int32,
@@ -169,7 +170,7 @@ def _bind_kernel(lib) -> bool:
     signatures["ctc_beam_stream_close"] = [p]
     signatures["ctc_beam_stream_feed"] = [p, p, i64, p, i64, i64, i64, p]
     signatures["ctc_beam_stream_held"] = [p, p]
-    signatures["ctc_beam_stream_best"] = [p, i64, p, p, p, p]
+    signatures["ctc_beam_stream_best"] = [p, i64, p, p, p, p, p]
     signatures["ctc_beam_stream_finish"] = [p, i64, i64, i64, i64, p, p, p, p, p, p, p, p, p]
     signatures["ctc_beam_stream_reset"] = [p, i64]
     try:
@@ -184,7 +185,8 @@ def _bind_kernel(lib) -> bool:
             getattr(lib, f"ctc_beam_stream_held_{sfx}").restype = None
             for name in ("feed", "finish", "reset"):
                 getattr(lib, f"ctc_beam_stream_{name}_{sfx}").restype = ctypes.c_int
-            getattr(lib, f"ctc_beam_stream_best_{sfx}").restype = None
+            getattr(lib, f"ctc_beam_stream_best_{sfx}").restype = ctypes.c_int64
+            getattr(lib, f"ctc_log_softmax_batch_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_loss_forward_{sfx}").restype = ctypes.c_int32
             getattr(lib, f"ctc_loss_backward_{sfx}").restype = ctypes.c_int
     except AttributeError:
@@ -311,25 +313,43 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
                                      tlm, unk))
 
 
-def decode_log_softmax(logits, logits_len, compute):
-    """``(log_probs (B, T, C) compute, bad (B, T) uint8 numpy)`` for the searches: the
-    kernel's log_softmax of CPU ``logits`` (any float dtype; the rows of every example
-    threaded over the batch where it is large) and its bad frames (within ``T_b``, a
-    NaN in the row). Not torch's: its threaded log_softmax leaves OpenMP's workers
-    spinning for a millisecond after, on the cores the search threads need (a 16-frame
-    chunk's call cost 1.4 ms of CPU); and a stream's chunks and the offline call on
-    the same frames then get the same bits from the same row code."""
+def decode_log_softmax(logits, logits_len, compute, out=None):
+    """``(log_probs (B, T, C) compute, first_bad)`` for the searches: the kernel's
+    log_softmax of CPU ``logits`` (any float dtype; threaded over the batch where it is
+    large), and ``(b, t)`` of the first bad frame (within ``T_b``, a NaN in the row) or
+    None. ``out``: a tensor of at least B * T * C values of ``compute`` to write into
+    (its first ones, as (B, T, C); a stream's, kept between chunks). Not torch's: its
+    threaded log_softmax leaves OpenMP's workers spinning for a millisecond after, on
+    the cores the search threads need (a 16-frame chunk's call cost 1.4 ms of CPU); and
+    a stream's chunks and the offline call on the same frames then get the same bits
+    from the same row code."""
     batch, frames, classes = logits.shape
-    x = logits.detach().to(compute).contiguous()
-    log_probs = torch.empty_like(x)
-    bad = torch.zeros(batch, frames, dtype=torch.uint8)
+    x = logits.detach()
+    if x.dtype != compute:
+        x = x.to(compute)
+    if not ((frames <= 1 or x.stride(1) == classes) and x.stride(2) == 1):
+        x = x.contiguous()  # example by example, each example's rows must be one block
+    size = batch * frames * classes
+    log_probs = (torch.empty(size, dtype=compute) if out is None else out)[:size]
+    log_probs = log_probs.view(batch, frames, classes)
+    if not size:
+        return log_probs, None
+    bad = torch.empty(batch, frames, dtype=torch.uint8)
     lengths = logits_len.contiguous()
-    if batch and frames:
-        run = getattr(_kernel_lib, f"ctc_log_softmax_{_sfx(compute)}")
-        _in_parallel(lambda b0, b1: run(
-            x.data_ptr(), frames, classes, lengths.data_ptr(), b0, b1, log_probs.data_ptr(),
-            bad.data_ptr()), batch, batch * frames * classes)
-    return log_probs, bad.numpy()
+    run = getattr(_kernel_lib, f"ctc_log_softmax_batch_{_sfx(compute)}")
+    size_of = x.element_size()
+    found = []
+
+    def rows(b0, b1):
+        first = run(x.data_ptr() + b0 * x.stride(0) * size_of, x.stride(0), b1 - b0, frames,
+                    classes, lengths.data_ptr() + 8 * b0,
+                    log_probs.data_ptr() + b0 * frames * classes * size_of,
+                    bad.data_ptr() + b0 * frames)
+        if first >= 0:
+            found.append(b0 * frames + first)
+
+    _in_parallel(rows, batch, size)
+    return log_probs, (divmod(min(found), frames) if found else None)
 
 
 class BeamStream:
@@ -343,11 +363,16 @@ class BeamStream:
         self._handle = None  # (close() is safe whatever happens below)
         self.sfx = _KERNEL_VARIANTS[dtype][0]
         self.dtype, self.batch = dtype, batch
-        # best()'s output rows (tokens and frames) and lengths, kept between calls
-        self._rows = torch.empty(2, batch, 0, dtype=torch.long)
-        self._lengths = torch.empty(batch, dtype=torch.long)
         self.struct, self._keep = _words_struct(words)
         self._lib = _kernel_lib
+        self._feed = getattr(_kernel_lib, f"ctc_beam_stream_feed_{self.sfx}")
+        self._best = getattr(_kernel_lib, f"ctc_beam_stream_best_{self.sfx}")
+        # Kept between chunks: the chunk's log-probabilities, and best()'s rows of
+        # tokens and frames, lengths, committed counts and which examples it asks for.
+        self.log_probs = torch.empty(0, dtype=dtype)
+        self._rows = torch.empty(2, batch, 0, dtype=torch.long)
+        self._out = torch.zeros(3, batch, dtype=torch.long)
+        self._which = torch.zeros(batch, dtype=torch.uint8)
         self._handle = getattr(_kernel_lib, f"ctc_beam_stream_open_{self.sfx}")(
             batch, classes, blank, beam, width, float(token_min_logp), float(beam_threshold),
             ctypes.byref(self.struct) if self.struct is not None else None)
@@ -357,6 +382,14 @@ class BeamStream:
     def _call(self, name, *args):
         return getattr(self._lib, f"ctc_beam_stream_{name}_{self.sfx}")(self._handle, *args)
 
+    def log_softmax(self, logits, frames):
+        """:func:`decode_log_softmax` of a chunk's logits (B, t, C) into the stream's
+        buffer, grown as chunks grow: ``(log_probs, first_bad)``."""
+        size = logits.shape[0] * logits.shape[1] * logits.shape[2]
+        if self.log_probs.numel() < size:
+            self.log_probs = torch.empty(2 * size, dtype=self.dtype)
+        return decode_log_softmax(logits, frames, self.dtype, out=self.log_probs)
+
     def feed(self, log_probs, frames, beam: int, horizon: int = 0) -> None:
         """``log_probs`` (B, t, C) contiguous CPU, ``frames`` (B,) int64: the first
         ``frames[b]`` of example b's are searched. ``horizon`` > 0: beams that left the
@@ -364,10 +397,11 @@ class BeamStream:
         t = log_probs.shape[1]
         failed = []
         taken = ctypes.c_int64(0)  # the examples started, shared by the threads
+        args = (self._handle, log_probs.data_ptr(), t, frames.data_ptr(), horizon, 0,
+                self.batch, ctypes.byref(taken))
 
         def run():
-            if self._call("feed", log_probs.data_ptr(), t, frames.data_ptr(), horizon, 0,
-                          self.batch, ctypes.byref(taken)):
+            if self._feed(*args):
                 failed.append(True)
 
         _on_threads(run, self.batch, self.batch * t * beam * 8)
@@ -381,24 +415,26 @@ class BeamStream:
         self._call("held", out.data_ptr())
         return out if b is None else tuple(out[b].tolist())
 
-    def best(self, which) -> tuple[list, list]:
-        """The best beam now of each example b in ``which`` (indices), ``(tokens,
-        frames)``, and how many of its tokens are committed. The rows it writes are
-        kept between calls (a stream asks once a chunk)."""
-        held = self.held().numpy()
-        which = list(which)
-        room = max([int(held[b, 1] + held[b, 2]) for b in which] + [1])
-        if self._rows.shape[2] < room:  # grown to twice the room: a copy now and then
-            self._rows = torch.empty(2, self.batch, 2 * room, dtype=torch.long)
-        rows, lengths = self._rows, self._lengths
-        mask = torch.zeros(self.batch, dtype=torch.uint8)
-        mask[which] = 1
-        self._call("best", rows.shape[2], rows[0].data_ptr(), rows[1].data_ptr(),
-                   lengths.data_ptr(), mask.data_ptr())
+    def best(self, which: list) -> tuple[list, list]:
+        """The best beam now of each example b in ``which`` (a list of indices),
+        ``(tokens, frames)``, and how many of its tokens are committed."""
+        which_np = self._which.numpy()
+        which_np[:] = 0
+        which_np[which] = 1
+        out = self._out
+        while True:
+            rows = self._rows
+            need = self._best(self._handle, rows.shape[2], rows[0].data_ptr(),
+                              rows[1].data_ptr(), out[0].data_ptr(), self._which.data_ptr(),
+                              out[1].data_ptr())
+            if not need:
+                break
+            # Room for paths twice as long: a reallocation now and then as they grow.
+            self._rows = torch.empty(2, self.batch, 2 * need, dtype=torch.long)
         tokens, times = rows.numpy()  # numpy rows slice cheaply
-        n = lengths.numpy()
-        return ([(tokens[b, :n[b]].tolist(), times[b, :n[b]].tolist()) for b in which],
-                [int(held[b, 1]) for b in which])
+        lengths, committed = out[0].tolist(), out[1].tolist()
+        return ([(tokens[b, :lengths[b]].tolist(), times[b, :lengths[b]].tolist())
+                 for b in which], [committed[b] for b in which])
 
     def finish(self, nbest: int, examples) -> dict:
         """The n-best of each of ``examples`` as :func:`beam_search`'s tuples, by

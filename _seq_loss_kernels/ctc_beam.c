@@ -1328,17 +1328,27 @@ void FN(ctc_beam_stream_held)(void *stream, int64_t *held) {
 }
 
 /* Each example's best beam now (by the search's rank, before any end-of-utterance
- * term): its tokens and their frames into row b of tokens and times (B, room), room at
- * least held[1] + held[2] of the example, and its length into lengths[b]; only the
- * examples b with which[b] set (every one for NULL). */
-void FN(ctc_beam_stream_best)(void *stream, int64_t room, int64_t *tokens, int64_t *times,
-                              int64_t *lengths, const uint8_t *which) {
+ * term): its tokens and their frames into row b of tokens and times (B, room), its
+ * length into lengths[b] and how many of them are committed into committed[b]; only
+ * the examples b with which[b] set (every one for NULL). Returns 0, or, writing
+ * nothing, the room those examples need where it is more than room. */
+int64_t FN(ctc_beam_stream_best)(void *stream, int64_t room, int64_t *tokens, int64_t *times,
+                                 int64_t *lengths, const uint8_t *which, int64_t *committed) {
     FN(beam_stream) *st = stream;
+    int64_t need = 0;
+    for (int64_t b = 0; b < st->B; ++b) {
+        const FN(beam_example) *ex = &st->ex[b];
+        const int64_t n = ex->n_commit + ex->frames - ex->base;
+        if ((!which || which[b]) && n > need) need = n;
+    }
+    if (need > room) return need;
     for (int64_t b = 0; b < st->B; ++b) {
         if (which && !which[b]) continue;
         const FN(beam_example) *ex = &st->ex[b];
         lengths[b] = FN(example_path)(ex, st->sr.K, 0, tokens + b * room, times + b * room);
+        committed[b] = ex->n_commit;
     }
+    return 0;
 }
 
 /* The n-best of examples b0 <= b < b1 as ctc_beam_search writes them, T the room for

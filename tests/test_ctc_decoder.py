@@ -529,15 +529,49 @@ def test_the_searches_log_softmax_from_the_kernel(classes, dtype):
     x[0, 7, 3] = math.inf
     lengths = torch.tensor([23, 23, 23, 23, 20])
     compute = torch.float64 if dtype == torch.float64 else torch.float32
-    log_probs, bad = cpu.decode_log_softmax(x, lengths, compute)
+    log_probs, first = cpu.decode_log_softmax(x, lengths, compute)
     assert log_probs.dtype == compute and log_probs.shape == x.shape
-    assert np.argwhere(bad).tolist() == [[0, 7], [1, 3], [2, 4]]
     want = torch.log_softmax(x.double(), dim=2)
-    good = ~torch.from_numpy(bad.astype(bool))[:, :, None].expand_as(want) & \
-        want.isfinite()
+    bad = want.isnan().any(2)
+    bad[4, 20:] = False  # past the length
+    good = ~bad[:, :, None].expand_as(want) & want.isfinite()
     error = (log_probs.double() - want).abs()[good] / want.abs()[good].clamp(min=1)
     assert float(error.max()) <= 4 * torch.finfo(compute).eps
     assert torch.isnan(log_probs[1, 3]).all() and torch.isnan(log_probs[2, 4]).all()
     assert log_probs[3, 5, 0] == -math.inf
     with pytest.raises(ValueError, match="example 0 at frame 7"):
         D.ctc_beam_search(x, lengths)
+    found = []  # every bad frame, first first: each found, then mended
+    while first is not None:
+        found.append(first)
+        x[first] = 0.0
+        first = cpu.decode_log_softmax(x, lengths, compute)[1]
+    assert found == [(0, 7), (1, 3), (2, 4)] == [tuple(i) for i in bad.nonzero().tolist()]
+
+
+def test_the_searches_log_softmax_reads_a_slice_and_its_threads_agree(monkeypatch):
+    # A chunk sliced from a longer tensor is read in place (each example's rows one
+    # block); split over threads or not, and whatever its rows share a call with, each
+    # row's log-probabilities are the same bits, and the first bad frame the same.
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 50, 13, generator=g) * 5
+    x[4, 30, 2], x[2, 41, 0], x[5, 10, 1] = math.nan, math.inf, math.nan
+    lengths = torch.tensor([50, 50, 45, 50, 35, 50])
+    whole, first = cpu.decode_log_softmax(x, lengths, torch.float32)
+    assert first == (2, 41)  # example 4's NaN is past its length; 5's comes later
+    chunk = x[:, 17:46]
+    assert not chunk.is_contiguous()
+    part, first = cpu.decode_log_softmax(chunk, (lengths - 17).clamp(0, 29), torch.float32)
+    assert first == (2, 24)
+    assert torch.equal(part.view(torch.int32), whole[:, 17:46].view(torch.int32))
+    monkeypatch.setattr(cpu, "_threads", lambda batch, work: 3)  # examples 0-1, 2-3, 4-5
+    threaded, first = cpu.decode_log_softmax(x, lengths, torch.float32)
+    assert first == (2, 41)
+    assert torch.equal(threaded.view(torch.int32), whole.view(torch.int32))
+    threaded, first = cpu.decode_log_softmax(chunk, (lengths - 17).clamp(0, 29),
+                                             torch.float32)
+    assert first == (2, 24)
+    assert torch.equal(threaded.view(torch.int32), part.view(torch.int32))

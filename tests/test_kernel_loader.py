@@ -213,13 +213,14 @@ PLANTED_C = textwrap.dedent("""
     void ctc_grad_scale_f32(void) {}  void ctc_grad_scale_f64(void) {}
     void ctc_check_augmented_f32(void) {}  void ctc_check_augmented_f64(void) {}
     void ctc_log_softmax_f32(void) {}  void ctc_log_softmax_f64(void) {}
+    long ctc_log_softmax_batch_f32(void) { return -1; }  long ctc_log_softmax_batch_f64(void) { return -1; }
     int ctc_loss_forward_f32(void) { return 0; }  int ctc_loss_forward_f64(void) { return 0; }
     int ctc_loss_backward_f32(void) { return 0; }  int ctc_loss_backward_f64(void) { return 0; }
     void *ctc_beam_stream_open_f32(void) { return 0; }  void *ctc_beam_stream_open_f64(void) { return 0; }
     void ctc_beam_stream_close_f32(void) {}  void ctc_beam_stream_close_f64(void) {}
     int ctc_beam_stream_feed_f32(void) { return 0; }  int ctc_beam_stream_feed_f64(void) { return 0; }
     void ctc_beam_stream_held_f32(void) {}  void ctc_beam_stream_held_f64(void) {}
-    void ctc_beam_stream_best_f32(void) {}  void ctc_beam_stream_best_f64(void) {}
+    long ctc_beam_stream_best_f32(void) { return 0; }  long ctc_beam_stream_best_f64(void) { return 0; }
     int ctc_beam_stream_finish_f32(void) { return 0; }  int ctc_beam_stream_finish_f64(void) { return 0; }
     int ctc_beam_stream_reset_f32(void) { return 0; }  int ctc_beam_stream_reset_f64(void) { return 0; }
 """)
