@@ -10,7 +10,7 @@ ratio ours / native. An estimate: a real GPU run (``benchmarks/gpu_check.sh``) r
 Where this design departs from what the tool's scripts assume, it is handled here:
 * the serial loops run two frames an iteration and rescale every 8th frame: a frame is
   one rescaling iteration and three plain ones, over 8 frames;
-* the gradient kernel loops over up to 8 frames a program: its executed path is the
+* the gradient kernel loops over up to 16 frames a program: its executed path is the
   set-up plus that many passes of the loop body, the active branch (the one with the
   scan's shuffles) taken.
 

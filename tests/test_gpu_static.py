@@ -49,7 +49,7 @@ def test_training_loops_are_short(report):
         # The neighbour exchange's two barriers a frame, and the block max's three,
         # in a branch taken every 8th frame.
         assert r["loop_barriers"] <= 2 * frames + 3, r
-    # The gradient: eight states a thread, up to 8 frames a program (the loop).
+    # The gradient: eight states a thread, up to 16 frames a program (the loop).
     grads = [r for r in rows if r["kernel"].startswith("ctc_grad_kernel")]
     for r in grads:
         classes = 1024 if "BLOCK_C=1024" in r["kernel"] else 128

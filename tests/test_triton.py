@@ -103,10 +103,10 @@ def test_equals_the_c_kernel(seed, exact, tight):
 BLOCK_CASES = {16: 5, 32: 12, 64: 28, 128: 60, 256: 127}
 
 
-@pytest.mark.parametrize("per", [2, 3, 8])
+@pytest.mark.parametrize("per", [2, 3, 8, 16])
 def test_gradient_programs_of_several_frames_equal_one_frame_programs(per):
-    # A program covers up to 8 frames when the batch fills the GPU (grad_frames); the
-    # small batches here get one. Forced: 3 does not divide T, 8 exceeds some T_b.
+    # A program covers up to 16 frames when the batch fills the GPU (grad_frames); the
+    # small batches here get one. Forced: 3 does not divide T, 8 exceeds some T_b, 16 all.
     from _seq_loss_kernels import triton_ctc
 
     rng = np.random.default_rng(per)
@@ -128,6 +128,7 @@ def test_gradient_frames_per_program():
     assert triton_ctc.grad_frames(32, 400) == 8  # 12800 frames: 8 a program, 12 per SM
     assert triton_ctc.grad_frames(8, 200) == 1
     assert triton_ctc.grad_frames(8, 1000) == 4
+    assert triton_ctc.grad_frames(32, 1500) == 16  # 48000 frames: 16 a program, 23 per SM
 
 
 @pytest.mark.parametrize("block", sorted(BLOCK_CASES), ids=lambda b: f"BLOCK_S={b}")
