@@ -51,10 +51,14 @@ def serial_frames(art: Path, V, FR) -> dict:
         sass = art / f"ctc_alpha_beta_kernel_{block}.sass"
         for role, paths in V.loop_paths(str(sass)):
             rescaling, plain = paths[0], paths[-1]
-            frames = max(1, sum(bool(re.search(r"\bSTG\b", t)) for _, t in plain))
+            warps = triton_ctc.num_warps(block)
+            # A row's store is one STG a state a thread holds: the frames are the stores
+            # over that (two states a thread store a row as two).
+            per_thread = max(1, block // (32 * warps))
+            stores = sum(bool(re.search(r"\bSTG\b", t)) for _, t in plain)
+            frames = max(1, stores // per_thread)
             iterations = triton_ctc.RESCALE_FRAMES // frames
             sequence = [rescaling] + [plain] * (iterations - 1)
-            warps = max(1, min(32, block // 32))
             out[f"ours_{role}_{block}"] = {
                 scenario: dict(block=round(V.sim_block(sequence, warps,
                                                        FR.cfg_of(scenario, FR.ours_row))[0]
