@@ -879,11 +879,9 @@ def _log_probs(logits, logits_len, compute=None, first_frame=None):
     """log_softmax in ``compute`` (None: float32, float64 for float64), after the
     check that no valid frame is bad (:func:`_check_finite_frames`; ``first_frame`` as
     there). Where the C kernel is built it computes them (on the host, where every
-    search then runs), else torch on the logits' device. The tensor search reads every
-    frame, so for it padded frames are set to 0: whatever they hold (NaN) never
-    reaches a score. The C kernel never reads past an example's length, and a row's
-    log_softmax reads that row alone: it takes them as they are (a 2 MB pass saved
-    per batch of 32 x 500 x 32)."""
+    search then runs), else torch on the logits' device. Padded frames are left as they
+    are (a row's log_softmax reads that row alone): the C search never reads them, and
+    the tensor search zeroes them where it starts (:func:`_padded_frames_zeroed`)."""
     if compute is None:
         compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
     kernel = _kernel()
@@ -894,7 +892,6 @@ def _log_probs(logits, logits_len, compute=None, first_frame=None):
         return log_probs
     log_probs = torch.log_softmax(logits.detach().to(compute), dim=2)
     _check_finite_frames(log_probs, logits_len, first_frame)
-    log_probs, _ = _padded_frames_zeroed(log_probs, logits_len)
     return log_probs
 
 

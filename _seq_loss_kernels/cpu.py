@@ -368,10 +368,10 @@ class BeamStream:
         self._feed = getattr(_kernel_lib, f"ctc_beam_stream_feed_{self.sfx}")
         self._best = getattr(_kernel_lib, f"ctc_beam_stream_best_{self.sfx}")
         # Kept between chunks: the chunk's log-probabilities, and best()'s rows of
-        # tokens and frames, lengths, committed counts and which examples it asks for.
+        # tokens and frames, lengths and committed counts, and which examples it asks for.
         self.log_probs = torch.empty(0, dtype=dtype)
         self._rows = torch.empty(2, batch, 0, dtype=torch.long)
-        self._out = torch.zeros(3, batch, dtype=torch.long)
+        self._out = torch.zeros(2, batch, dtype=torch.long)
         self._which = torch.zeros(batch, dtype=torch.uint8)
         self._handle = getattr(_kernel_lib, f"ctc_beam_stream_open_{self.sfx}")(
             batch, classes, blank, beam, width, float(token_min_logp), float(beam_threshold),

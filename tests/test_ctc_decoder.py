@@ -355,17 +355,24 @@ def test_the_c_kernel_searches_for_cuda_tensors_too(monkeypatch):
     monkeypatch.setenv("SEQ_LOSS_UTIL_KERNEL", "0")
     assert D._search_device(cuda) == cuda
     assert D._search_device("cpu") == torch.device("cpu")
-    # Without the kernel, padded frames are zeroed for the tensor search, which reads
-    # them; with it they are left as they are (it never reads them).
+    # Padded frames (NaN here) never reach a score. _log_probs leaves them as they are;
+    # the tensor search, which reads them, zeroes them where it starts, and the C kernel
+    # never reads them: the padded example decodes as it does alone, on either search.
     logits = peaky(4, batch=2, frames=6)
     logits[1, 3:] = math.nan
     lengths = torch.tensor([6, 3])
-    masked = D._log_probs(logits, lengths)
-    assert torch.equal(masked[1, 3:], torch.zeros_like(masked[1, 3:]))
-    assert torch.isfinite(masked).all()
-    if kernel_on:
-        monkeypatch.delenv("SEQ_LOSS_UTIL_KERNEL")
+    for kernel in ([False, True] if kernel_on else [False]):
+        if kernel:
+            monkeypatch.delenv("SEQ_LOSS_UTIL_KERNEL")
         assert D._log_probs(logits, lengths)[1, 3:].isnan().all()
+        assert torch.isfinite(D._padded_frames_zeroed(D._log_probs(logits, lengths),
+                                                      lengths)[0]).all()
+        padded = D.ctc_beam_search(logits, lengths, beam_size=4, nbest=4)[1]
+        alone = D.ctc_beam_search(logits[1:, :3], lengths[1:], beam_size=4, nbest=4)[0]
+        assert [(h.tokens, h.timesteps) for h in padded] == \
+            [(h.tokens, h.timesteps) for h in alone]
+        assert all(math.isfinite(h.score) and abs(h.score - a.score) < 1e-9
+                   for h, a in zip(padded, alone, strict=True))
 
 
 def test_known_continuations_table_follows_the_kernels_rule(world_lm):

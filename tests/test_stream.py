@@ -398,7 +398,6 @@ def test_beams_that_all_die_mid_stream_leave_the_committed_tokens_alone():
     assert stream.finish() == decoder(torch.cat([alive, dead], 1)) == [[]]
 
 
-
 def test_two_threads_share_a_chunks_examples_and_decode_as_one(monkeypatch, lms):
     # A chunk's examples go to the calling thread and a helper through the kernel's
     # shared counter: each example is searched once, by whichever thread takes it, so
