@@ -1,14 +1,15 @@
 """Triton kernels for seq_loss_util's CTC loss, its gradient and Viterbi alignment.
 
 One program per example for the recursions, which loop over frames inside the kernel,
-two frames an iteration. The example's states live in one power-of-two register tile
-(``BLOCK_S >= L``, masked past ``L_b``), one state per thread (``num_warps = BLOCK_S /
-32``, at most 32). A frame takes its neighbour states from the tile through one
-shared-memory exchange, never from global memory, and its emission was fetched two
-frames earlier: 36 to 45 SASS instructions and two barriers, plus the block max every
-8th frame (``benchmarks/gpu_static.py`` reads this off the sm_90 code and
-``tests/test_gpu_static.py`` holds it). The recursions work in log2 units; every load
-and store is masked.
+eight frames an iteration (the block max once, on the first), then straight code for
+the last few. The example's states live in one power-of-two register tile (``BLOCK_S >=
+L``, masked past ``L_b``), one state per thread (``num_warps = BLOCK_S / 32``, at most
+32). A frame takes its neighbour states from the tile through one shared-memory
+exchange, never from global memory, and its emission was fetched two frames earlier:
+about 30 SASS instructions a frame and two barriers, with the block max's share
+(``benchmarks/gpu_static.py`` reads this off the sm_90 code and
+``tests/test_gpu_static.py`` holds it). The recursions work in log2 units; their
+stores and emission loads are masked.
 
 * ``ctc_forward_kernel``: log2 alpha (Graves et al. 2006, eq. 6-7) into ``alpha`` (B, T,
   L), each row up to an offset of its own (the shift of the last rescale). The shifts
@@ -30,11 +31,12 @@ and store is masked.
 * ``ctc_viterbi_kernel``: the best path, with uint8 back-pointers and the backtrack in
   the kernel. Ties prefer stay, then advance, as the C kernel.
 
-Semantics match the C kernel (``cpu.c``): padded frames and padded states are never
-read, an example with ``T_b = 0`` reads the start vector, and NaN propagates. The
-kernels compute in float32 (``triton_wrapper``'s log_softmax reads float32, float16 and
-bfloat16 logits and writes float32 log-probabilities); float64 and more than ``MAX_STATES`` states run
-in seq_loss_util's PyTorch backend instead.
+Semantics match the C kernel (``cpu.c``): padded frames and padded states never reach
+a result (the gradient kernel reads them, inside the tensors, and drops them), an
+example with ``T_b = 0`` reads the start vector, and NaN propagates. The kernels
+compute in float32 (``triton_wrapper``'s log_softmax reads float32, float16 and
+bfloat16 logits and writes float32 log-probabilities); float64 and more than
+``MAX_STATES`` states run in seq_loss_util's PyTorch backend instead.
 
 On CPU tensors they run under Triton's interpreter (``TRITON_INTERPRET=1``, set before
 triton is imported), which is how CI tests them; ``aot_compile`` compiles each for a
@@ -121,13 +123,16 @@ if triton is not None:
         return m + _log2(1.0 + tl.exp2(lo - base) + tl.exp2(mid - base))
 
     @triton.jit
-    def _step(x, emit, sources, first_open, second_open):
+    def _step(x, emit, sources):
         """One frame of either recursion (Graves et al. 2006, eq. 6-7 forward, 10-11
-        backward) in log2 units: the state itself, its two ``sources`` neighbours (each
-        closed by an additive -inf where the rule forbids it: an add, not a select, to
-        keep the ALU pipe free), then the frame's emission (natural log)."""
+        backward) in log2 units: the state itself, its two ``sources`` neighbours (a
+        neighbour the rule forbids is read from the tile's last state, BLOCK_S - 1,
+        which is never an example's: ``L_b = 2U + 1`` is odd, as ctc_loss's checks and
+        CtcLossModule's preparation make it, and the tile even; it holds -inf, its
+        emission masked, so nothing a frame closes a neighbour), then the frame's
+        emission (natural log)."""
         first, second = _neighbours(x, sources)
-        return _lse3_2(x, first + first_open, second + second_open) + emit * LOG2E
+        return _lse3_2(x, first, second) + emit * LOG2E
 
     @triton.jit
     def _rescale(x):
@@ -168,9 +173,12 @@ if triton is not None:
         """Example b's forward recursion: alpha rows (log2 units, each up to an offset)
         and the two final states (natural log).
 
-        Two frames an iteration, so each frame's emission is fetched two frames ahead
-        into the register its last use freed: no copy at the loop's end waits for it.
-        The block max (the rescale) runs every RESCALE_EVERY frames: between rescales
+        RESCALE_EVERY frames an iteration, unrolled: each frame's emission is fetched
+        two frames ahead into the register its last use freed (no copy at the loop's
+        end waits for it), the loop's bookkeeping is paid once for eight frames, and
+        the rows are addressed from one pointer a program with int32 offsets a lane
+        (per-lane pointers had the compiler carry eight 64-bit ones round the loop).
+        The block max (the rescale) runs on each iteration's first frame: between rescales
         the largest state rises by at most log2(3) a frame (emissions are <= 0), so it
         cannot overflow, and log-domain values cannot underflow; the shifts are summed
         in float64. A state falls at most by the frames' emissions, so float32's
@@ -181,38 +189,53 @@ if triton is not None:
         n_states, n_frames, valid, label, may_skip = _example(
             labels_ptr, labels_len_ptr, logits_len_ptr, b, B, L, s)
         n_frames = n_frames.to(tl.int32)
-        emit_ptr = lp_ptr + b * T * C + label  # frame t's emission of state s: + t * C
-        row_ptr = alpha_ptr + b * T * L + s
-        sources = tl.reshape(tl.join(tl.maximum(s - 1, 0), tl.maximum(s - 2, 0)), [2 * BLOCK_S])
-        advance_open = tl.where(valid & (s >= 1), 0.0, float("-inf"))
-        skip_open = tl.where(may_skip, 0.0, float("-inf"))
+        # Scalar row pointers (the frame's), int32 offsets a lane: an address is one
+        # wide multiply-add, and no pointer a lane is carried round the loop.
+        emit_row = lp_ptr + b * T * C  # frame t's row: + t * C
+        lane = label.to(tl.int32)
+        row = alpha_ptr + b * T * L
+        sources = tl.reshape(tl.join(tl.where(valid & (s >= 1), s - 1, BLOCK_S - 1),
+                                     tl.where(may_skip, s - 2, BLOCK_S - 1)), [2 * BLOCK_S])
         # The start vector is state 0 before frame 0 (what T_b = 0 reads): frame 0 then
         # enters state 0 (stay) or 1 (advance) by the same rule as every frame.
         log_alpha = tl.where(valid & (s == 0), 0.0, float("-inf"))
         total = tl.zeros([BLOCK_S], dtype=tl.float64)  # the summed shifts, in every lane
-        emit_a = tl.load(emit_ptr, mask=valid & (n_frames > 0), other=float("-inf"))
-        emit_b = tl.load(emit_ptr + C, mask=valid & (n_frames > 1), other=float("-inf"))
-        for t in range(0, n_frames - 1, 2):
-            log_alpha = _step(log_alpha, emit_a, sources, advance_open, skip_open)
-            if (t // RESCALE_EVERY) * RESCALE_EVERY == t:  # t % RESCALE_EVERY == 0
-                log_alpha, shift = _rescale(log_alpha)
-                total += shift.to(tl.float64)
-            tl.store(row_ptr, log_alpha, mask=s < L)
-            emit_ptr += 2 * C
-            emit_a = tl.load(emit_ptr, mask=valid & (t + 2 < n_frames), other=float("-inf"))
-            log_alpha = _step(log_alpha, emit_b, sources, advance_open, skip_open)
-            tl.store(row_ptr + L, log_alpha, mask=s < L)
-            row_ptr += 2 * L
-            emit_b = tl.load(emit_ptr + C, mask=valid & (t + 3 < n_frames), other=float("-inf"))
-        if n_frames % 2 == 1:  # the last frame, its emission in emit_a
-            log_alpha = _step(log_alpha, emit_a, sources, advance_open, skip_open)
-            tl.store(row_ptr, log_alpha, mask=s < L)
-            row_ptr += L
+        emit_a = tl.load(emit_row + lane, mask=valid & (n_frames > 0), other=float("-inf"))
+        emit_b = tl.load(emit_row + (lane + C), mask=valid & (n_frames > 1), other=float("-inf"))
+        n_main = (n_frames // RESCALE_EVERY) * RESCALE_EVERY
+        for t0 in range(0, n_main, RESCALE_EVERY):
+            for j in tl.static_range(RESCALE_EVERY):
+                log_alpha = _step(log_alpha, emit_a, sources)
+                if j == 0:
+                    log_alpha, shift = _rescale(log_alpha)
+                    total += shift.to(tl.float64)
+                tl.store(row + (s + j * L), log_alpha, mask=s < L)
+                emit_a = emit_b
+                if j + 2 < RESCALE_EVERY:
+                    emit_b = tl.load(emit_row + (lane + (j + 2) * C), mask=valid,
+                                     other=float("-inf"))
+                else:
+                    emit_b = tl.load(emit_row + (lane + (j + 2) * C),
+                                     mask=valid & (t0 + j + 2 < n_frames), other=float("-inf"))
+            emit_row += RESCALE_EVERY * C
+            row += RESCALE_EVERY * L
+        # The last n_frames - n_main (< 8) frames: straight code, no loop.
+        for j in tl.static_range(RESCALE_EVERY - 1):
+            if n_main + j < n_frames:
+                log_alpha = _step(log_alpha, emit_a, sources)
+                if j == 0:
+                    log_alpha, shift = _rescale(log_alpha)
+                    total += shift.to(tl.float64)
+                tl.store(row + s, log_alpha, mask=s < L)
+                row += L
+                emit_a = emit_b
+                emit_b = tl.load(emit_row + (lane + (j + 2) * C),
+                                 mask=valid & (n_main + j + 2 < n_frames), other=float("-inf"))
 
         # Padded frames hold -inf: alpha is a defined output, bit for bit.
         for _frame in range(n_frames, T):
-            tl.store(row_ptr, tl.full([BLOCK_S], float("-inf"), tl.float32), mask=s < L)
-            row_ptr += L
+            tl.store(row + s, tl.full([BLOCK_S], float("-inf"), tl.float32), mask=s < L)
+            row += L
 
         # Unnormalised log alpha of the last state and the one before it (Graves eq. 8).
         last = tl.sum(tl.where(s == n_states - 1, log_alpha, 0.0), axis=0).to(tl.float64)
@@ -229,9 +252,9 @@ if triton is not None:
                    BLOCK_S: tl.constexpr):
         """Example b's backward variables over its first ``n_run`` frames: ``beta``
         (B, T, L) row t holds log2 beta of frame t *including* frame t's emission
-        (Graves et al. 2006, eq. 10-11), up to an offset per row; two frames an
-        iteration and a rescale every RESCALE_EVERY, as alpha. Rows past ``n_run``
-        hold -inf."""
+        (Graves et al. 2006, eq. 10-11), up to an offset per row; RESCALE_EVERY frames
+        an iteration with a rescale on the first, as alpha. Rows past ``n_run`` hold
+        -inf."""
         s = tl.arange(0, BLOCK_S)
         n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
         n_run = n_run.to(tl.int32)
@@ -239,41 +262,51 @@ if triton is not None:
         label = tl.load(labels_ptr + b * L + s, mask=valid, other=0)
         label_p2 = tl.load(labels_ptr + b * L + s + 2, mask=valid & (s + 2 < n_states), other=-1)
         may_skip_out = valid & (s % 2 == 1) & (s + 2 < n_states) & (label != label_p2)  # s -> s + 2
-        step_open = tl.where(valid & (s + 1 < n_states), 0.0, float("-inf"))
-        skip_open = tl.where(may_skip_out, 0.0, float("-inf"))
-        sources = tl.reshape(tl.join(tl.minimum(s + 1, BLOCK_S - 1),
-                                     tl.minimum(s + 2, BLOCK_S - 1)), [2 * BLOCK_S])
+        sources = tl.reshape(tl.join(tl.where(valid & (s + 1 < n_states), s + 1, BLOCK_S - 1),
+                                     tl.where(may_skip_out, s + 2, BLOCK_S - 1)), [2 * BLOCK_S])
 
         # Frame T_b - 1: the two final states (one if L_b == 1) with their emission.
+        # Scalar row pointers and int32 lane offsets, as alpha's.
         last = n_run - 1
-        emit_ptr = lp_ptr + b * T * C + label + last.to(tl.int64) * C
-        row_ptr = beta_ptr + b * T * L + s + last.to(tl.int64) * L
-        emit = tl.load(emit_ptr, mask=valid & (n_run > 0), other=float("-inf"))
+        lane = label.to(tl.int32)
+        emit_row = lp_ptr + b * T * C + last.to(tl.int64) * C
+        row = beta_ptr + b * T * L + last.to(tl.int64) * L
+        emit = tl.load(emit_row + lane, mask=valid & (n_run > 0), other=float("-inf"))
         log_beta, _ = _rescale(tl.where(valid & (s >= n_states - 2), emit * LOG2E,
                                         float("-inf")))
-        tl.store(row_ptr, log_beta, mask=(s < L) & (n_run > 0))
-        # Frames last - 1, last - 2, ...: i counts them from 1. The pointers stand at
-        # frame last - i, so an iteration offsets them as alpha's do, one row and one
-        # emission row (at the frame after, they took a third offset: 12 more integer
-        # instructions an iteration, and the model's slowest loop at 1024 states).
-        emit_ptr -= C
-        row_ptr -= L
-        emit_a = tl.load(emit_ptr, mask=valid & (n_run > 1), other=float("-inf"))
-        emit_b = tl.load(emit_ptr - C, mask=valid & (n_run > 2), other=float("-inf"))
-        for i in range(1, n_run - 1, 2):
-            log_beta = _step(log_beta, emit_a, sources, step_open, skip_open)
-            if ((i - 1) // RESCALE_EVERY) * RESCALE_EVERY == i - 1:
-                log_beta, _ = _rescale(log_beta)
-            tl.store(row_ptr, log_beta, mask=s < L)
-            emit_ptr -= 2 * C
-            emit_a = tl.load(emit_ptr, mask=valid & (i + 2 < n_run), other=float("-inf"))
-            log_beta = _step(log_beta, emit_b, sources, step_open, skip_open)
-            tl.store(row_ptr - L, log_beta, mask=s < L)
-            row_ptr -= 2 * L
-            emit_b = tl.load(emit_ptr - C, mask=valid & (i + 3 < n_run), other=float("-inf"))
-        if (n_run >= 2) & ((n_run - 1) % 2 == 1):  # frame 0, its emission in emit_a
-            log_beta = _step(log_beta, emit_a, sources, step_open, skip_open)
-            tl.store(row_ptr, log_beta, mask=s < L)
+        tl.store(row + s, log_beta, mask=(s < L) & (n_run > 0))
+        # Frames last - 1, last - 2, ...: i counts them from 1; the pointers stand at
+        # frame last - i.
+        emit_row -= C
+        row -= L
+        emit_a = tl.load(emit_row + lane, mask=valid & (n_run > 1), other=float("-inf"))
+        emit_b = tl.load(emit_row + (lane - C), mask=valid & (n_run > 2), other=float("-inf"))
+        n_main = ((n_run - 1) // RESCALE_EVERY) * RESCALE_EVERY
+        for i0 in range(1, n_main + 1, RESCALE_EVERY):
+            for j in tl.static_range(RESCALE_EVERY):
+                log_beta = _step(log_beta, emit_a, sources)
+                if j == 0:
+                    log_beta, _ = _rescale(log_beta)
+                tl.store(row + (s - j * L), log_beta, mask=s < L)
+                emit_a = emit_b
+                if j + 2 < RESCALE_EVERY:
+                    emit_b = tl.load(emit_row + (lane - (j + 2) * C), mask=valid,
+                                     other=float("-inf"))
+                else:
+                    emit_b = tl.load(emit_row + (lane - (j + 2) * C),
+                                     mask=valid & (i0 + j + 2 < n_run), other=float("-inf"))
+            emit_row -= RESCALE_EVERY * C
+            row -= RESCALE_EVERY * L
+        for j in tl.static_range(RESCALE_EVERY - 1):
+            if n_main + 1 + j < n_run:
+                log_beta = _step(log_beta, emit_a, sources)
+                if j == 0:
+                    log_beta, _ = _rescale(log_beta)
+                tl.store(row + s, log_beta, mask=s < L)
+                row -= L
+                emit_a = emit_b
+                emit_b = tl.load(emit_row + (lane - (j + 2) * C),
+                                 mask=valid & (n_main + 3 + j < n_run), other=float("-inf"))
 
         # The other rows hold -inf: beta, when kept as an output, is defined bit for bit.
         row_ptr = beta_ptr + b * T * L + s + n_run.to(tl.int64) * L
@@ -342,8 +375,9 @@ if triton is not None:
         col = tl.arange(0, COLS)[None, :]
         k = col * ROWS + row  # sorted position, (ROWS, COLS)
         cls = tl.arange(0, BLOCK_C)
-        n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0)
-        n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0)
+        # int32 lengths: a mask a frame is then one compare a lane, not two.
+        n_states = tl.load(labels_len_ptr + b, mask=b < B, other=0).to(tl.int32)
+        n_frames = tl.load(logits_len_ptr + b, mask=b < B, other=0).to(tl.int32)
         scale = tl.load(scale_ptr + b, mask=b < B, other=0.0)
         # scale == 0 (a loss not counted), no states or a padded frame: exactly 0.
         counted = (n_states > 0) & (scale != 0)
@@ -360,18 +394,25 @@ if triton is not None:
         after = k + 1
         cls_after = tl.load(sorted_row + (after % ROWS) * COLS + after // ROWS,
                             mask=valid & (after < n_states), other=-1)
+        cls_at = tl.maximum(cls_sorted, 0)
         seg_start = ((k == 0) | (cls_sorted != cls_before)).to(tl.int32)
         seg_end = valid & ((after >= n_states) | (cls_sorted != cls_after))
         columns = tl.arange(0, COLS)
         t_end = tl.minimum(t0 + frames_per_program, T)
-        for t in range(t0, t_end):
-            active = counted & (t < n_frames)
-            here = valid & active
-            log_a = tl.load(alpha_ptr + (b * T + t) * L + state, mask=here, other=float("-inf"))
-            log_b = tl.load(beta_ptr + (b * T + t) * L + state, mask=here, other=float("-inf"))
-            emit = tl.load(lp_ptr + (b * T + t) * C + cls_sorted, mask=here, other=float("-inf"))
-            lp_row = lp_ptr + (b * T + t) * C
-            grad_row = grad_ptr + (b * T + t) * C
+        # Scalar row pointers, int32 lane offsets: one wide multiply-add an address.
+        a_row = alpha_ptr + (b * T + t0) * L
+        b_row = beta_ptr + (b * T + t0) * L
+        lp_row = lp_ptr + (b * T + t0) * C
+        grad_row = grad_ptr + (b * T + t0) * C
+        n_run = (t_end - t0).to(tl.int32)
+        for i in range(0, n_run):
+            active = counted & (t0 + i < n_frames)
+            # Unmasked: every address is inside the (B, T', L) and (B, T', C) rows (a
+            # padded position reads state 0 and class 0), and what a padded position
+            # or an inactive frame reads is never used.
+            log_a = tl.load(a_row + state)
+            log_b = tl.load(b_row + state)
+            emit = tl.load(lp_row + cls_at)
             for c0 in range(0, C, BLOCK_C):
                 c = c0 + cls
                 lp = tl.load(lp_row + c, mask=(c < C) & active, other=float("-inf"))
@@ -397,6 +438,10 @@ if triton is not None:
                 summed = tl.where(started != 0, down, down + carry[None, :])
                 tl.debug_barrier()  # the softmax row is written before the label classes' fix
                 tl.store(grad_row + cls_sorted, tl.exp(emit) * scale - summed, mask=seg_end)
+            a_row += L
+            b_row += L
+            lp_row += C
+            grad_row += C
 
     @triton.jit
     def ctc_viterbi_kernel(lp_ptr, labels_ptr, labels_len_ptr, logits_len_ptr, back_ptr,

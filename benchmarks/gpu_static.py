@@ -104,32 +104,50 @@ def registers_of(operand: str) -> set:
 
 def critical_loads(body: list) -> dict:
     """The global loads of a serial loop (one iteration's instructions, in order), split
-    by whether the iteration itself waits for them: a load whose register is read later
-    in the same iteration (other than by a plain copy, which still waits) costs a
-    dependent round trip on every frame; one read only in a later iteration is
-    prefetched. Per frame: the iteration's row stores count its frames."""
+    by whether a frame waits for them. The row stores mark the frames: a load whose
+    first reader (a plain copy counts: it still waits) comes before the next row store
+    costs a dependent round trip on its frame; one first read a frame or more later,
+    in this iteration or the next, is prefetched. Per frame: the iteration's row stores
+    count its frames; ``prefetch_frames``: the fewest row stores between a prefetched
+    load and its reader."""
+    def op_of(text):
+        return re.sub(r"^@!?U?P\w+\s+", "", text)
+
+    def is_store(text):
+        return bool(re.search(r"\bSTG\b", text))
+
     dependent = prefetched = 0
+    ahead = []
+    n = len(body)
     for i, text in enumerate(body):
-        op = re.sub(r"^@!?U?P\w+\s+", "", text)
+        op = op_of(text)
         if not re.match(r"LDG\b", op):
             continue
         dest = registers_of(op.split(",")[0])
-        waited = False
-        for later in body[i + 1:]:
-            later_op = re.sub(r"^@!?U?P\w+\s+", "", later)
+        stores = 0
+        for step in range(1, n + 1):  # to the end, then round to the load again
+            later = body[(i + step) % n]
+            later_op = op_of(later)
             head, _, rest = later_op.partition(" ")
             operands = rest.split(",")
             if dest & registers_of(",".join(operands[1:])) or (
                     head.startswith(("ST", "RED", "ATOM")) and dest & registers_of(rest)):
-                waited = True
+                if stores:
+                    prefetched += 1
+                    ahead.append(stores)
+                else:
+                    dependent += 1
                 break
             if dest & registers_of(operands[0]) and not head.startswith(("ST", "BRA")):
-                break  # overwritten before any read
-        dependent += waited
-        prefetched += not waited
-    frames = max(1, sum(bool(re.search(r"\bSTG\b", t)) for t in body))
+                prefetched += 1  # overwritten before any read: nothing waits for it
+                break
+            stores += is_store(later)
+        else:
+            prefetched += 1
+    frames = max(1, sum(is_store(t) for t in body))
     return dict(frames_per_iteration=frames, dependent_loads_per_frame=dependent / frames,
-                prefetched_loads_per_frame=prefetched / frames)
+                prefetched_loads_per_frame=prefetched / frames,
+                prefetch_frames=min(ahead) if ahead else None)
 
 
 def serial_loops(sass: str) -> list:
@@ -286,7 +304,8 @@ def main(argv=None) -> int:
         for i, loop in enumerate(r.get("serial_loops", [])):
             print(f"  {r['kernel']} BLOCK_S={r['block_s']} loop {i}: "
                   f"{loop['dependent_loads_per_frame']:g} / {loop['prefetched_loads_per_frame']:g}"
-                  f" ({loop['frames_per_iteration']} frames an iteration)")
+                  f" ({loop['frames_per_iteration']} frames an iteration; fetched at least "
+                  f"{loop['prefetch_frames']} row stores before it is read)")
     print(f"\nOne CtcLossModule forward + backward on the Triton path: "
           f"{wrapper['host_reads']} host reads, {wrapper['aten_ops']} ATen compute ops")
     if args.ops:

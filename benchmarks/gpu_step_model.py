@@ -8,8 +8,8 @@ step's time (forward + backward) at four shapes, lo / mid / hi latency sets, wit
 ratio ours / native. An estimate: a real GPU run (``benchmarks/gpu_check.sh``) replaces it.
 
 Where this design departs from what the tool's scripts assume, it is handled here:
-* the serial loops run two frames an iteration and rescale every 8th frame: a frame is
-  one rescaling iteration and three plain ones, over 8 frames;
+* the serial loops run eight frames an iteration, the rescale on the first: a frame is
+  an iteration over its 8 frames (the row stores count them);
 * the gradient kernel loops over up to 16 frames a program: its executed path is the
   set-up plus that many passes of the loop body, the active branch (the one with the
   scan's shuffles) taken.

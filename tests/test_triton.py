@@ -162,6 +162,30 @@ def test_every_state_block_equals_native_float64(block):
         assert torch.equal(got.states, want.states)
 
 
+@pytest.mark.parametrize("block", [16, 32, 64], ids=lambda b: f"BLOCK_S={b}")
+def test_a_full_tile_with_spare_frames_equals_native_float64(block):
+    # L = BLOCK_S - 1: every state but the tile's last is an example's. A neighbour the
+    # rule closes is read from that last state (always -inf); with frames to spare the
+    # final states hold much of the mass, so reading any other state instead shows.
+    from _seq_loss_kernels import triton_ctc
+
+    rng = np.random.default_rng(block + 1)
+    units = block // 2 - 1
+    case = random_case(rng, batch=2, max_time=1, max_label=units, classes=6,
+                       min_label=units, pad_time=1)
+    case.logits_len = (min_frames(case.raw_labels, case.raw_len) + np.array([12, 30])).astype(
+        np.int32)
+    case.logits = (rng.standard_normal((2, int(case.logits_len.max()), 6)) * 2).astype(
+        np.float32)
+    assert case.aug_labels.shape[1] == block - 1
+    assert triton_ctc.block_states(case.aug_labels.shape[1]) == block
+    with using("triton"):
+        loss, grad = loss_and_grad(case, exact=True)
+    want_loss, want_grad = native_float64(case, False)
+    tol.assert_within(loss, want_loss, tol.LOSS, "loss")
+    tol.assert_within(grad, want_grad, tol.GRAD, "gradient")
+
+
 def test_viterbi_paths_equal_the_c_kernel():
     if DEVICE != "cpu":
         pytest.skip("the C kernel runs on CPU tensors only")
