@@ -300,15 +300,13 @@ class BeamStream(_Stream):
         logits, logits_len, lengths = self._chunk(logits, logits_len)
         if self._c is None and self._tensors is None:
             self._open(logits.shape[2], logits.dtype, logits.device)
-        with torch.no_grad():
-            if self._c is not None:  # the kernel's log-softmax, into the stream's buffer
-                logits_len = logits_len.cpu()
-                log_probs, bad = self._c.log_softmax(logits.cpu(), logits_len)
-                if bad is not None:
-                    D._raise_bad_frame(bad[0], bad[1], self.frames)
-                self._c.feed(log_probs, logits_len, self.beam, self.horizon or 0)
-            else:
-                assert self._tensors is not None
+        if self._c is not None:  # the kernel's log-softmax and search, in one call
+            bad = self._c.feed(logits.cpu(), logits_len.cpu(), self.beam, self.horizon or 0)
+            if bad is not None:
+                D._raise_bad_frame(bad[0], bad[1], self.frames)
+        else:
+            assert self._tensors is not None
+            with torch.no_grad():
                 log_probs = D._log_probs(logits, logits_len, self.dtype, self.frames)
                 device = self._tensors.device
                 self._tensors.run(*D._padded_frames_zeroed(log_probs.to(device),

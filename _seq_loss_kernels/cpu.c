@@ -7,6 +7,10 @@
  * normalised per frame (its largest state 0), beta recomputed frame by frame in
  * backward, the gradient written straight into (B, T, C).
  */
+/* POSIX for sched_yield (ctc_beam.c's stream), under -std=c11. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -169,6 +169,7 @@ def _bind_kernel(lib) -> bool:
                                           ctypes.POINTER(_CtcWords)]
     signatures["ctc_beam_stream_close"] = [p]
     signatures["ctc_beam_stream_feed"] = [p, p, i64, p, i64, i64, i64, p]
+    signatures["ctc_beam_stream_feed_logits"] = [p, p, i64, i64, p, i64, p, p, p]
     signatures["ctc_beam_stream_held"] = [p, p]
     signatures["ctc_beam_stream_best"] = [p, i64, p, p, p, p, p]
     signatures["ctc_beam_stream_finish"] = [p, i64, i64, i64, i64, p, p, p, p, p, p, p, p, p]
@@ -186,6 +187,7 @@ def _bind_kernel(lib) -> bool:
             for name in ("feed", "finish", "reset"):
                 getattr(lib, f"ctc_beam_stream_{name}_{sfx}").restype = ctypes.c_int
             getattr(lib, f"ctc_beam_stream_best_{sfx}").restype = ctypes.c_int64
+            getattr(lib, f"ctc_beam_stream_feed_logits_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_log_softmax_batch_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_loss_forward_{sfx}").restype = ctypes.c_int32
             getattr(lib, f"ctc_loss_backward_{sfx}").restype = ctypes.c_int
@@ -313,16 +315,14 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
                                      tlm, unk))
 
 
-def decode_log_softmax(logits, logits_len, compute, out=None):
+def decode_log_softmax(logits, logits_len, compute):
     """``(log_probs (B, T, C) compute, first_bad)`` for the searches: the kernel's
     log_softmax of CPU ``logits`` (any float dtype; threaded over the batch where it is
     large), and ``(b, t)`` of the first bad frame (within ``T_b``, a NaN in the row) or
-    None. ``out``: a tensor of at least B * T * C values of ``compute`` to write into
-    (its first ones, as (B, T, C); a stream's, kept between chunks). Not torch's: its
-    threaded log_softmax leaves OpenMP's workers spinning for a millisecond after, on
-    the cores the search threads need (a 16-frame chunk's call cost 1.4 ms of CPU); and
-    a stream's chunks and the offline call on the same frames then get the same bits
-    from the same row code."""
+    None. Not torch's: its threaded log_softmax leaves OpenMP's workers spinning for a
+    millisecond after, on the cores the search threads need (a 16-frame chunk's call
+    cost 1.4 ms of CPU); and a stream's chunks (:meth:`BeamStream.feed`) and the
+    offline call on the same frames then get the same bits from the same row code."""
     batch, frames, classes = logits.shape
     x = logits.detach()
     if x.dtype != compute:
@@ -330,8 +330,7 @@ def decode_log_softmax(logits, logits_len, compute, out=None):
     if not ((frames <= 1 or x.stride(1) == classes) and x.stride(2) == 1):
         x = x.contiguous()  # example by example, each example's rows must be one block
     size = batch * frames * classes
-    log_probs = (torch.empty(size, dtype=compute) if out is None else out)[:size]
-    log_probs = log_probs.view(batch, frames, classes)
+    log_probs = torch.empty(batch, frames, classes, dtype=compute)
     if not size:
         return log_probs, None
     bad = torch.empty(batch, frames, dtype=torch.uint8)
@@ -365,11 +364,13 @@ class BeamStream:
         self.dtype, self.batch = dtype, batch
         self.struct, self._keep = _words_struct(words)
         self._lib = _kernel_lib
-        self._feed = getattr(_kernel_lib, f"ctc_beam_stream_feed_{self.sfx}")
+        self._feed = getattr(_kernel_lib, f"ctc_beam_stream_feed_logits_{self.sfx}")
         self._best = getattr(_kernel_lib, f"ctc_beam_stream_best_{self.sfx}")
-        # Kept between chunks: the chunk's log-probabilities, and best()'s rows of
-        # tokens and frames, lengths and committed counts, and which examples it asks for.
+        # Kept between chunks: the chunk's log-probabilities and bad frames, and best()'s
+        # rows of tokens and frames, lengths and committed counts, and which examples it
+        # asks for.
         self.log_probs = torch.empty(0, dtype=dtype)
+        self._bad = torch.empty(0, dtype=torch.uint8)
         self._rows = torch.empty(2, batch, 0, dtype=torch.long)
         self._out = torch.zeros(2, batch, dtype=torch.long)
         self._which = torch.zeros(batch, dtype=torch.uint8)
@@ -382,31 +383,38 @@ class BeamStream:
     def _call(self, name, *args):
         return getattr(self._lib, f"ctc_beam_stream_{name}_{self.sfx}")(self._handle, *args)
 
-    def log_softmax(self, logits, frames):
-        """:func:`decode_log_softmax` of a chunk's logits (B, t, C) into the stream's
-        buffer, grown as chunks grow: ``(log_probs, first_bad)``."""
-        size = logits.shape[0] * logits.shape[1] * logits.shape[2]
-        if self.log_probs.numel() < size:
+    def feed(self, logits, frames, beam: int, horizon: int = 0):
+        """A chunk of CPU ``logits`` (B, t, C), any float dtype, and ``frames`` (B,)
+        int64 CPU: :func:`decode_log_softmax`'s log-probabilities (the same row code,
+        so the same bits as the offline call) into the stream's buffer, then the search
+        of the first ``frames[b]`` of example b's; both in one kernel call on the
+        threads. Returns the first bad frame ``(b, t)`` (a NaN or +inf within the
+        frames), and then nothing was searched; else None. ``horizon`` > 0: beams that
+        left the best one's path more than that many frames back are dropped after."""
+        batch, t, classes = logits.shape
+        x = logits.detach()
+        if x.dtype != self.dtype:
+            x = x.to(self.dtype)
+        if not ((t <= 1 or x.stride(1) == classes) and x.stride(2) == 1):
+            x = x.contiguous()  # example by example, each example's rows must be one block
+        size = batch * t * classes
+        if self.log_probs.numel() < size:  # grown as chunks grow
             self.log_probs = torch.empty(2 * size, dtype=self.dtype)
-        return decode_log_softmax(logits, frames, self.dtype, out=self.log_probs)
-
-    def feed(self, log_probs, frames, beam: int, horizon: int = 0) -> None:
-        """``log_probs`` (B, t, C) contiguous CPU, ``frames`` (B,) int64: the first
-        ``frames[b]`` of example b's are searched. ``horizon`` > 0: beams that left the
-        best one's path more than that many frames back are dropped after."""
-        t = log_probs.shape[1]
-        failed = []
-        taken = ctypes.c_int64(0)  # the examples started, shared by the threads
-        args = (self._handle, log_probs.data_ptr(), t, frames.data_ptr(), horizon, 0,
-                self.batch, ctypes.byref(taken))
+            self._bad = torch.empty(2 * batch * t, dtype=torch.uint8)
+        # The threads' counters: log-softmax taken and done, search taken.
+        shared = (ctypes.c_int64 * 3)()
+        results = []
+        args = (self._handle, x.data_ptr(), x.stride(0), t, frames.data_ptr(), horizon,
+                self.log_probs.data_ptr(), self._bad.data_ptr(), shared)
 
         def run():
-            if self._feed(*args):
-                failed.append(True)
+            results.append(self._feed(*args))
 
         _on_threads(run, self.batch, self.batch * t * beam * 8)
-        if failed:
+        if -1 in results:
             raise MemoryError("the beam search kernel could not allocate its history")
+        first = max(results)  # every thread finds the same first bad frame
+        return divmod(first - 1, t) if first > 0 else None
 
     def held(self, b: int | None = None):
         """Example b's frames searched, tokens committed, frames of history held, and

@@ -24,6 +24,7 @@
  * prefix no word begins with.
  */
 #include <math.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1308,6 +1309,34 @@ int FN(ctc_beam_stream_feed)(void *stream, const REAL *lp, int64_t T, const int6
     free(mark);
     FN(scratch_free)(&x);
     return failed ? -1 : 0;
+}
+
+/* A chunk of logits x (B, T, C), example b's at x + b * stride_b: the log-softmax of
+ * every example into lp (B, T, C) and its bad frames into bad (B, T) (ctc_log_softmax,
+ * the offline call's row code), then, only if no frame within frames[b] is bad, the
+ * search of the chunk as ctc_beam_stream_feed. Every thread calling it with the same
+ * shared[3] (zeroed) takes examples from shared[0] for the log-softmax, waits for all
+ * of them (shared[1] counts them), then takes examples from shared[2] for the search:
+ * one call a chunk, both phases on the threads. Returns 0; 1 + b * T + t of the first
+ * bad frame, nothing fed; or -1 when memory ran out. */
+int64_t FN(ctc_beam_stream_feed_logits)(void *stream, const REAL *x, int64_t stride_b,
+                                    int64_t T, const int64_t *frames, int64_t horizon,
+                                    REAL *lp, uint8_t *bad, int64_t *shared) {
+    FN(beam_stream) *st = stream;
+    const int64_t B = st->B, C = st->sr.C;
+    for (;;) {
+        const int64_t b = __atomic_fetch_add(&shared[0], 1, __ATOMIC_RELAXED);
+        if (b >= B) break;
+        FN(ctc_log_softmax)(x + b * stride_b, T, C, frames + b, 0, 1, lp + b * T * C,
+                            bad + b * T);
+        __atomic_fetch_add(&shared[1], 1, __ATOMIC_RELEASE);
+    }
+    /* The other thread is on its last example (some microseconds); yield in case it
+     * waits for this core. */
+    while (__atomic_load_n(&shared[1], __ATOMIC_ACQUIRE) < B) sched_yield();
+    for (int64_t i = 0; i < B * T; ++i)
+        if (bad[i]) return 1 + i;
+    return FN(ctc_beam_stream_feed)(stream, lp, T, frames, horizon, 0, B, &shared[2]);
 }
 
 /* Each example's sizes, into row b of held (B, 4): frames searched, tokens committed,

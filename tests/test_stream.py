@@ -276,6 +276,26 @@ def test_a_diverged_frame_is_named_by_its_frame_in_the_utterance(search):
         stream.feed(bad)
 
 
+def test_a_bad_chunk_on_threads_names_its_first_bad_frame_and_feeds_nothing(monkeypatch):
+    # A chunk big enough for the kernel's two threads: each takes examples for the
+    # log-softmax, and the search starts only once every example's is done and none
+    # has a bad frame; the lowest example's first bad frame is the one named.
+    need_c_kernel()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    g = torch.Generator().manual_seed(5)
+    good = torch.randn(32, 40, 6, generator=g)
+    stream = D.ctc_beam_search_stream(32, beam_size=16)
+    stream.feed(good[:, :16])
+    bad = good[:, 16:32].clone()
+    bad[20, 2, 1] = float("inf")
+    bad[5, 9, 3] = float("nan")
+    bad[5, 12, 0] = float("nan")
+    with pytest.raises(ValueError, match="example 5 at frame 25"):
+        stream.feed(bad)
+    stream.feed(good[:, 16:])
+    same(stream.finish(), D.ctc_beam_search(good, beam_size=16))
+
+
 def test_bad_examples_and_batches_are_refused():
     with pytest.raises(ValueError, match="batch must be"):
         D.greedy_stream(0)
@@ -303,7 +323,7 @@ class _Failing:
 
 
 @pytest.mark.parametrize("entry, value", [("ctc_beam_stream_open_f32", None),
-                                          ("ctc_beam_stream_feed_f32", -1),
+                                          ("ctc_beam_stream_feed_logits_f32", -1),
                                           ("ctc_beam_stream_finish_f32", -1),
                                           ("ctc_beam_stream_reset_f32", -1)])
 def test_the_kernel_running_out_of_memory_is_a_memory_error(monkeypatch, entry, value):
