@@ -388,8 +388,8 @@ class BeamStream:
         int64 CPU: :func:`decode_log_softmax`'s log-probabilities (the same row code,
         so the same bits as the offline call) into the stream's buffer, then the search
         of the first ``frames[b]`` of example b's; both in one kernel call on the
-        threads. Returns the first bad frame ``(b, t)`` (a NaN or +inf within the
-        frames), and then nothing was searched; else None. ``horizon`` > 0: beams that
+        threads. Returns the first bad frame ``(b, t)`` (within the frames, a NaN or
+        +inf logit or a row of -inf), and then nothing was searched; else None. ``horizon`` > 0: beams that
         left the best one's path more than that many frames back are dropped after."""
         batch, t, classes = logits.shape
         x = logits.detach()

@@ -281,7 +281,8 @@ if triton is not None:
         row -= L
         emit_a = tl.load(emit_row + lane, mask=valid & (n_run > 1), other=float("-inf"))
         emit_b = tl.load(emit_row + (lane - C), mask=valid & (n_run > 2), other=float("-inf"))
-        n_main = ((n_run - 1) // RESCALE_EVERY) * RESCALE_EVERY
+        # n_run = 0 runs nothing (max: no tail frame, whatever division rounds to).
+        n_main = (tl.maximum(n_run - 1, 0) // RESCALE_EVERY) * RESCALE_EVERY
         for i0 in range(1, n_main + 1, RESCALE_EVERY):
             for j in tl.static_range(RESCALE_EVERY):
                 log_beta = _step(log_beta, emit_a, sources)
