@@ -168,7 +168,6 @@ def _bind_kernel(lib) -> bool:
     signatures["ctc_beam_stream_open"] = [i64, i64, i64, i64, i64, d, d,
                                           ctypes.POINTER(_CtcWords)]
     signatures["ctc_beam_stream_close"] = [p]
-    signatures["ctc_beam_stream_feed"] = [p, p, i64, p, i64, i64, i64, p]
     signatures["ctc_beam_stream_feed_logits"] = [p, p, i64, i64, p, i64, p, p, p]
     signatures["ctc_beam_stream_held"] = [p, p]
     signatures["ctc_beam_stream_best"] = [p, i64, p, p, p, p, p]
@@ -184,7 +183,7 @@ def _bind_kernel(lib) -> bool:
             getattr(lib, f"ctc_beam_stream_open_{sfx}").restype = ctypes.c_void_p
             getattr(lib, f"ctc_beam_stream_close_{sfx}").restype = None
             getattr(lib, f"ctc_beam_stream_held_{sfx}").restype = None
-            for name in ("feed", "finish", "reset"):
+            for name in ("finish", "reset"):
                 getattr(lib, f"ctc_beam_stream_{name}_{sfx}").restype = ctypes.c_int
             getattr(lib, f"ctc_beam_stream_best_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_beam_stream_feed_logits_{sfx}").restype = ctypes.c_int64
@@ -315,6 +314,19 @@ def beam_search(log_probs, logits_len, blank: int, beam: int, width: int, nbest:
                                      tlm, unk))
 
 
+def _rows_in(logits, compute):
+    """``logits`` (B, T, C) detached, in ``compute``, each example's T x C values one
+    block (the kernel's log-softmax reads example by example at a stride, so a chunk
+    sliced from a longer tensor needs no copy)."""
+    x = logits.detach()
+    if x.dtype != compute:
+        x = x.to(compute)
+    frames, classes = x.shape[1], x.shape[2]
+    if not ((frames <= 1 or x.stride(1) == classes) and x.stride(2) == 1):
+        x = x.contiguous()
+    return x
+
+
 def decode_log_softmax(logits, logits_len, compute):
     """``(log_probs (B, T, C) compute, first_bad)`` for the searches: the kernel's
     log_softmax of CPU ``logits`` (any float dtype; threaded over the batch where it is
@@ -324,11 +336,7 @@ def decode_log_softmax(logits, logits_len, compute):
     cost 1.4 ms of CPU); and a stream's chunks (:meth:`BeamStream.feed`) and the
     offline call on the same frames then get the same bits from the same row code."""
     batch, frames, classes = logits.shape
-    x = logits.detach()
-    if x.dtype != compute:
-        x = x.to(compute)
-    if not ((frames <= 1 or x.stride(1) == classes) and x.stride(2) == 1):
-        x = x.contiguous()  # example by example, each example's rows must be one block
+    x = _rows_in(logits, compute)
     size = batch * frames * classes
     log_probs = torch.empty(batch, frames, classes, dtype=compute)
     if not size:
@@ -389,14 +397,11 @@ class BeamStream:
         so the same bits as the offline call) into the stream's buffer, then the search
         of the first ``frames[b]`` of example b's; both in one kernel call on the
         threads. Returns the first bad frame ``(b, t)`` (within the frames, a NaN or
-        +inf logit or a row of -inf), and then nothing was searched; else None. ``horizon`` > 0: beams that
-        left the best one's path more than that many frames back are dropped after."""
+        +inf logit or a row of -inf), and then nothing was searched; else None.
+        ``horizon`` > 0: beams that left the best one's path more than that many frames
+        back are dropped after."""
         batch, t, classes = logits.shape
-        x = logits.detach()
-        if x.dtype != self.dtype:
-            x = x.to(self.dtype)
-        if not ((t <= 1 or x.stride(1) == classes) and x.stride(2) == 1):
-            x = x.contiguous()  # example by example, each example's rows must be one block
+        x = _rows_in(logits, self.dtype)
         size = batch * t * classes
         if self.log_probs.numel() < size:  # grown as chunks grow
             self.log_probs = torch.empty(2 * size, dtype=self.dtype)

@@ -218,7 +218,6 @@ PLANTED_C = textwrap.dedent("""
     int ctc_loss_backward_f32(void) { return 0; }  int ctc_loss_backward_f64(void) { return 0; }
     void *ctc_beam_stream_open_f32(void) { return 0; }  void *ctc_beam_stream_open_f64(void) { return 0; }
     void ctc_beam_stream_close_f32(void) {}  void ctc_beam_stream_close_f64(void) {}
-    int ctc_beam_stream_feed_f32(void) { return 0; }  int ctc_beam_stream_feed_f64(void) { return 0; }
     long ctc_beam_stream_feed_logits_f32(void) { return 0; }  long ctc_beam_stream_feed_logits_f64(void) { return 0; }
     void ctc_beam_stream_held_f32(void) {}  void ctc_beam_stream_held_f64(void) {}
     long ctc_beam_stream_best_f32(void) { return 0; }  long ctc_beam_stream_best_f64(void) { return 0; }
