@@ -20,14 +20,22 @@ n-best equals the offline decoder's on the concatenated chunks, token for token 
 frame for frame, whatever the chunk boundaries (``tests/test_stream.py`` checks random
 splittings with the word LM, hotwords, a lexicon and a token LM).
 
-Memory: the C kernel commits what every beam agrees on. After each chunk it walks the
-history back from the live beams to the latest frame at whose end they all descend
-from one beam; the tokens of that beam's path up to there begin every hypothesis the
-search can still return, so they move to a committed list (two int64 a token) and the
-history of those frames (two int64 per beam a frame) is freed. A stream then holds
-its beams, the committed tokens, and the history since the beams last agreed: the
-back-pointers of words not yet final. The tensor search (no compiler, or
-``SEQ_LOSS_UTIL_KERNEL=0``) keeps its whole history on the host.
+Memory: the C kernel commits what every beam agrees on. After a chunk (at most once
+every 32 frames, or a quarter of the history held) it walks the history back from the
+live beams to the latest frame at whose end they all descend from one beam; the
+tokens of that beam's path up to there begin every hypothesis the search can still
+return, so they move to a committed list (two int64 a token) and the history of those
+frames (two int32 per beam a frame) is freed for reuse. A stream then holds its beams,
+the committed tokens, and the history since the beams last agreed: the back-pointers
+of words not yet final. The tensor search (no compiler, or ``SEQ_LOSS_UTIL_KERNEL=0``)
+keeps its whole history on the host.
+
+Cost: a chunk is one kernel call (the log-softmax of its frames, then the search, on
+the threads); the kernel checks its lengths before it reads a frame, so the usual
+chunk (a CPU tensor of the stream's dtype, int64 lengths) skips the decoders' checks
+in Python, which run where the kernel refuses one and raise what is wrong. As a chunk
+ends the kernel walks each example's best path while its history is in the cache;
+partial() copies those out and spells their words in one call.
 """
 from __future__ import annotations
 
@@ -54,59 +62,8 @@ class Partial(NamedTuple):
     final: int = 0
 
 
-class _Speller:
-    """A decoder's ``split_words`` for one example's growing hypothesis, resumable: the
-    words of the tokens that can no longer change are spelled once and kept, and where
-    the best hypothesis extends the last one asked for (the usual case), only its last
-    word and the tokens after it are spelled again."""
-
-    def __init__(self, pieces):
-        self.pieces = pieces
-        self.reset()
-
-    def reset(self) -> None:
-        self.n, self.current = 0, ""  # the final tokens' spelling
-        self.words: list[str] = []
-        self.last: list = []  # the tokens last spelled, and where their last word began
-        self.last_start = 0
-        self.last_words: list[str] = []
-
-    def _run(self, tokens, start, words, current):
-        """Spells tokens[start:] onto words after the unfinished word ``current``;
-        returns the unfinished word and the index at which it began (None: before
-        start)."""
-        begun = None if current else start  # None: it began before start
-        for i in range(start, len(tokens)):
-            starts, text = self.pieces[tokens[i]]
-            if starts and current:
-                words.append(current)
-                current = ""
-            if not current:
-                begun = i
-            current += text
-        return current, begun
-
-    def spell(self, tokens: list, final: int) -> list:
-        if final > self.n:  # more tokens final: spelled into the kept words
-            self.current, _ = self._run(tokens[:final], self.n, self.words, self.current)
-            self.n = final
-        # Resume at the token that began the last word where that token is unchanged
-        # (words before it were closed by it), or at the end of the tokens last spelled.
-        q = self.last_start
-        upto = q + 1 if q < len(self.last) else q
-        if 0 <= self.n <= q and tokens[:upto] == self.last[:upto]:
-            words, start, current = list(self.last_words), q, ""
-        else:
-            words, start, current = list(self.words), self.n, self.current
-        current, begun = self._run(tokens, start, words, current)
-        self.last = tokens
-        if not current:
-            self.last_start, self.last_words = len(tokens), list(words)
-        elif begun is not None:
-            self.last_start, self.last_words = begun, list(words)
-        else:  # the last word began among the final tokens: resume from those next time
-            self.last_start, self.last_words = -1, []
-        return words + [current] if current else words
+_new = tuple.__new__
+_NOTHING_SHOWN: tuple = ([], 0, 0, 0, (), "", 0)
 
 
 def _check_batch_size(logits: torch.Tensor, batch: int) -> None:
@@ -257,11 +214,12 @@ class BeamStream(_Stream):
         self._c: Any = None  # the kernel's stream (cpu.BeamStream)
         self._tensors: D._TensorSearch | None = None
         self._start_row = np.zeros(self.batch, dtype=np.int64)  # tensor search: reset(b)
-        self._spellers = ([_Speller(decoder._pieces) for _ in range(self.batch)]
-                          if decoder is not None else [])
-        # partial()'s last result per example, and the frames fed it was for
-        self._shown = [Partial([], [], [], "", 0) for _ in range(self.batch)]
-        self._shown_frames = np.full(self.batch, -1, dtype=np.int64)
+        self._spell: tuple | None = None  # the kernel's spelling table (cpu.spell_table)
+        self._every: dict = {}  # (B,) lengths of t frames each, for logits_len None
+        self._all_finished = False
+        # partial()'s last result per example, never handed out: (paths, a, z, m, words,
+        # text, final), its tokens paths[a:z] and their frames paths[m + a:m + z]
+        self._shown = [_NOTHING_SHOWN] * self.batch
 
     def _open(self, classes: int, dtype: torch.dtype, device) -> None:
         """The search, at the first chunk: its class count, dtype and device."""
@@ -277,7 +235,9 @@ class BeamStream(_Stream):
             self._c = kernel.BeamStream(
                 self.batch, classes, self.blank, self.beam, D._candidates(self.beam, classes),
                 *D._kernel_limits(self.token_min_logp, self.beam_threshold), arrays,
-                self.dtype)
+                self.dtype, self.finished)
+            if self.decoder is not None:
+                self._spell = kernel.spell_table(self.decoder._pieces)
         else:
             if self.horizon is not None:
                 raise ValueError("horizon needs the C kernel's search (its history is "
@@ -294,6 +254,24 @@ class BeamStream(_Stream):
         Raises ``ValueError`` for a chunk whose batch, class count or lengths do not fit,
         frames for a finished example, or a frame of NaN or +inf (naming its example and
         frame, counted from the utterance's start)."""
+        # The usual chunk goes straight to the kernel, which checks its lengths (and no
+        # frames for a finished example) before it reads any; any other, or one it
+        # refuses, takes the decoders' checks, which raise what is wrong.
+        c = self._c
+        if c is not None and not self._all_finished:
+            frames = logits_len
+            if frames is None and type(logits) is torch.Tensor and logits.dim() == 3:
+                frames = self._every.get(logits.shape[1])  # every frame, as lengths
+                if frames is None:
+                    frames = self._every[logits.shape[1]] = torch.full(
+                        (self.batch,), logits.shape[1], dtype=torch.long)
+            if frames is not None:
+                bad = c.feed_as_is(logits, frames, self.horizon or 0)
+                if bad is not False:  # (False: not as it is, or refused)
+                    if bad is not None:
+                        D._raise_bad_frame(bad[0], bad[1], self.frames)
+                    self.frames += frames.numpy()
+                    return
         if self.finished.all():
             raise ValueError("the stream was finished (finish()): it takes no more frames; "
                              "call reset(b) for each example to decode new utterances")
@@ -301,7 +279,9 @@ class BeamStream(_Stream):
         if self._c is None and self._tensors is None:
             self._open(logits.shape[2], logits.dtype, logits.device)
         if self._c is not None:  # the kernel's log-softmax and search, in one call
-            bad = self._c.feed(logits.cpu(), logits_len.cpu(), self.beam, self.horizon or 0)
+            bad = self._c.feed(logits.cpu(), logits_len.cpu(), self.horizon or 0)
+            if bad is False:
+                raise AssertionError("the kernel refused a chunk the checks let through")
             if bad is not None:
                 D._raise_bad_frame(bad[0], bad[1], self.frames)
         else:
@@ -315,27 +295,41 @@ class BeamStream(_Stream):
 
     def partial(self) -> list:
         """Per example, a :class:`Partial` of the best beam now (by the search's rank:
-        acoustic score, LM and bonuses so far, before the end-of-utterance terms). Only
-        the examples given frames since the last call are walked and spelled again (a
-        chunk without frames changes neither the best path nor what is committed); the
-        others' are copies of the last call's."""
+        acoustic score, LM and bonuses so far, before the end-of-utterance terms). The
+        kernel walks and spells again only the examples given frames since the last
+        call (a chunk without frames changes neither the best path nor what is
+        committed), in one call; the others' are copies of the last call's. (The tensor
+        search walks every example's.)"""
         if self._c is None and self._tensors is None:
             return [Partial([], [], [], "", 0) for _ in range(self.batch)]
-        changed = np.nonzero(self.frames != self._shown_frames)[0].tolist()
-        if changed:
-            if self._c is not None:
-                paths, final = self._c.best(changed)
-            else:
-                assert self._tensors is not None
-                every = self._tensors.best_paths(self._start_row)
-                paths, final = [every[b] for b in changed], [0] * len(changed)
-            for b, (tokens, frames), n in zip(changed, paths, final, strict=True):
-                words = self._spellers[b].spell(tokens, n) if self._spellers else []
-                self._shown[b] = Partial(tokens, frames, words, " ".join(words), n)
-            self._shown_frames[changed] = self.frames[changed]
-        # Copies: a caller changing a list it was given must not change the next call's.
-        return [Partial(list(p.tokens), list(p.timesteps), list(p.words), p.text, p.final)
-                for p in self._shown]
+        shown = self._shown
+        if self._c is not None:  # the examples given frames since, words spelled there
+            got = self._c.partial(self._spell)
+            if got is not None:
+                index, committed, at, cut, paths, text = got
+                m = at[-1]
+                for i, b in enumerate(index):
+                    a, z = at[i], at[i + 1]
+                    if text is not None:
+                        spelled = text[cut[i]:cut[i + 1]].decode()
+                        words = tuple(spelled.split("\0")) if spelled else ()
+                    else:
+                        words = tuple(self._words(paths[a:z]))
+                    shown[b] = (paths, a, z, m, words, " ".join(words), committed[i])
+        else:  # the tensor search: every example's best path, walked again
+            assert self._tensors is not None
+            for b, (tokens, frames) in enumerate(self._tensors.best_paths(self._start_row)):
+                words = tuple(self._words(tokens))
+                z = len(tokens)
+                shown[b] = (tokens + frames, 0, z, z, words, " ".join(words), 0)
+        # Fresh lists each call: a caller changing one must not change the next call's.
+        # (tuple.__new__: Partial's own __new__ is a Python call, some microseconds of a
+        # chunk's partial() at batch 32.)
+        return [_new(Partial, (paths[a:z], paths[m + a:m + z], list(words), text, final))
+                for paths, a, z, m, words, text, final in shown]
+
+    def _words(self, tokens) -> list:
+        return self.decoder.split_words(tokens)[0] if self.decoder is not None else []
 
     def finish(self, example: int | None = None) -> list:
         """The n-best of every example (a list per example), or of ``example`` alone,
@@ -355,6 +349,7 @@ class BeamStream(_Stream):
             every = self._tensors.finish(self.wanted, self._start_row)
             found = {b: every[b] for b in examples}
         self.finished[examples] = True
+        self._all_finished = bool(self.finished.all())
         if self.decoder is not None:
             out = [self.decoder._hypotheses(found[b]) for b in examples]
         else:
@@ -372,6 +367,4 @@ class BeamStream(_Stream):
             self._start_row[b] = self._tensors.rows()
         self.frames[b] = 0
         self.finished[b] = False
-        self._shown_frames[b] = -1
-        if self._spellers:
-            self._spellers[b].reset()
+        self._all_finished = False

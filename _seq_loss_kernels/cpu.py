@@ -20,6 +20,7 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .verdict import fault_bits, verdict_passes
@@ -168,9 +169,10 @@ def _bind_kernel(lib) -> bool:
     signatures["ctc_beam_stream_open"] = [i64, i64, i64, i64, i64, d, d,
                                           ctypes.POINTER(_CtcWords)]
     signatures["ctc_beam_stream_close"] = [p]
-    signatures["ctc_beam_stream_feed_logits"] = [p, p, i64, i64, p, i64, p, p, p]
+    signatures["ctc_beam_stream_feed_logits"] = [p, p, i64, i64, p, p, i64, p, p, p]
     signatures["ctc_beam_stream_held"] = [p, p]
-    signatures["ctc_beam_stream_best"] = [p, i64, p, p, p, p, p]
+    signatures["ctc_beam_stream_partial"] = [p, p, p, p, p, p, p]
+    signatures["ctc_spell_words"] = [p, i64, p, p, p, p]
     signatures["ctc_beam_stream_finish"] = [p, i64, i64, i64, i64, p, p, p, p, p, p, p, p, p]
     signatures["ctc_beam_stream_reset"] = [p, i64]
     try:
@@ -185,7 +187,8 @@ def _bind_kernel(lib) -> bool:
             getattr(lib, f"ctc_beam_stream_held_{sfx}").restype = None
             for name in ("finish", "reset"):
                 getattr(lib, f"ctc_beam_stream_{name}_{sfx}").restype = ctypes.c_int
-            getattr(lib, f"ctc_beam_stream_best_{sfx}").restype = ctypes.c_int64
+            getattr(lib, f"ctc_beam_stream_partial_{sfx}").restype = ctypes.c_int64
+            getattr(lib, f"ctc_spell_words_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_beam_stream_feed_logits_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_log_softmax_batch_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_loss_forward_{sfx}").restype = ctypes.c_int32
@@ -359,66 +362,128 @@ def decode_log_softmax(logits, logits_len, compute):
     return log_probs, (divmod(min(found), frames) if found else None)
 
 
+def spell_table(pieces) -> tuple | None:
+    """ctc_decoder's ``_pieces`` (per class: does it start a word, its text) as the
+    kernel's spelling table: ``(starts, offsets, bytes, their three addresses)``, each
+    class's text UTF-8 at ``bytes[offsets[c]:offsets[c + 1]]``. None where a text holds
+    "\\0", the byte that joins the words spelled."""
+    if any("\0" in text for _, text in pieces):
+        return None
+    try:
+        raw = [text.encode() for _, text in pieces]
+    except UnicodeEncodeError:  # a lone surrogate: split_words spells it instead
+        return None
+    starts = np.array([bool(flag) for flag, _ in pieces], dtype=np.uint8)
+    offsets = np.zeros(len(raw) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(r) for r in raw])
+    data = np.frombuffer(b"".join(raw) or b"\0", dtype=np.uint8).copy()
+    return starts, offsets, data, (starts.ctypes.data, offsets.ctypes.data, data.ctypes.data)
+
+
+def spell_words(tokens, table) -> list:
+    """The words the kernel spells from ``tokens`` with :func:`spell_table`'s ``table``
+    (the stream's partial() spells so; split_words' words, for the tests)."""
+    assert _kernel_lib, "the kernel is not built"
+    ids = np.ascontiguousarray(tokens, dtype=np.int64)
+    widest = int(np.diff(table[1]).max(initial=0))
+    out = np.zeros(len(ids) * (widest + 1) + 1, dtype=np.uint8)
+    size = _kernel_lib.ctc_spell_words_f64(ids.ctypes.data, len(ids), *table[3],
+                                           out.ctypes.data)
+    text = out[:size].tobytes().decode()
+    return text.split("\0") if text else []
+
+
 class BeamStream:
     """ctc_decoder's prefix beam search over a batch whose frames arrive in chunks
     (``ctc_beam.c``'s stream: the beams, their history and what is committed live in
     the kernel's buffers between calls, which run the offline search's own frame
-    code). ``words``: as :func:`beam_search`'s, kept alive by the stream."""
+    code). ``words``: as :func:`beam_search`'s, kept alive by the stream; ``finished``
+    (B,) bool numpy, the caller's, read at each chunk: examples that take no frames."""
 
     def __init__(self, batch: int, classes: int, blank: int, beam: int, width: int,
-                 token_min_logp, beam_threshold, words, dtype):
+                 token_min_logp, beam_threshold, words, dtype, finished):
         self._handle = None  # (close() is safe whatever happens below)
+        # (B,) bool numpy, the caller's: the examples that take no frames (kept, read
+        # by every chunk's call)
+        self._finished, self._finished_at = finished, finished.ctypes.data
+        self.beam = beam
         self.sfx = _KERNEL_VARIANTS[dtype][0]
-        self.dtype, self.batch = dtype, batch
+        self.dtype, self.batch, self.classes = dtype, batch, classes
         self.struct, self._keep = _words_struct(words)
         self._lib = _kernel_lib
+        self._entry: dict = {}
         self._feed = getattr(_kernel_lib, f"ctc_beam_stream_feed_logits_{self.sfx}")
-        self._best = getattr(_kernel_lib, f"ctc_beam_stream_best_{self.sfx}")
-        # Kept between chunks: the chunk's log-probabilities and bad frames, and best()'s
-        # rows of tokens and frames, lengths and committed counts, and which examples it
-        # asks for.
+        self._partial = getattr(_kernel_lib, f"ctc_beam_stream_partial_{self.sfx}")
+        # Kept between chunks: the chunk's log-probabilities and bad frames; partial()'s
+        # room and outputs (the paths and what goes with them; the words' bytes).
         self.log_probs = torch.empty(0, dtype=dtype)
         self._bad = torch.empty(0, dtype=torch.uint8)
-        self._rows = torch.empty(2, batch, 0, dtype=torch.long)
-        self._out = torch.zeros(2, batch, dtype=torch.long)
-        self._which = torch.zeros(batch, dtype=torch.uint8)
+        self._room = np.zeros(2, dtype=np.int64)
         self._handle = getattr(_kernel_lib, f"ctc_beam_stream_open_{self.sfx}")(
             batch, classes, blank, beam, width, float(token_min_logp), float(beam_threshold),
             ctypes.byref(self.struct) if self.struct is not None else None)
         if not self._handle:
             raise MemoryError("the beam search kernel could not allocate its beams")
+        self._partial_buffers(0, 0)
 
     def _call(self, name, *args):
-        return getattr(self._lib, f"ctc_beam_stream_{name}_{self.sfx}")(self._handle, *args)
+        if name not in self._entry:  # (a ctypes lookup costs some microseconds)
+            self._entry[name] = getattr(self._lib, f"ctc_beam_stream_{name}_{self.sfx}")
+        return self._entry[name](self._handle, *args)
 
-    def feed(self, logits, frames, beam: int, horizon: int = 0):
+    def feed_as_is(self, logits, frames, horizon: int = 0):
+        """:meth:`feed` of a chunk as it comes, its lengths' range checked by the kernel
+        (see there), where ``logits`` is a CPU tensor (B, t, C) of the stream's dtype,
+        batch and classes, each example's frames one block, and ``frames`` a CPU (B,)
+        int64 tensor, one block; else False, nothing read (the decoders' checks then
+        come first: this is the chunk a server feeds every 320 ms, in few steps)."""
+        if not (type(logits) is torch.Tensor and logits.dtype == self.dtype
+                and type(frames) is torch.Tensor and frames.dtype == torch.int64
+                and logits.device.type == "cpu" and frames.device.type == "cpu"
+                and logits.dim() == 3 and frames.dim() == 1
+                and logits.shape[0] == frames.shape[0] == self.batch
+                and logits.shape[2] == self.classes and logits.stride(2) == 1
+                and (logits.shape[1] <= 1 or logits.stride(1) == self.classes)
+                and frames.stride(0) == 1):
+            return False
+        return self._feed_at(logits.data_ptr(), logits.stride(0), logits.shape[1],
+                             frames.data_ptr(), horizon)
+
+    def feed(self, logits, frames, horizon: int = 0):
         """A chunk of CPU ``logits`` (B, t, C), any float dtype, and ``frames`` (B,)
         int64 CPU: :func:`decode_log_softmax`'s log-probabilities (the same row code,
         so the same bits as the offline call) into the stream's buffer, then the search
         of the first ``frames[b]`` of example b's; both in one kernel call on the
-        threads. Returns the first bad frame ``(b, t)`` (within the frames, a NaN or
-        +inf logit or a row of -inf), and then nothing was searched; else None.
-        ``horizon`` > 0: beams that left the best one's path more than that many frames
-        back are dropped after."""
-        batch, t, classes = logits.shape
+        threads. Returns None; or, nothing searched: the first bad frame ``(b, t)``
+        (within the frames, a NaN or +inf logit or a row of -inf), or False where a
+        ``frames[b]`` is outside [0, t] or above 0 for a finished example (``finished``,
+        given at :meth:`__init__`). ``horizon`` > 0: beams that left the best one's path
+        more than that many frames back are dropped after."""
         x = _rows_in(logits, self.dtype)
-        size = batch * t * classes
+        return self._feed_at(x.data_ptr(), x.stride(0), x.shape[1], frames.data_ptr(),
+                             horizon)
+
+    def _feed_at(self, x_at: int, stride_b: int, t: int, frames_at: int, horizon: int):
+        size = self.batch * t * self.classes
         if self.log_probs.numel() < size:  # grown as chunks grow
             self.log_probs = torch.empty(2 * size, dtype=self.dtype)
-            self._bad = torch.empty(2 * batch * t, dtype=torch.uint8)
-        # The threads' counters: log-softmax taken and done, search taken.
-        shared = (ctypes.c_int64 * 3)()
-        results = []
-        args = (self._handle, x.data_ptr(), x.stride(0), t, frames.data_ptr(), horizon,
+            self._bad = torch.empty(2 * self.batch * t, dtype=torch.uint8)
+        # The threads' counters: log-softmax taken and done, search taken, misfits.
+        shared = (ctypes.c_int64 * 4)()
+        args = (self._handle, x_at, stride_b, t, frames_at, self._finished_at, horizon,
                 self.log_probs.data_ptr(), self._bad.data_ptr(), shared)
-
-        def run():
-            results.append(self._feed(*args))
-
-        _on_threads(run, self.batch, self.batch * t * beam * 8)
-        if -1 in results:
+        threads = _threads(self.batch, self.batch * t * self.beam * 8)
+        if threads == 1:
+            first = self._feed(*args)
+        else:
+            results = []
+            _on_threads(lambda: results.append(self._feed(*args)), threads)
+            # every thread finds the same verdict; -1 (memory) wherever one ran out
+            first = -1 if -1 in results else max(results)
+        if first == -1:
             raise MemoryError("the beam search kernel could not allocate its history")
-        first = max(results)  # every thread finds the same first bad frame
+        if first == -2:
+            return False
         return divmod(first - 1, t) if first > 0 else None
 
     def held(self, b: int | None = None):
@@ -428,47 +493,57 @@ class BeamStream:
         self._call("held", out.data_ptr())
         return out if b is None else tuple(out[b].tolist())
 
-    def best(self, which: list) -> tuple[list, list]:
-        """The best beam now of each example b in ``which`` (a list of indices),
-        ``(tokens, frames)``, and how many of its tokens are committed."""
-        which_np = self._which.numpy()
-        which_np[:] = 0
-        which_np[which] = 1
-        out = self._out
-        while True:
-            rows = self._rows
-            need = self._best(self._handle, rows.shape[2], rows[0].data_ptr(),
-                              rows[1].data_ptr(), out[0].data_ptr(), self._which.data_ptr(),
-                              out[1].data_ptr())
-            if not need:
-                break
-            # Room for paths twice as long: a reallocation now and then as they grow.
-            self._rows = torch.empty(2, self.batch, 2 * need, dtype=torch.long)
-        tokens, times = rows.numpy()  # numpy rows slice cheaply
-        lengths, committed = out[0].tolist(), out[1].tolist()
-        return ([(tokens[b, :lengths[b]].tolist(), times[b, :lengths[b]].tolist())
-                 for b in which], [committed[b] for b in which])
+    def _partial_buffers(self, paths: int, text: int) -> None:
+        """partial()'s outputs with room for ``paths`` int64 and ``text`` bytes."""
+        self._paths = np.zeros(paths, dtype=np.int64)
+        self._text = np.zeros(text, dtype=np.uint8)
+        self._room[:] = paths, text
+        self._at = (self._room.ctypes.data, self._paths.ctypes.data, self._text.ctypes.data)
+
+    def partial(self, spell=None):
+        """What the stream's partial() shows anew: the examples searched further since
+        they were last shown here (or never shown), then shown. None where there are
+        none; else lists ``(index, committed, at, cut, paths, text)``: example
+        ``index[i]``'s best beam now has tokens ``paths[at[i]:at[i + 1]]`` at frames
+        ``paths[m + at[i]:m + at[i + 1]]`` (m = ``at[-1]``), the first ``committed[i]`` of
+        them committed; with ``spell`` (:func:`spell_table`'s) the words they spell,
+        joined by "\\0", are ``text[cut[i]:cut[i + 1]]`` (UTF-8 bytes; else None).
+        :meth:`reset` makes an example new again."""
+        table = spell[3] if spell is not None else (None, None, None)
+        while (size := self._partial(self._handle, *self._at[:2], *table, self._at[2])) < 0:
+            # Room for twice what is needed: a reallocation now and then as paths grow.
+            self._partial_buffers(max(self._paths.shape[0], 2 * int(self._room[0])),
+                                  max(self._text.shape[0], 2 * int(self._room[1])))
+        v = self._paths[:size].tolist()
+        n = v[0]
+        if not n:
+            return None
+        at, cut = v[2 * n + 2:3 * n + 3], v[3 * n + 3:4 * n + 4]
+        return (v[2:n + 2], v[n + 2:2 * n + 2], at, cut, v[4 * n + 4:],
+                self._text[:cut[n]].tobytes() if spell is not None else None)
 
     def finish(self, nbest: int, examples) -> dict:
-        """The n-best of each of ``examples`` as :func:`beam_search`'s tuples, by
-        example."""
-        held = self.held()
-        room = max([int(held[b, 1] + held[b, 2]) for b in examples] + [1])
-        f64 = torch.float64
-        tokens = torch.empty(self.batch, nbest, room, dtype=torch.long)
-        times = torch.empty_like(tokens)
-        lengths = torch.zeros(self.batch, nbest, dtype=torch.long)
-        count = torch.zeros(self.batch, dtype=torch.long)
-        scores = [torch.zeros(self.batch, nbest, dtype=f64) for _ in range(5)]
-        for b in examples:
-            if self._call("finish", b, b + 1, nbest, room, tokens.data_ptr(), times.data_ptr(),
-                          lengths.data_ptr(), count.data_ptr(),
-                          *(x.data_ptr() for x in scores)):
+        """The n-best of each of ``examples`` (ascending indices) as
+        :func:`beam_search`'s tuples, by example."""
+        held = self.held().numpy()
+        room = max(int((held[examples, 1] + held[examples, 2]).max(initial=0)), 1)
+        tokens = np.empty((2, self.batch, nbest, room), dtype=np.int64)  # tokens, frames
+        lengths = np.zeros((self.batch, nbest), dtype=np.int64)
+        count = np.zeros(self.batch, dtype=np.int64)
+        scores = np.zeros((5, self.batch, nbest), dtype=np.float64)
+        score_at = [scores.ctypes.data + i * scores[0].nbytes for i in range(5)]
+        # One call for each run of consecutive examples (all of them, or one).
+        starts = [b for i, b in enumerate(examples) if i == 0 or examples[i - 1] != b - 1]
+        ends = [b + 1 for i, b in enumerate(examples)
+                if i + 1 == len(examples) or examples[i + 1] != b + 1]
+        for b0, b1 in zip(starts, ends, strict=True):
+            if self._call("finish", b0, b1, nbest, room, tokens.ctypes.data,
+                          tokens[1].ctypes.data, lengths.ctypes.data, count.ctypes.data,
+                          *score_at):
                 raise MemoryError("the beam search kernel could not allocate its beams")
-        tokens_np, times_np, lengths_np = tokens.numpy(), times.numpy(), lengths.numpy()
-        return {b: [(tokens_np[b, n, :lengths_np[b, n]].tolist(),
-                     times_np[b, n, :lengths_np[b, n]].tolist(),
-                     *(float(x[b, n]) for x in scores), {}) for n in range(int(count[b]))]
+        return {b: [(tokens[0, b, n, :lengths[b, n]].tolist(),
+                     tokens[1, b, n, :lengths[b, n]].tolist(),
+                     *(float(x[b, n]) for x in scores), {}) for n in range(count[b])]
                 for b in examples}
 
     def reset(self, b: int) -> None:
@@ -720,13 +795,12 @@ def _in_parallel(fn, batch: int, work: int, pieces: int = 1) -> None:
         future.result()
 
 
-def _on_threads(fn, batch: int, work: int) -> None:
-    """Runs ``fn()`` once on each of the threads :func:`_in_parallel` would take, the
+def _on_threads(fn, threads: int) -> None:
+    """Runs ``fn()`` once on each of ``threads`` threads (:func:`_threads`'), the
     calling thread one of them; each call takes examples from a counter they share
     until none is left. Short calls (a stream's chunk: some hundreds of microseconds)
     lose little to a helper that starts late, and examples that take unequal time
     balance themselves."""
-    threads = _threads(batch, work)
     helpers = [_pool(threads).submit(fn) for _ in range(threads - 1)] if threads > 1 else []
     try:
         fn()

@@ -98,6 +98,27 @@ static inline int64_t beam_mix(int64_t h, int64_t item) {
     return (int64_t)z;
 }
 
+/* A beam slot's link in the history, at a frame: its slot at the frame before and the
+ * token it emitted (-1: none). Together, as a path's walk reads both at each step. */
+typedef struct { int32_t src, tok; } beam_link;
+
+/* Room for need items in the two int64 arrays *a and *b of room *cap (grown by half
+ * again, at least 64). Returns 0, or -1 when memory ran out. */
+static int beam_grow_pair(int64_t **a, int64_t **b, int64_t *cap, int64_t need) {
+    if (need <= *cap) return 0;
+    int64_t room = *cap + *cap / 2;
+    if (room < need) room = need;
+    if (room < 64) room = 64;
+    int64_t *x = realloc(*a, sizeof(int64_t) * room);
+    if (!x) return -1;
+    *a = x;
+    int64_t *y = realloc(*b, sizeof(int64_t) * room);
+    if (!y) return -1;
+    *b = y;
+    *cap = room;
+    return 0;
+}
+
 /* Index of key in a sorted array, or -1. */
 static inline int64_t beam_find(const int64_t *keys, int64_t n, int64_t key) {
     int64_t lo = 0, hi = n;
@@ -560,8 +581,8 @@ typedef struct {
 } FN(beam_scratch);
 
 /* One example's search between frames: its beams (cur, rows, live), the frames
- * searched, and its history. hist_src and hist_tok hold, for each frame from base on,
- * each slot's slot at the frame before and the token it emitted (-1: none). The
+ * searched, and its history. hist holds, for each frame from base on, each slot's
+ * link: its slot at the frame before and the token it emitted (-1: none). The
  * frames before base are committed: every beam descends from one slot at frame
  * base - 1, so their tokens (commit_tok, at frames commit_time) begin every hypothesis
  * and their history is freed (ctc_beam_stream_feed). */
@@ -569,7 +590,16 @@ typedef struct {
     FN(beam_slot) *cur;
     int64_t *rows, live, frames, base;
     int64_t tried;  /* the frames searched at the last walk for a commit */
-    int64_t *hist_src, *hist_tok, hist_cap;
+    int64_t shown;  /* the frames searched when partial() last showed it (-1: never) */
+    /* The best beam's tokens after the committed ones, and their frames (best_len of
+     * them), walked as each chunk ends, while its history is in the cache. */
+    int64_t *best_tok, *best_time, best_len, best_cap;
+    beam_link *hist;
+    int64_t hist_cap;
+    /* The allocations the history is in: it begins skip frames into them (a commit
+     * moves it on rather than moving the rows back). */
+    beam_link *hist_mem;
+    int64_t skip;
     int64_t *commit_tok, *commit_time, n_commit, commit_cap;
 } FN(beam_example);
 
@@ -646,8 +676,8 @@ static int FN(scratch_alloc)(FN(beam_scratch) *x, const FN(beam_search) *s) {
 }
 
 static void FN(example_free)(FN(beam_example) *ex) {
-    free(ex->cur); free(ex->rows); free(ex->hist_src); free(ex->hist_tok);
-    free(ex->commit_tok); free(ex->commit_time);
+    free(ex->cur); free(ex->rows); free(ex->hist_mem);
+    free(ex->commit_tok); free(ex->commit_time); free(ex->best_tok); free(ex->best_time);
     memset(ex, 0, sizeof(*ex));
 }
 
@@ -678,23 +708,30 @@ static int FN(example_start)(FN(beam_example) *ex, const FN(beam_search) *sr) {
     }
     ex->live = 1;  /* slots 0..live-1 hold beams, best first (after frame 0) */
     ex->frames = ex->base = ex->tried = 0;
-    ex->n_commit = 0;
+    ex->shown = -1;
+    ex->n_commit = ex->best_len = 0;
     return 0;
 }
 
-/* Room in ex's history for n more frames (grown by half again, at least 64 frames). */
+/* Room in ex's history for n more frames. A commit moves the history's start on past
+ * the rows it frees; the rows held move back to the front of the allocation only when
+ * the room after them runs out, and the allocation is then made at least twice what
+ * is needed (grown by half again, at least 64 frames): a row is moved once for at
+ * least as many frames searched since the last move, O(K) a frame. */
 static int FN(history_reserve)(FN(beam_example) *ex, int64_t K, int64_t n) {
-    int64_t need = ex->frames - ex->base + n;
-    if (need <= ex->hist_cap) return 0;
+    const int64_t held = ex->frames - ex->base, need = held + n;
+    if (ex->skip + need <= ex->hist_cap) return 0;
+    if (ex->skip) {
+        memmove(ex->hist_mem, ex->hist, sizeof(beam_link) * held * K);
+        ex->hist = ex->hist_mem, ex->skip = 0;
+    }
+    if (2 * need <= ex->hist_cap) return 0;
     int64_t cap = ex->hist_cap + ex->hist_cap / 2;
-    if (cap < need) cap = need;
+    if (cap < 2 * need) cap = 2 * need;
     if (cap < 64) cap = 64;
-    int64_t *src = realloc(ex->hist_src, sizeof(int64_t) * cap * K);
-    if (!src) return -1;
-    ex->hist_src = src;
-    int64_t *tok = realloc(ex->hist_tok, sizeof(int64_t) * cap * K);
-    if (!tok) return -1;
-    ex->hist_tok = tok;
+    beam_link *links = realloc(ex->hist_mem, sizeof(beam_link) * cap * K);
+    if (!links) return -1;
+    ex->hist_mem = ex->hist = links;
     ex->hist_cap = cap;
     return 0;
 }
@@ -724,8 +761,7 @@ static int FN(example_frames)(const FN(beam_search) *sr, FN(beam_scratch) *x,
     uint8_t *in_list = x->in_list;
     int *splits = x->splits, *wins = x->wins, *alive = x->alive;
     int64_t live = ex->live;
-    int64_t *hist_src = ex->hist_src + (ex->frames - ex->base) * K;
-    int64_t *hist_tok = ex->hist_tok + (ex->frames - ex->base) * K;
+    beam_link *hist = ex->hist + (ex->frames - ex->base) * K;
     for (int64_t t = 0; t < n; ++t) {
         const REAL *e = lp + t * C;
         /* The beams by hash, for merges and for extensions already present. */
@@ -966,7 +1002,7 @@ static int FN(example_frames)(const FN(beam_search) *sr, FN(beam_scratch) *x,
             REAL floor = sorted[0].rank - (REAL)beam_threshold;
             while (n_heap > 0 && sorted[n_heap - 1].rank < floor) --n_heap;
         }
-        int64_t *src_row = hist_src + t * K, *tok_row = hist_tok + t * K;
+        beam_link *link = hist + t * K;
         for (int64_t n = 0; n < n_heap; ++n) {  /* the live slots: a prefix */
             FN(beam_slot) *d = &next[n];
             int64_t *drow = next_rows + n * row;
@@ -977,8 +1013,8 @@ static int FN(example_frames)(const FN(beam_search) *sr, FN(beam_scratch) *x,
                 d->pnb = stay_nb[index];
                 d->tot = stay_tot[index];
                 if (row) memcpy(drow, rows + index * row, sizeof(int64_t) * row);
-                src_row[n] = wins[index] ? pidx[index] : index;
-                tok_row[n] = wins[index] ? cur[index].last : -1;
+                link[n].src = (int32_t)(wins[index] ? pidx[index] : index);
+                link[n].tok = (int32_t)(wins[index] ? cur[index].last : -1);
                 continue;
             }
             int64_t k = (index - K) / C, c = (index - K) % C;
@@ -995,8 +1031,8 @@ static int FN(example_frames)(const FN(beam_search) *sr, FN(beam_scratch) *x,
             d->parent = s->hash;
             d->hash = beam_mix(s->hash, c);
             d->ch_n = -1;  /* a new unfinished word: its continuations looked up anew */
-            src_row[n] = k;
-            tok_row[n] = c;
+            link[n].src = (int32_t)k;
+            link[n].tok = (int32_t)c;
             if (w && w->tlm.order > 0) {  /* the token appended, scored */
                 d->tlm += FN(beam_token_lp)(w, rows + k * row + tofs, c);
                 if (tdepth) {
@@ -1036,30 +1072,34 @@ static int FN(example_frames)(const FN(beam_search) *sr, FN(beam_scratch) *x,
     return 0;
 }
 
-/* The path of slot k (now): its tokens and their frames, oldest first, the committed
- * ones first, into tokens and times (room for n_commit + frames - base). Returns its
- * length. */
-static int64_t FN(example_path)(const FN(beam_example) *ex, int64_t K, int64_t k,
+/* The tokens live slot k's path (now) emitted after the committed ones, oldest first,
+ * and their frames, into tokens and times (room for frames - base). Returns how many. */
+static int64_t FN(example_walk)(const FN(beam_example) *ex, int64_t K, int64_t k,
                                 int64_t *tokens, int64_t *times) {
-    int64_t length = ex->n_commit;
-    if (length) {  /* (no committed tokens: their buffers may be NULL, not memcpy's) */
-        memcpy(tokens, ex->commit_tok, sizeof(int64_t) * length);
-        memcpy(times, ex->commit_time, sizeof(int64_t) * length);
+    int64_t length = 0, slot = k;
+    for (int64_t t = ex->frames - 1; t >= ex->base; --t) {  /* tokens come out last first */
+        const beam_link link = ex->hist[(t - ex->base) * K + slot];
+        if (link.tok >= 0) tokens[length] = link.tok, times[length++] = t;
+        slot = link.src;
     }
-    int64_t slot = k;
-    /* No beam left (every path ruled out): the committed tokens alone; the rows of the
-     * frames that left none were never written. */
-    const int64_t stop = ex->live > 0 ? ex->base : ex->frames;
-    for (int64_t t = ex->frames - 1; t >= stop; --t) {  /* tokens come out last first */
-        int64_t i = (t - ex->base) * K + slot;
-        if (ex->hist_tok[i] >= 0) { tokens[length] = ex->hist_tok[i]; times[length] = t; ++length; }
-        slot = ex->hist_src[i];
-    }
-    for (int64_t i = ex->n_commit, j = length - 1; i < j; ++i, --j) {
+    for (int64_t i = 0, j = length - 1; i < j; ++i, --j) {
         int64_t a = tokens[i]; tokens[i] = tokens[j]; tokens[j] = a;
         a = times[i]; times[i] = times[j]; times[j] = a;
     }
     return length;
+}
+
+/* The path of live slot k (now): its tokens and their frames, oldest first, the
+ * committed ones first, into tokens and times (room for n_commit + frames - base).
+ * Returns its length. */
+static int64_t FN(example_path)(const FN(beam_example) *ex, int64_t K, int64_t k,
+                                int64_t *tokens, int64_t *times) {
+    const int64_t n = ex->n_commit;
+    if (n) {  /* (no committed tokens: their buffers may be NULL, not memcpy's) */
+        memcpy(tokens, ex->commit_tok, sizeof(int64_t) * n);
+        memcpy(times, ex->commit_time, sizeof(int64_t) * n);
+    }
+    return n + FN(example_walk)(ex, K, k, tokens + n, times + n);
 }
 
 /* Commits what every live beam agrees on: walking the history back from the live
@@ -1070,9 +1110,12 @@ static int64_t FN(example_path)(const FN(beam_example) *ex, int64_t K, int64_t k
 static int FN(example_commit)(FN(beam_example) *ex, int64_t K, int *mark, int64_t horizon) {
     int64_t held = ex->frames - ex->base, n = 0, agreed = -1, slot = 0;
     /* A walk costs up to K slots a frame held: it runs once a quarter of the history
-     * held has come since the last, so its cost is O(K) a frame however long the beams
-     * disagree (and with a horizon, the history held stays below it and a chunk). */
-    if (ex->frames - ex->tried < (held + 3) / 4 && (horizon <= 0 || held <= horizon)) return 0;
+     * held has come since the last, and at least 32 frames, so its cost is O(K) a frame
+     * however long the beams disagree (with a horizon, also whenever more than it is
+     * held, so the history held stays below it and a chunk). The 32: a walk every
+     * 16-frame chunk cost the stream 3% of its search. */
+    const int64_t every = (held + 3) / 4 > 32 ? (held + 3) / 4 : 32;
+    if (ex->frames - ex->tried < every && (horizon <= 0 || held <= horizon)) return 0;
     ex->tried = ex->frames;
     int64_t *set = malloc(sizeof(int64_t) * (K ? K : 1));
     if (!set) return -1;
@@ -1083,7 +1126,7 @@ static int FN(example_commit)(FN(beam_example) *ex, int64_t K, int *mark, int64_
          * behind rarely comes back (it can: the caller asked for this bound). */
         for (int64_t k = 0; k < ex->live; ++k) set[k] = k;
         for (int64_t t = held - 1; t >= held - horizon; --t)
-            for (int64_t k = 0; k < ex->live; ++k) set[k] = ex->hist_src[t * K + set[k]];
+            for (int64_t k = 0; k < ex->live; ++k) set[k] = ex->hist[t * K + set[k]].src;
         for (int64_t k = 1; k < ex->live; ++k)
             if (set[k] != set[0]) ex->cur[k].pb = ex->cur[k].pnb = ex->cur[k].tot = BEAM_NEG_INF;
     }
@@ -1095,7 +1138,7 @@ static int FN(example_commit)(FN(beam_example) *ex, int64_t K, int *mark, int64_
     for (int64_t t = held - 1; t >= 0 && n > 1; --t) {
         int64_t m = 0;
         for (int64_t j = 0; j < n; ++j) {
-            int64_t p = ex->hist_src[t * K + set[j]];
+            int64_t p = ex->hist[t * K + set[j]].src;
             if (!mark[p]) { mark[p] = 1; set[m++] = p; }
         }
         for (int64_t j = 0; j < m; ++j) mark[set[j]] = 0;
@@ -1111,33 +1154,33 @@ static int FN(example_commit)(FN(beam_example) *ex, int64_t K, int *mark, int64_
     /* Frames base .. base + agreed: the path of `slot` through them, committed. */
     int64_t count = 0, s = slot;
     for (int64_t t = agreed; t >= 0; --t) {
-        count += ex->hist_tok[t * K + s] >= 0;
-        s = ex->hist_src[t * K + s];
+        count += ex->hist[t * K + s].tok >= 0;
+        s = ex->hist[t * K + s].src;
     }
-    if (ex->n_commit + count > ex->commit_cap) {
-        int64_t cap = ex->commit_cap + ex->commit_cap / 2;
-        if (cap < ex->n_commit + count) cap = ex->n_commit + count;
-        if (cap < 64) cap = 64;
-        int64_t *tok = realloc(ex->commit_tok, sizeof(int64_t) * cap);
-        if (!tok) return -1;
-        ex->commit_tok = tok;
-        int64_t *time = realloc(ex->commit_time, sizeof(int64_t) * cap);
-        if (!time) return -1;
-        ex->commit_time = time;
-        ex->commit_cap = cap;
-    }
+    if (beam_grow_pair(&ex->commit_tok, &ex->commit_time, &ex->commit_cap,
+                       ex->n_commit + count)) return -1;
     int64_t at = ex->n_commit + count;
     s = slot;
     for (int64_t t = agreed; t >= 0; --t) {
-        int64_t tok = ex->hist_tok[t * K + s];
+        int64_t tok = ex->hist[t * K + s].tok;
         if (tok >= 0) { --at; ex->commit_tok[at] = tok; ex->commit_time[at] = ex->base + t; }
-        s = ex->hist_src[t * K + s];
+        s = ex->hist[t * K + s].src;
     }
     ex->n_commit += count;
-    int64_t drop = agreed + 1;
-    memmove(ex->hist_src, ex->hist_src + drop * K, sizeof(int64_t) * (held - drop) * K);
-    memmove(ex->hist_tok, ex->hist_tok + drop * K, sizeof(int64_t) * (held - drop) * K);
+    const int64_t drop = agreed + 1;  /* freed: history_reserve reuses their room */
+    ex->hist += drop * K, ex->skip += drop;
     ex->base += drop;
+    return 0;
+}
+
+/* ex's best beam now (slot 0): its tokens after the committed ones and their frames,
+ * into best_tok and best_time. Returns 0, or -1 when memory ran out. */
+static int FN(example_best)(FN(beam_example) *ex, int64_t K) {
+    if (beam_grow_pair(&ex->best_tok, &ex->best_time, &ex->best_cap, ex->frames - ex->base))
+        return -1;
+    /* No beam left (every path ruled out): the committed tokens alone; the rows of the
+     * frames that left none were never written. */
+    ex->best_len = ex->live > 0 ? FN(example_walk)(ex, K, 0, ex->best_tok, ex->best_time) : 0;
     return 0;
 }
 
@@ -1303,8 +1346,12 @@ int FN(ctc_beam_stream_feed)(void *stream, const REAL *lp, int64_t T, const int6
     for (int64_t i = b0; !failed; ++i) {
         const int64_t b = next ? b0 + __atomic_fetch_add(next, 1, __ATOMIC_RELAXED) : i;
         if (b >= b1) break;
-        failed = FN(example_frames)(&st->sr, &x, &st->ex[b], lp + b * T * C, frames[b])
-                 || FN(example_commit)(&st->ex[b], K, mark, horizon);
+        FN(beam_example) *ex = &st->ex[b];
+        failed = FN(example_frames)(&st->sr, &x, ex, lp + b * T * C, frames[b])
+                 || FN(example_commit)(ex, K, mark, horizon);
+        /* Its best path, walked again where frames changed it (a commit comes only
+         * with frames: given none, an example is where its last walk left it). */
+        if (!failed && frames[b] > 0) failed = FN(example_best)(ex, K);
     }
     free(mark);
     FN(scratch_free)(&x);
@@ -1315,33 +1362,41 @@ int FN(ctc_beam_stream_feed)(void *stream, const REAL *lp, int64_t T, const int6
  * every example into lp (B, T, C) and its bad frames into bad (B, T) (ctc_log_softmax,
  * the offline call's row code), then, only if no frame within frames[b] is bad, the
  * search of the chunk as ctc_beam_stream_feed. Every thread calling it with the same
- * shared[3] (zeroed) takes examples from shared[0] for the log-softmax, waits for all
+ * shared[4] (zeroed) takes examples from shared[0] for the log-softmax, waits for all
  * of them (shared[1] counts them), then takes examples from shared[2] for the search:
- * one call a chunk, both phases on the threads. Returns 0; 1 + b * T + t of the first
- * bad frame, nothing fed; or -1 when memory ran out. */
+ * one call a chunk, both phases on the threads. An example whose frames[b] is outside
+ * [0, T], or above 0 where finished[b] is set, is not read (shared[3] counts them).
+ * Returns 0; -2 where an example was so, nothing fed; 1 + b * T + t of the first bad
+ * frame, nothing fed; or -1 when memory ran out. */
 int64_t FN(ctc_beam_stream_feed_logits)(void *stream, const REAL *x, int64_t stride_b,
-                                    int64_t T, const int64_t *frames, int64_t horizon,
-                                    REAL *lp, uint8_t *bad, int64_t *shared) {
+                                    int64_t T, const int64_t *frames, const uint8_t *finished,
+                                    int64_t horizon, REAL *lp, uint8_t *bad, int64_t *shared) {
     FN(beam_stream) *st = stream;
     const int64_t B = st->B, C = st->sr.C;
     for (;;) {
         const int64_t b = __atomic_fetch_add(&shared[0], 1, __ATOMIC_RELAXED);
         if (b >= B) break;
-        FN(ctc_log_softmax)(x + b * stride_b, T, C, frames + b, 0, 1, lp + b * T * C,
-                            bad + b * T);
+        if (frames[b] < 0 || frames[b] > T || (finished[b] && frames[b] > 0))
+            __atomic_fetch_add(&shared[3], 1, __ATOMIC_RELAXED);
+        else  /* its frames only: rows past them are never read */
+            FN(ctc_log_softmax)(x + b * stride_b, frames[b], C, frames + b, 0, 1,
+                                lp + b * T * C, bad + b * T);
         __atomic_fetch_add(&shared[1], 1, __ATOMIC_RELEASE);
     }
     /* The other thread is on its last example (some microseconds); yield in case it
      * waits for this core. */
     while (__atomic_load_n(&shared[1], __ATOMIC_ACQUIRE) < B) sched_yield();
-    for (int64_t i = 0; i < B * T; ++i)
-        if (bad[i]) return 1 + i;
+    if (__atomic_load_n(&shared[3], __ATOMIC_RELAXED)) return -2;
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < frames[b]; ++t)
+            if (bad[b * T + t]) return 1 + b * T + t;
     return FN(ctc_beam_stream_feed)(stream, lp, T, frames, horizon, 0, B, &shared[2]);
 }
 
 /* Each example's sizes, into row b of held (B, 4): frames searched, tokens committed,
- * frames of history held (each K slots of two int64), and the bytes its search holds
- * (its beams and history, allocated; the committed tokens are two int64 each). */
+ * frames of history held (each K slots of two int32), and the bytes its search holds
+ * (its beams, history and best path, allocated; the committed tokens are two int64
+ * each). */
 void FN(ctc_beam_stream_held)(void *stream, int64_t *held) {
     FN(beam_stream) *st = stream;
     const int64_t K = st->sr.K, row = st->sr.row;
@@ -1352,32 +1407,105 @@ void FN(ctc_beam_stream_held)(void *stream, int64_t *held) {
         h[1] = ex->n_commit;
         h[2] = ex->frames - ex->base;
         h[3] = (int64_t)(K * sizeof(FN(beam_slot)) + K * (row ? row : 1) * sizeof(int64_t)
-                         + 2 * ex->hist_cap * K * sizeof(int64_t));
+                         + ex->hist_cap * K * sizeof(beam_link)
+                         + 2 * ex->best_cap * sizeof(int64_t));
     }
 }
 
-/* Each example's best beam now (by the search's rank, before any end-of-utterance
- * term): its tokens and their frames into row b of tokens and times (B, room), its
- * length into lengths[b] and how many of them are committed into committed[b]; only
- * the examples b with which[b] set (every one for NULL). Returns 0, or, writing
- * nothing, the room those examples need where it is more than room. */
-int64_t FN(ctc_beam_stream_best)(void *stream, int64_t room, int64_t *tokens, int64_t *times,
-                                 int64_t *lengths, const uint8_t *which, int64_t *committed) {
+/* The words tokens[0 .. n) spell, as ctc_decoder's split_words: a token with starts[c]
+ * set closes the word being spelled (if it has letters), then its text, bytes
+ * [off[c], off[c + 1]) of pieces (UTF-8), is appended to the current word. The words go
+ * to out joined by a 0 byte (which no piece holds), at most off's largest piece + 1
+ * bytes a token; returns the bytes written. */
+static int64_t FN(spell_words)(const int64_t *tokens, int64_t n, const uint8_t *starts,
+                               const int64_t *off, const uint8_t *pieces, uint8_t *out) {
+    int64_t written = 0, letters = 0;  /* letters: bytes of the current word */
+    int split = 0;  /* a word ended: the next letters begin another */
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t c = tokens[i], size = off[c + 1] - off[c];
+        if (starts[c] && letters) split = 1, letters = 0;
+        if (!size) continue;
+        if (split) out[written++] = 0, split = 0;
+        memcpy(out + written, pieces + off[c], (size_t)size);
+        written += size;
+        letters += size;
+    }
+    return written;
+}
+
+/* spell_words on its own, for the tests: the bytes written to out. */
+int64_t FN(ctc_spell_words)(const int64_t *tokens, int64_t n, const uint8_t *starts,
+                            const int64_t *off, const uint8_t *pieces, uint8_t *out) {
+    return FN(spell_words)(tokens, n, starts, off, pieces, out);
+}
+
+/* What partial() shows anew: the n examples searched further since it last showed
+ * them (or never shown), each one's best beam now (by the search's rank, before any
+ * end-of-utterance term), into out (room[0] int64): n, then m (the tokens of all n
+ * paths), then per example its index, then how many of its tokens are committed, then
+ * the n + 1 offsets of its tokens among the m, then the n + 1 offsets of its words'
+ * bytes in text, then the m tokens and their m frames. With starts non-NULL
+ * (spell_words' table) the words the tokens spell go to text (room[1] bytes). Returns
+ * the int64 written to out (those examples are then shown); or -1, the room needed
+ * written into room (nothing shown: out and text are not to be read). */
+/* Searched further since partial() last showed it, or never shown. */
+static inline int FN(to_show)(const FN(beam_example) *ex) {
+    return ex->frames != ex->shown;
+}
+
+int64_t FN(ctc_beam_stream_partial)(void *stream, int64_t *room, int64_t *out,
+                                    const uint8_t *starts, const int64_t *off,
+                                    const uint8_t *pieces, uint8_t *text) {
     FN(beam_stream) *st = stream;
-    int64_t need = 0;
+    int64_t n = 0, m = 0, widest = 0;
     for (int64_t b = 0; b < st->B; ++b) {
         const FN(beam_example) *ex = &st->ex[b];
-        const int64_t n = ex->n_commit + ex->frames - ex->base;
-        if ((!which || which[b]) && n > need) need = n;
+        if (!FN(to_show)(ex)) continue;
+        ++n;
+        m += ex->n_commit + ex->best_len;
     }
-    if (need > room) return need;
+    if (4 + 4 * n + 2 * m > room[0]) {
+        room[0] = 4 + 4 * n + 2 * m;
+        return -1;
+    }
+    int64_t *index = out + 2, *committed = index + n, *at = committed + n;
+    int64_t *text_at = at + n + 1, *tokens = text_at + n + 1;
+    int64_t i = 0;
+    at[0] = 0;
     for (int64_t b = 0; b < st->B; ++b) {
-        if (which && !which[b]) continue;
         const FN(beam_example) *ex = &st->ex[b];
-        lengths[b] = FN(example_path)(ex, st->sr.K, 0, tokens + b * room, times + b * room);
-        committed[b] = ex->n_commit;
+        if (!FN(to_show)(ex)) continue;
+        index[i] = b;
+        committed[i] = ex->n_commit;
+        at[i + 1] = at[i] + ex->n_commit + ex->best_len;
+        int64_t *tok = tokens + at[i], *time = tokens + m + at[i];
+        if (ex->n_commit) {  /* (none: the buffers may be NULL, not memcpy's) */
+            memcpy(tok, ex->commit_tok, sizeof(int64_t) * (size_t)ex->n_commit);
+            memcpy(time, ex->commit_time, sizeof(int64_t) * (size_t)ex->n_commit);
+        }
+        if (ex->best_len) {
+            memcpy(tok + ex->n_commit, ex->best_tok, sizeof(int64_t) * (size_t)ex->best_len);
+            memcpy(time + ex->n_commit, ex->best_time, sizeof(int64_t) * (size_t)ex->best_len);
+        }
+        ++i;
     }
-    return 0;
+    out[0] = n;
+    out[1] = m;
+    text_at[0] = 0;
+    if (starts) {
+        for (int64_t c = 0; c < st->sr.C; ++c)
+            if (off[c + 1] - off[c] > widest) widest = off[c + 1] - off[c];
+        if (m * (widest + 1) > room[1]) {
+            room[1] = m * (widest + 1);
+            return -1;
+        }
+    }
+    for (int64_t j = 0; j < n; ++j)
+        text_at[j + 1] = text_at[j] + (starts ? FN(spell_words)(tokens + at[j],
+                                                               at[j + 1] - at[j], starts, off,
+                                                               pieces, text + text_at[j]) : 0);
+    for (int64_t j = 0; j < n; ++j) st->ex[index[j]].shown = st->ex[index[j]].frames;
+    return 4 + 4 * n + 2 * m;
 }
 
 /* The n-best of examples b0 <= b < b1 as ctc_beam_search writes them, T the room for

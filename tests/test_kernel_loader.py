@@ -220,7 +220,8 @@ PLANTED_C = textwrap.dedent("""
     void ctc_beam_stream_close_f32(void) {}  void ctc_beam_stream_close_f64(void) {}
     long ctc_beam_stream_feed_logits_f32(void) { return 0; }  long ctc_beam_stream_feed_logits_f64(void) { return 0; }
     void ctc_beam_stream_held_f32(void) {}  void ctc_beam_stream_held_f64(void) {}
-    long ctc_beam_stream_best_f32(void) { return 0; }  long ctc_beam_stream_best_f64(void) { return 0; }
+    long ctc_beam_stream_partial_f32(void) { return 0; }  long ctc_beam_stream_partial_f64(void) { return 0; }
+    long ctc_spell_words_f32(void) { return 0; }  long ctc_spell_words_f64(void) { return 0; }
     int ctc_beam_stream_finish_f32(void) { return 0; }  int ctc_beam_stream_finish_f64(void) { return 0; }
     int ctc_beam_stream_reset_f32(void) { return 0; }  int ctc_beam_stream_reset_f64(void) { return 0; }
 """)

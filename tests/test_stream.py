@@ -5,6 +5,7 @@ hotwords, a lexicon and a token LM; greedy's partial results only grow; examples
 early and restart; what every beam agrees on is committed and its history freed; and
 misuse gets a message."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -296,6 +297,31 @@ def test_a_bad_chunk_on_threads_names_its_first_bad_frame_and_feeds_nothing(monk
     same(stream.finish(), D.ctc_beam_search(good, beam_size=16))
 
 
+def test_clear_errors_for_a_chunk_the_kernel_refuses_and_nothing_of_it_fed(lms):
+    # The usual chunk (CPU float32, int64 lengths) skips the decoders' checks in Python:
+    # the kernel checks its lengths, and no frames for a finished example, before it
+    # reads a frame. One it refuses takes those checks, which name what is wrong, and
+    # nothing of it is searched: the stream then ends as the offline decoder does.
+    need_c_kernel()
+    decoder = decoders(lms)["lm+hotwords"]
+    logits, lengths = utterances(4)
+    stream = decoder.stream(batch=3)
+    stream.feed(logits[:, :20], lengths.clamp(max=20))
+    for frames, message in [
+            ([20, 21, 20], "logits_len must be <= the padded time axis of logits (20), got 21 "
+                           "for example 1"),
+            ([20, 20, -1], "logits_len must be >= 0, got -1 for example 2")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            stream.feed(logits[:, 20:40], torch.tensor(frames))
+    stream.finish(2)  # its utterance ends at 20 frames
+    with pytest.raises(ValueError, match="example 2 was finished"):
+        stream.feed(logits[:, 20:40], torch.tensor([20, 20, 1]))
+    stream.feed(logits[:, 20:], (lengths - 20).clamp(min=0) * torch.tensor([1, 1, 0]))
+    got = stream.finish()
+    same(got[:2], decoder(logits[:2], lengths[:2]))
+    same(got[2:], decoder(logits[2:, :20]))
+
+
 def test_bad_examples_and_batches_are_refused():
     with pytest.raises(ValueError, match="batch must be"):
         D.greedy_stream(0)
@@ -352,29 +378,46 @@ def test_an_example_left_with_no_beam_has_no_partial_and_no_hypothesis(search):
     same(stream.finish(), D.ctc_beam_search(logits, beam_size=4, token_min_logp=-1.0))
 
 
-SENTENCEPIECE = ["<b>", "\u2581", "\u2581a", "b", "", "\u2581c", "d"]
+SENTENCEPIECE = ["<b>", "\u2581", "\u2581a", "b", "", "\u2581c\u00e9", "d\u6f22"]
 
 
 @settings(max_examples=200, deadline=None)
-@given(steps=st.lists(st.tuples(st.integers(0, 3), st.lists(st.integers(1, 6), max_size=4),
-                                st.integers(0, 2)), min_size=1, max_size=12),
+@given(tokens=st.lists(st.integers(1, 6), max_size=30),
        pieces=st.sampled_from(["sentencepiece", "delimiter"]))
-def test_partial_words_are_split_words_however_the_best_path_changes(steps, pieces):
-    # A best path that grows, loses its last tokens and grows again, with a prefix that
-    # becomes final (never changes after): the incremental spelling is split_words'.
-    from ctc_stream import _Speller
+def test_the_kernel_spells_the_words_split_words_does(tokens, pieces):
+    # Words closed by a word-start token or a delimiter, empty pieces, a delimiter
+    # first, last or repeated, letters of two and three UTF-8 bytes: partial()'s words
+    # are the kernel's, and they must be split_words' to the letter.
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
 
-    vocab = SENTENCEPIECE if pieces == "sentencepiece" else ["<b>", "|", "A", "B", "C", "D",
-                                                             "E"]
+    vocab = SENTENCEPIECE if pieces == "sentencepiece" else ["<b>", "|", "A", "\u00c9", "",
+                                                             "\u6f22", "E"]
     decoder = D.CtcBeamSearchDecoder(vocab, word_delimiter="\u2581" if pieces ==
                                      "sentencepiece" else "|")
-    speller = _Speller(decoder._pieces)
-    tokens: list = []
-    final = 0
-    for drop, grow, settle in steps:
-        tokens = tokens[:max(final, len(tokens) - drop)] + grow
-        final = min(len(tokens), final + settle)
-        assert speller.spell(tokens, final) == decoder.split_words(tokens)[0]
+    table = cpu.spell_table(decoder._pieces)
+    assert cpu.spell_words(tokens, table) == decoder.split_words(tokens)[0]
+
+
+def test_a_piece_holding_the_joining_byte_is_spelled_by_split_words():
+    # The kernel joins words with a 0 byte; a vocabulary with one in a token cannot use
+    # it, and partial() spells in Python instead, the same words.
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    vocab = ["<b>", "|", "A", "B\0C"]
+    decoder = D.CtcBeamSearchDecoder(vocab, word_delimiter="|")
+    assert cpu.spell_table(decoder._pieces) is None
+    logits = torch.full((1, 12, 4), -8.0)
+    for t, c in enumerate([2, 0, 3, 0, 1, 0, 3, 3, 0, 2, 0, 0]):
+        logits[0, t, c] = 0.0
+    stream = decoder.stream(batch=1)
+    stream.feed(logits[:, :5])
+    assert stream.partial()[0].words == ["AB\0C"]
+    stream.feed(logits[:, 5:])
+    part = stream.partial()[0]
+    assert part.words == ["AB\0C", "B\0CA"] == decoder(logits)[0][0].words
+    assert part.text == "AB\0C B\0CA"
 
 
 def test_greedy_examples_end_and_restart_one_at_a_time():
