@@ -468,18 +468,20 @@ class BeamStream:
         if self.log_probs.numel() < size:  # grown as chunks grow
             self.log_probs = torch.empty(2 * size, dtype=self.dtype)
             self._bad = torch.empty(2 * self.batch * t, dtype=torch.uint8)
-        # The threads' counters: log-softmax taken and done, search taken, misfits.
-        shared = (ctypes.c_int64 * 4)()
+        # The threads' counters: log-softmax taken and done, search taken, misfits,
+        # threads in the call, memory run out; the verdict.
+        shared = (ctypes.c_int64 * 7)()
         args = (self._handle, x_at, stride_b, t, frames_at, self._finished_at, horizon,
                 self.log_probs.data_ptr(), self._bad.data_ptr(), shared)
         threads = _threads(self.batch, self.batch * t * self.beam * 8)
-        if threads == 1:
-            first = self._feed(*args)
-        else:
-            results = []
-            _on_threads(lambda: results.append(self._feed(*args)), threads)
-            # every thread finds the same verdict; -1 (memory) wherever one ran out
-            first = -1 if -1 in results else max(results)
+        # Helpers take the chunk's examples with this thread, from the counters they
+        # share (unequal examples balance themselves). The call returns once no thread
+        # reads the chunk, and a helper that starts later reads nothing: it is not
+        # waited for (its start and end, some 50 us each on this machine, were a fifth
+        # of a chunk's time on two threads). Its ctypes call holds what it reads.
+        for _ in range(threads - 1):
+            _pool(threads).submit(self._feed, *args)
+        first = self._feed(*args)  # the verdict every thread finds; -1 from any of them
         if first == -1:
             raise MemoryError("the beam search kernel could not allocate its history")
         if first == -2:
@@ -793,20 +795,6 @@ def _in_parallel(fn, batch: int, work: int, pieces: int = 1) -> None:
     pairs = zip(bounds, bounds[1:], strict=False)  # consecutive bounds
     for future in [_pool(threads).submit(fn, lo, hi) for lo, hi in pairs]:
         future.result()
-
-
-def _on_threads(fn, threads: int) -> None:
-    """Runs ``fn()`` once on each of ``threads`` threads (:func:`_threads`'), the
-    calling thread one of them; each call takes examples from a counter they share
-    until none is left. Short calls (a stream's chunk: some hundreds of microseconds)
-    lose little to a helper that starts late, and examples that take unequal time
-    balance themselves."""
-    helpers = [_pool(threads).submit(fn) for _ in range(threads - 1)] if threads > 1 else []
-    try:
-        fn()
-    finally:  # the helpers read the caller's tensors: never return before they end
-        for future in helpers:
-            future.result()
 
 
 def _sfx(dtype) -> str:

@@ -1358,19 +1358,10 @@ int FN(ctc_beam_stream_feed)(void *stream, const REAL *lp, int64_t T, const int6
     return failed ? -1 : 0;
 }
 
-/* A chunk of logits x (B, T, C), example b's at x + b * stride_b: the log-softmax of
- * every example into lp (B, T, C) and its bad frames into bad (B, T) (ctc_log_softmax,
- * the offline call's row code), then, only if no frame within frames[b] is bad, the
- * search of the chunk as ctc_beam_stream_feed. Every thread calling it with the same
- * shared[4] (zeroed) takes examples from shared[0] for the log-softmax, waits for all
- * of them (shared[1] counts them), then takes examples from shared[2] for the search:
- * one call a chunk, both phases on the threads. An example whose frames[b] is outside
- * [0, T], or above 0 where finished[b] is set, is not read (shared[3] counts them).
- * Returns 0; -2 where an example was so, nothing fed; 1 + b * T + t of the first bad
- * frame, nothing fed; or -1 when memory ran out. */
-int64_t FN(ctc_beam_stream_feed_logits)(void *stream, const REAL *x, int64_t stride_b,
-                                    int64_t T, const int64_t *frames, const uint8_t *finished,
-                                    int64_t horizon, REAL *lp, uint8_t *bad, int64_t *shared) {
+/* ctc_beam_stream_feed_logits' work, on one of the threads sharing it. */
+static int64_t FN(feed_chunk)(void *stream, const REAL *x, int64_t stride_b, int64_t T,
+                              const int64_t *frames, const uint8_t *finished,
+                              int64_t horizon, REAL *lp, uint8_t *bad, int64_t *shared) {
     FN(beam_stream) *st = stream;
     const int64_t B = st->B, C = st->sr.C;
     for (;;) {
@@ -1391,6 +1382,46 @@ int64_t FN(ctc_beam_stream_feed_logits)(void *stream, const REAL *x, int64_t str
         for (int64_t t = 0; t < frames[b]; ++t)
             if (bad[b * T + t]) return 1 + b * T + t;
     return FN(ctc_beam_stream_feed)(stream, lp, T, frames, horizon, 0, B, &shared[2]);
+}
+
+/* shared[4]: the threads in a chunk's call, with this bit set once its work is done. */
+#define BEAM_CHUNK_DONE ((int64_t)1 << 62)
+
+/* A chunk of logits x (B, T, C), example b's at x + b * stride_b: the log-softmax of
+ * every example's frames into lp (B, T, C) and its bad frames into bad (B, T)
+ * (ctc_log_softmax, the offline call's row code), then, only if no frame within
+ * frames[b] is bad, the search of the chunk as ctc_beam_stream_feed. Every thread
+ * calling it with the same shared[7] (zeroed) takes examples from shared[0] for the
+ * log-softmax, waits for all of them (shared[1] counts them), then takes examples from
+ * shared[2] for the search: one call a chunk, both phases on the threads. An example
+ * whose frames[b] is outside [0, T], or above 0 where finished[b] is set, is not read
+ * (shared[3] counts them). A call returns only once no thread reads the chunk or the
+ * stream for it: the first done marks the work done (shared[4]), leaving its verdict
+ * in shared[6], and each waits for those still in it; a thread arriving after that (a
+ * helper that woke late, or the caller after a helper that woke early) returns that
+ * verdict at once, reading nothing else, so the caller need not wait for its helpers.
+ * Returns 0; -2
+ * where an example was so, nothing fed; 1 + b * T + t of the first bad frame, nothing
+ * fed; or -1 when memory ran out (on any thread: shared[5]). */
+int64_t FN(ctc_beam_stream_feed_logits)(void *stream, const REAL *x, int64_t stride_b,
+                                    int64_t T, const int64_t *frames, const uint8_t *finished,
+                                    int64_t horizon, REAL *lp, uint8_t *bad, int64_t *shared) {
+    int64_t verdict;
+    if (__atomic_fetch_add(&shared[4], 1, __ATOMIC_ACQ_REL) & BEAM_CHUNK_DONE) {
+        /* Late: the others did the chunk (the caller itself can be, where its helper
+         * started first), and its buffers may be gone; their verdict is in shared[6]. */
+        verdict = __atomic_load_n(&shared[6], __ATOMIC_ACQUIRE);
+    } else {
+        verdict = FN(feed_chunk)(stream, x, stride_b, T, frames, finished, horizon, lp, bad,
+                                 shared);
+        if (verdict == -1) __atomic_store_n(&shared[5], 1, __ATOMIC_RELEASE);
+        /* Every thread that ran finds the same verdict (but running out of memory). */
+        __atomic_store_n(&shared[6], verdict, __ATOMIC_RELEASE);
+        __atomic_fetch_or(&shared[4], BEAM_CHUNK_DONE, __ATOMIC_ACQ_REL);
+    }
+    __atomic_fetch_sub(&shared[4], 1, __ATOMIC_ACQ_REL);
+    while (__atomic_load_n(&shared[4], __ATOMIC_ACQUIRE) & ~BEAM_CHUNK_DONE) sched_yield();
+    return __atomic_load_n(&shared[5], __ATOMIC_ACQUIRE) ? -1 : verdict;
 }
 
 /* Each example's sizes, into row b of held (B, 4): frames searched, tokens committed,

@@ -322,6 +322,52 @@ def test_clear_errors_for_a_chunk_the_kernel_refuses_and_nothing_of_it_fed(lms):
     same(got[2:], decoder(logits[2:, :20]))
 
 
+class _EarlyHelper:
+    """A pool whose helper runs the chunk at once, before the caller's own call."""
+
+    def submit(self, fn, *args):
+        fn(*args)
+
+
+class _LateHelper:
+    """A pool whose helper runs only when the test says, after the caller returned."""
+
+    def __init__(self):
+        self.calls = []
+
+    def submit(self, fn, *args):
+        self.calls.append((fn, args))
+
+
+@pytest.mark.parametrize("pool", [_EarlyHelper, _LateHelper])
+def test_a_thread_coming_after_a_chunks_work_reads_nothing_and_returns_its_verdict(
+        monkeypatch, pool):
+    # The caller does not wait for its helper: a chunk's call returns once no thread
+    # reads the chunk. Whichever thread comes after the work is done (the caller, where
+    # its helper ran first; a helper that woke after the caller returned) reads nothing
+    # and returns the verdict the others left: here the caller still names the bad
+    # frame, and late helpers change nothing.
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    helper = pool()
+    g = torch.Generator().manual_seed(5)
+    good = torch.randn(32, 40, 6, generator=g)
+    bad = good[:, 16:32].clone()
+    bad[5, 9, 3] = float("nan")
+    stream = D.ctc_beam_search_stream(32, beam_size=16)
+    with monkeypatch.context() as patch:  # the stream's chunks only
+        patch.setattr(cpu, "_threads", lambda batch, work: 2)
+        patch.setattr(cpu, "_pool", lambda threads: helper)
+        stream.feed(good[:, :16])
+        with pytest.raises(ValueError, match="example 5 at frame 25"):
+            stream.feed(bad)
+        stream.feed(good[:, 16:])
+    if isinstance(helper, _LateHelper):
+        assert [fn(*args) for fn, args in helper.calls] == [0, 1 + 5 * 16 + 9, 0]
+    same(stream.finish(), D.ctc_beam_search(good, beam_size=16))
+
+
 def test_bad_examples_and_batches_are_refused():
     with pytest.raises(ValueError, match="batch must be"):
         D.greedy_stream(0)
