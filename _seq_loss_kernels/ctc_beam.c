@@ -594,6 +594,9 @@ typedef struct {
     /* The best beam's tokens after the committed ones, and their frames (best_len of
      * them), walked as each chunk ends, while its history is in the cache. */
     int64_t *best_tok, *best_time, best_len, best_cap;
+    /* That path's slot at each frame best_from <= t < best_upto (best_slot[t -
+     * best_from]): a later walk stops where it meets it. */
+    int64_t *best_slot, best_from, best_upto, slot_cap;
     beam_link *hist;
     int64_t hist_cap;
     /* The allocations the history is in: it begins skip frames into them (a commit
@@ -678,6 +681,7 @@ static int FN(scratch_alloc)(FN(beam_scratch) *x, const FN(beam_search) *s) {
 static void FN(example_free)(FN(beam_example) *ex) {
     free(ex->cur); free(ex->rows); free(ex->hist_mem);
     free(ex->commit_tok); free(ex->commit_time); free(ex->best_tok); free(ex->best_time);
+    free(ex->best_slot);
     memset(ex, 0, sizeof(*ex));
 }
 
@@ -709,7 +713,7 @@ static int FN(example_start)(FN(beam_example) *ex, const FN(beam_search) *sr) {
     ex->live = 1;  /* slots 0..live-1 hold beams, best first (after frame 0) */
     ex->frames = ex->base = ex->tried = 0;
     ex->shown = -1;
-    ex->n_commit = ex->best_len = 0;
+    ex->n_commit = ex->best_len = ex->best_from = ex->best_upto = 0;
     return 0;
 }
 
@@ -1174,13 +1178,63 @@ static int FN(example_commit)(FN(beam_example) *ex, int64_t K, int *mark, int64_
 }
 
 /* ex's best beam now (slot 0): its tokens after the committed ones and their frames,
- * into best_tok and best_time. Returns 0, or -1 when memory ran out. */
+ * into best_tok and best_time. The walk back stops where it meets the path the last
+ * walk found (the same slot at a frame it covered): from there back the two paths are
+ * one, and that one's tokens are kept. A walk reads a frame's row out of the cache, so
+ * this reads the chunk's frames and the few where the best path changed, not all the
+ * history held. Returns 0, or -1 when memory ran out. */
 static int FN(example_best)(FN(beam_example) *ex, int64_t K) {
-    if (beam_grow_pair(&ex->best_tok, &ex->best_time, &ex->best_cap, ex->frames - ex->base))
-        return -1;
+    const int64_t held = ex->frames - ex->base;
+    if (beam_grow_pair(&ex->best_tok, &ex->best_time, &ex->best_cap, held)) return -1;
+    if (held > ex->slot_cap) {
+        int64_t cap = 2 * held > 64 ? 2 * held : 64;
+        int64_t *slots = malloc(sizeof(int64_t) * cap);  /* a fresh walk follows */
+        if (!slots) return -1;
+        free(ex->best_slot);
+        ex->best_slot = slots, ex->slot_cap = cap, ex->best_upto = 0;
+    }
     /* No beam left (every path ruled out): the committed tokens alone; the rows of the
      * frames that left none were never written. */
-    ex->best_len = ex->live > 0 ? FN(example_walk)(ex, K, 0, ex->best_tok, ex->best_time) : 0;
+    if (ex->live <= 0) {
+        ex->best_len = ex->best_upto = 0;
+        return 0;
+    }
+    /* The last walk's slots from the frame the committed ones end at: moved to the front
+     * (the frames before base are committed). */
+    const int64_t kept = ex->best_upto > ex->base ? ex->best_upto - ex->base : 0;
+    if (kept && ex->best_from < ex->base)
+        memmove(ex->best_slot, ex->best_slot + (ex->base - ex->best_from),
+                sizeof(int64_t) * (size_t)kept);
+    /* The last walk's tokens, less those now committed, at the front; the new ones go
+     * to the back, last first (the two never meet: there are at most held in all). */
+    int64_t first = 0, length = 0;
+    while (first < ex->best_len && ex->best_time[first] < ex->base) ++first;
+    if (first && ex->best_len > first) {
+        memmove(ex->best_tok, ex->best_tok + first, sizeof(int64_t) * (size_t)(ex->best_len - first));
+        memmove(ex->best_time, ex->best_time + first,
+                sizeof(int64_t) * (size_t)(ex->best_len - first));
+    }
+    const int64_t old_len = ex->best_len > first ? ex->best_len - first : 0;
+    int64_t slot = 0, t = held - 1, walked = 0;
+    for (; t >= 0; --t) {
+        if (t < kept && ex->best_slot[t] == slot) break;  /* the last walk's path */
+        ex->best_slot[t] = slot;
+        const beam_link link = ex->hist[t * K + slot];
+        if (link.tok >= 0) {
+            ex->best_tok[ex->best_cap - 1 - walked] = link.tok;
+            ex->best_time[ex->best_cap - 1 - walked++] = ex->base + t;
+        }
+        slot = link.src;
+    }
+    /* The last walk's tokens at frames base .. base + t, then the new ones. */
+    while (length < old_len && ex->best_time[length] <= ex->base + t) ++length;
+    for (int64_t i = 0; i < walked; ++i) {  /* (they were written last first) */
+        ex->best_tok[length + i] = ex->best_tok[ex->best_cap - walked + i];
+        ex->best_time[length + i] = ex->best_time[ex->best_cap - walked + i];
+    }
+    ex->best_len = length + walked;
+    ex->best_from = ex->base;
+    ex->best_upto = ex->frames;
     return 0;
 }
 
