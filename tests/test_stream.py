@@ -157,7 +157,7 @@ def test_partial_results_and_their_frames(search, lms):
         part = stream.partial()[0]
         assert all(0 <= t < min(a + 16, 60) for t in part.timesteps)
         assert part.timesteps == sorted(part.timesteps)
-        assert part.words == decoder.split_words(part.tokens)[0]  # spelled incrementally
+        assert part.words == decoder.split_words(part.tokens)[0]  # the kernel spelled them, or split_words
         if before is not None:  # what was final stays
             assert part.tokens[:before.final] == before.tokens[:before.final]
         assert 0 <= part.final <= len(part.tokens)
