@@ -31,7 +31,9 @@ of words not yet final. The tensor search (no compiler, or ``SEQ_LOSS_UTIL_KERNE
 keeps its whole history on the host.
 
 Cost: a chunk is one kernel call (the log-softmax of its frames, then the search, on
-the threads); the kernel checks its lengths before it reads a frame, so the usual
+torch's thread count: the calling thread and worker threads the kernel keeps, which
+watch for the next chunk for 150 us before they sleep, so a chunk does not wait for a
+thread to start); the kernel checks its lengths before it reads a frame, so the usual
 chunk (a CPU tensor of the stream's dtype, int64 lengths) skips the decoders' checks
 in Python, which run where the kernel refuses one and raise what is wrong. As a chunk
 ends the kernel walks each example's best path while its history is in the cache;
@@ -63,7 +65,7 @@ class Partial(NamedTuple):
 
 
 _new = tuple.__new__
-_NOTHING_SHOWN: tuple = ([], 0, 0, 0, (), "", 0)
+_NOTHING_SHOWN: tuple = ([], 0, 0, 0, [], "", 0)
 
 
 def _check_batch_size(logits: torch.Tensor, batch: int) -> None:
@@ -308,24 +310,29 @@ class BeamStream(_Stream):
             if got is not None:
                 index, committed, at, cut, paths, text = got
                 m = at[-1]
+                # One decode for all; in ASCII text a byte's offset is a character's.
+                whole = text.decode() if text is not None else None
+                ascii_text = whole is not None and whole.isascii()
                 for i, b in enumerate(index):
                     a, z = at[i], at[i + 1]
-                    if text is not None:
-                        spelled = text[cut[i]:cut[i + 1]].decode()
-                        words = tuple(spelled.split("\0")) if spelled else ()
-                    else:
-                        words = tuple(self._words(paths[a:z]))
-                    shown[b] = (paths, a, z, m, words, " ".join(words), committed[i])
+                    if whole is None:
+                        words = self._words(paths[a:z])
+                        shown[b] = (paths, a, z, m, words, " ".join(words), committed[i])
+                        continue
+                    spelled = (whole[cut[i]:cut[i + 1]] if ascii_text
+                               else text[cut[i]:cut[i + 1]].decode())
+                    shown[b] = (paths, a, z, m, spelled.split("\0") if spelled else [],
+                                spelled.replace("\0", " "), committed[i])
         else:  # the tensor search: every example's best path, walked again
             assert self._tensors is not None
             for b, (tokens, frames) in enumerate(self._tensors.best_paths(self._start_row)):
-                words = tuple(self._words(tokens))
+                words = self._words(tokens)
                 z = len(tokens)
                 shown[b] = (tokens + frames, 0, z, z, words, " ".join(words), 0)
         # Fresh lists each call: a caller changing one must not change the next call's.
         # (tuple.__new__: Partial's own __new__ is a Python call, some microseconds of a
         # chunk's partial() at batch 32.)
-        return [_new(Partial, (paths[a:z], paths[m + a:m + z], list(words), text, final))
+        return [_new(Partial, (paths[a:z], paths[m + a:m + z], words[:], text, final))
                 for paths, a, z, m, words, text, final in shown]
 
     def _words(self, tokens) -> list:

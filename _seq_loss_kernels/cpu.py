@@ -170,6 +170,8 @@ def _bind_kernel(lib) -> bool:
                                           ctypes.POINTER(_CtcWords)]
     signatures["ctc_beam_stream_close"] = [p]
     signatures["ctc_beam_stream_feed_logits"] = [p, p, i64, i64, p, p, i64, p, p, p]
+    signatures["ctc_beam_stream_feed_threads"] = [p, p, i64, i64, p, p, i64, p, p, i64]
+    signatures["ctc_beam_stream_pool"] = [p]
     signatures["ctc_beam_stream_held"] = [p, p]
     signatures["ctc_beam_stream_partial"] = [p, p, p, p, p, p, p]
     signatures["ctc_spell_words"] = [p, i64, p, p, p, p]
@@ -190,6 +192,8 @@ def _bind_kernel(lib) -> bool:
             getattr(lib, f"ctc_beam_stream_partial_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_spell_words_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_beam_stream_feed_logits_{sfx}").restype = ctypes.c_int64
+            getattr(lib, f"ctc_beam_stream_feed_threads_{sfx}").restype = ctypes.c_int64
+            getattr(lib, f"ctc_beam_stream_pool_{sfx}").restype = None
             getattr(lib, f"ctc_log_softmax_batch_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_loss_forward_{sfx}").restype = ctypes.c_int32
             getattr(lib, f"ctc_loss_backward_{sfx}").restype = ctypes.c_int
@@ -412,7 +416,7 @@ class BeamStream:
         self.struct, self._keep = _words_struct(words)
         self._lib = _kernel_lib
         self._entry: dict = {}
-        self._feed = getattr(_kernel_lib, f"ctc_beam_stream_feed_logits_{self.sfx}")
+        self._feed = getattr(_kernel_lib, f"ctc_beam_stream_feed_threads_{self.sfx}")
         self._partial = getattr(_kernel_lib, f"ctc_beam_stream_partial_{self.sfx}")
         # Kept between chunks: the chunk's log-probabilities and bad frames; partial()'s
         # room and outputs (the paths and what goes with them; the words' bytes).
@@ -468,25 +472,25 @@ class BeamStream:
         if self.log_probs.numel() < size:  # grown as chunks grow
             self.log_probs = torch.empty(2 * size, dtype=self.dtype)
             self._bad = torch.empty(2 * self.batch * t, dtype=torch.uint8)
-        # The threads' counters: log-softmax taken and done, search taken, misfits,
-        # threads in the call, memory run out; the verdict.
-        shared = (ctypes.c_int64 * 7)()
-        args = (self._handle, x_at, stride_b, t, frames_at, self._finished_at, horizon,
-                self.log_probs.data_ptr(), self._bad.data_ptr(), shared)
-        threads = _threads(self.batch, self.batch * t * self.beam * 8)
-        # Helpers take the chunk's examples with this thread, from the counters they
-        # share (unequal examples balance themselves). The call returns once no thread
-        # reads the chunk, and a helper that starts later reads nothing: it is not
-        # waited for (its start and end, some 50 us each on this machine, were a fifth
-        # of a chunk's time on two threads). Its ctypes call holds what it reads.
-        for _ in range(threads - 1):
-            _pool(threads).submit(self._feed, *args)
-        first = self._feed(*args)  # the verdict every thread finds; -1 from any of them
+        # The library's own workers take the chunk's examples with this thread, from
+        # counters they share (unequal examples balance themselves): a Python pool's
+        # helper started some 56 us into a chunk, a fifth of its time on two threads.
+        first = self._feed(self._handle, x_at, stride_b, t, frames_at, self._finished_at,
+                           horizon, self.log_probs.data_ptr(), self._bad.data_ptr(),
+                           _threads(self.batch, self.batch * t * self.beam * 8))
         if first == -1:
             raise MemoryError("the beam search kernel could not allocate its history")
         if first == -2:
             return False
         return divmod(first - 1, t) if first > 0 else None
+
+    @staticmethod
+    def pool(sfx: str = "f32") -> tuple:
+        """The kernel's stream workers (of its ``sfx`` variant): how many started, the
+        chunks handed to them and the times one of them joined a chunk."""
+        out = (ctypes.c_int64 * 3)()
+        getattr(_kernel_lib, f"ctc_beam_stream_pool_{sfx}")(out)
+        return tuple(out)
 
     def held(self, b: int | None = None):
         """Example b's frames searched, tokens committed, frames of history held, and
@@ -700,8 +704,10 @@ def _build_kernel():
     # float32 forward pass 2.6x faster than at SSE2's); the cache key holds the CPU's
     # features, so a cache shared by machines never hands one another's library.
     # -ffp-contract=off: no fused multiply-adds the source did not write, on any compiler.
+    # -pthread: the stream's worker threads (ctc_beam.c's pool).
     flags = ["-O3", "-std=c11", "-fno-trapping-math", "-ffp-contract=off", "-march=native",
-             "-shared", "-fPIC", *shlex.split(os.environ.get("SEQ_LOSS_UTIL_CFLAGS", ""))]
+             "-shared", "-fPIC", "-pthread",
+             *shlex.split(os.environ.get("SEQ_LOSS_UTIL_CFLAGS", ""))]
     source = _source()
     key = hashlib.sha256("\0".join([source, str(compiler), platform.machine(),
                                     _cpu_features(), *flags]).encode()).hexdigest()[:16]

@@ -24,10 +24,12 @@
  * prefix no word begins with.
  */
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef FN
 #define CAT2(a, b) a##_##b
@@ -162,6 +164,158 @@ static double beam_lm_score(const struct ctc_lm *w, const int64_t *context,
         if (depth > 0) after[depth - 1] = word;
     }
     return total;
+}
+
+/* The stream's threads. A chunk's call (ctc_beam_stream_feed_logits) is shared by
+ * threads that take its examples from counters; a thread pool in Python started its
+ * helper some 56 us into a chunk (a condition variable, then the GIL, then ctypes),
+ * and a chunk on two threads takes some 300 us. These workers live in the library,
+ * never touch Python, and after a chunk watch for the next one for BEAM_SPIN_NS (the
+ * caller's Python between two chunks, partial() and feed(), takes some tens of
+ * microseconds) before they sleep. One chunk at a time: a caller that finds the pool
+ * taken (another stream's chunk, on another Python thread) runs its chunk alone. */
+typedef struct beam_job {
+    /* Runs the chunk on one thread, sharing the counters shared[7] (zeroed). */
+    int64_t (*run)(const struct beam_job *job, int64_t *shared);
+    void *stream;
+    const void *x;
+    int64_t stride_b, T;
+    const int64_t *frames;
+    const uint8_t *finished;
+    int64_t horizon;
+    void *lp;
+    uint8_t *bad;
+} beam_job;
+
+#define BEAM_POOL_MAX 256
+#define BEAM_SPIN_NS 150000
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t work, left;  /* a job posted; the last worker left a job */
+    uint64_t seq;  /* jobs posted: workers watch it (atomic: read without mu) */
+    int open;  /* the job takes workers (until its caller's own call returns) */
+    int wanted, taken, joined;  /* workers the job takes, has taken, has in it now */
+    int workers, sleepers, busy, forkable;
+    int64_t jobs, joins;  /* jobs posted and workers that joined one: for the tests */
+    beam_job job;
+    int64_t shared[7];
+    uint64_t born[BEAM_POOL_MAX];  /* seq when each worker started */
+} beam_pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
+               .left = PTHREAD_COND_INITIALIZER};
+
+static inline void beam_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static uint64_t beam_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* fork: the child has none of the parent's workers, and mu is taken around the fork so
+ * the child's copy is in a known state; the child starts with an empty pool. */
+static void beam_pool_prefork(void) { pthread_mutex_lock(&beam_pool.mu); }
+static void beam_pool_parent(void) { pthread_mutex_unlock(&beam_pool.mu); }
+static void beam_pool_child(void) {
+    pthread_mutex_init(&beam_pool.mu, NULL);
+    pthread_cond_init(&beam_pool.work, NULL);
+    pthread_cond_init(&beam_pool.left, NULL);
+    beam_pool.open = beam_pool.wanted = beam_pool.taken = beam_pool.joined = 0;
+    beam_pool.workers = beam_pool.sleepers = beam_pool.busy = 0;
+}
+
+static void *beam_pool_worker(void *arg) {
+    const int index = (int)(uintptr_t)arg;
+    pthread_mutex_lock(&beam_pool.mu);
+    uint64_t seen = beam_pool.born[index];  /* the last job this worker looked at */
+    int wanted = beam_pool.wanted;
+    pthread_mutex_unlock(&beam_pool.mu);
+    for (;;) {
+        /* Only a worker the last job wanted watches for the next (one beyond them, left
+         * from a call on more threads, would take a core from those working). */
+        const uint64_t start = beam_now_ns();
+        for (int i = 1; index < wanted
+                        && __atomic_load_n(&beam_pool.seq, __ATOMIC_ACQUIRE) == seen; ++i) {
+            beam_pause();
+            if (!(i & 255) && beam_now_ns() - start > BEAM_SPIN_NS) break;
+        }
+        pthread_mutex_lock(&beam_pool.mu);
+        while (__atomic_load_n(&beam_pool.seq, __ATOMIC_ACQUIRE) == seen) {
+            ++beam_pool.sleepers;
+            pthread_cond_wait(&beam_pool.work, &beam_pool.mu);
+            --beam_pool.sleepers;
+        }
+        seen = __atomic_load_n(&beam_pool.seq, __ATOMIC_ACQUIRE);
+        wanted = beam_pool.wanted;
+        if (beam_pool.open && beam_pool.taken < beam_pool.wanted) {
+            /* The job and its counters stay as they are until joined is 0 again. */
+            ++beam_pool.taken, ++beam_pool.joined, ++beam_pool.joins;
+            pthread_mutex_unlock(&beam_pool.mu);
+            beam_pool.job.run(&beam_pool.job, beam_pool.shared);
+            pthread_mutex_lock(&beam_pool.mu);
+            if (--beam_pool.joined == 0) pthread_cond_signal(&beam_pool.left);
+        }
+        pthread_mutex_unlock(&beam_pool.mu);
+    }
+    return NULL;
+}
+
+/* job on threads threads: the calling one and up to threads - 1 of the pool's (started
+ * here as needed), which join while the caller's own run lasts; returns the caller's
+ * verdict once no worker is in the job. */
+static int64_t beam_pool_run(const beam_job *job, int64_t threads) {
+    int64_t alone[7] = {0, 0, 0, 0, 0, 0, 0};
+    if (threads <= 1) return job->run(job, alone);
+    if (threads > BEAM_POOL_MAX) threads = BEAM_POOL_MAX;
+    pthread_mutex_lock(&beam_pool.mu);
+    if (beam_pool.busy) {  /* another chunk has the pool */
+        pthread_mutex_unlock(&beam_pool.mu);
+        return job->run(job, alone);
+    }
+    if (!beam_pool.forkable)
+        beam_pool.forkable = !pthread_atfork(beam_pool_prefork, beam_pool_parent,
+                                             beam_pool_child);
+    while (beam_pool.forkable && beam_pool.workers < threads - 1) {
+        pthread_attr_t attr;
+        pthread_t id;
+        if (pthread_attr_init(&attr)) break;
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        beam_pool.born[beam_pool.workers] = beam_pool.seq;
+        const int failed = pthread_create(&id, &attr, beam_pool_worker,
+                                          (void *)(uintptr_t)beam_pool.workers);
+        pthread_attr_destroy(&attr);
+        if (failed) break;  /* fewer threads: the counters balance whatever joins */
+        ++beam_pool.workers;
+    }
+    if (!beam_pool.workers) {
+        pthread_mutex_unlock(&beam_pool.mu);
+        return job->run(job, alone);
+    }
+    beam_pool.busy = 1;
+    beam_pool.job = *job;
+    memset(beam_pool.shared, 0, sizeof(beam_pool.shared));
+    beam_pool.open = 1;
+    beam_pool.wanted = (int)(threads - 1);
+    beam_pool.taken = beam_pool.joined = 0;
+    ++beam_pool.jobs;
+    __atomic_store_n(&beam_pool.seq, beam_pool.seq + 1, __ATOMIC_RELEASE);
+    if (beam_pool.sleepers) pthread_cond_broadcast(&beam_pool.work);
+    pthread_mutex_unlock(&beam_pool.mu);
+    const int64_t verdict = job->run(&beam_pool.job, beam_pool.shared);
+    pthread_mutex_lock(&beam_pool.mu);
+    beam_pool.open = 0;
+    /* A worker that joined after the work was done returns at once (the counters tell
+     * it), having read nothing of the chunk. */
+    while (beam_pool.joined) pthread_cond_wait(&beam_pool.left, &beam_pool.mu);
+    beam_pool.busy = 0;
+    pthread_mutex_unlock(&beam_pool.mu);
+    return verdict;
 }
 #endif
 
@@ -1106,6 +1260,23 @@ static int64_t FN(example_path)(const FN(beam_example) *ex, int64_t K, int64_t k
     return n + FN(example_walk)(ex, K, k, tokens + n, times + n);
 }
 
+/* How many frames ahead of a walk back its rows are asked for: a frame's step is a few
+ * nanoseconds, a row from memory some hundred. */
+#define BEAM_WALK_AHEAD 8
+
+/* Asks for frame t's history row (each slot's link) ahead of a walk back reaching it:
+ * a walk's next slot comes from the row it reads, so its reads wait one after the
+ * other, and rows written chunks ago are out of the cache (the other examples' chunks
+ * came between). Rows are contiguous, so the address is known frames ahead. Only a
+ * row's first 64 slots: the beams' ancestors are mostly the better-ranked slots, and at
+ * a wide beam a whole row a frame would cost more than the walk's few reads. */
+static inline void FN(history_prefetch)(const FN(beam_example) *ex, int64_t K, int64_t t) {
+    if (t < 0) return;
+    const char *row = (const char *)(ex->hist + t * K);
+    const int64_t bytes = (K < 64 ? K : 64) * (int64_t)sizeof(beam_link);
+    for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(row + i);
+}
+
 /* Commits what every live beam agrees on: walking the history back from the live
  * slots, the latest frame at whose end they all descend from one slot; the tokens of
  * that slot's path up to there are appended to the committed ones, and the history of
@@ -1129,8 +1300,10 @@ static int FN(example_commit)(FN(beam_example) *ex, int64_t K, int *mark, int64_
          * best beam's (slot 0's). They hold back every commit, and a beam that far
          * behind rarely comes back (it can: the caller asked for this bound). */
         for (int64_t k = 0; k < ex->live; ++k) set[k] = k;
-        for (int64_t t = held - 1; t >= held - horizon; --t)
+        for (int64_t t = held - 1; t >= held - horizon; --t) {
+            FN(history_prefetch)(ex, K, t - BEAM_WALK_AHEAD);
             for (int64_t k = 0; k < ex->live; ++k) set[k] = ex->hist[t * K + set[k]].src;
+        }
         for (int64_t k = 1; k < ex->live; ++k)
             if (set[k] != set[0]) ex->cur[k].pb = ex->cur[k].pnb = ex->cur[k].tot = BEAM_NEG_INF;
     }
@@ -1140,6 +1313,7 @@ static int FN(example_commit)(FN(beam_example) *ex, int64_t K, int *mark, int64_
     if (n == 1) agreed = held - 1, slot = set[0];  /* one beam: all of its path */
     /* set: the slots at the end of frame base + t + 1 that the live beams descend from */
     for (int64_t t = held - 1; t >= 0 && n > 1; --t) {
+        FN(history_prefetch)(ex, K, t - BEAM_WALK_AHEAD);
         int64_t m = 0;
         for (int64_t j = 0; j < n; ++j) {
             int64_t p = ex->hist[t * K + set[j]].src;
@@ -1452,11 +1626,10 @@ static int64_t FN(feed_chunk)(void *stream, const REAL *x, int64_t stride_b, int
  * (shared[3] counts them). A call returns only once no thread reads the chunk or the
  * stream for it: the first done marks the work done (shared[4]), leaving its verdict
  * in shared[6], and each waits for those still in it; a thread arriving after that (a
- * helper that woke late, or the caller after a helper that woke early) returns that
- * verdict at once, reading nothing else, so the caller need not wait for its helpers.
- * Returns 0; -2
- * where an example was so, nothing fed; 1 + b * T + t of the first bad frame, nothing
- * fed; or -1 when memory ran out (on any thread: shared[5]). */
+ * worker that woke late, or the caller after a worker that woke early) returns that
+ * verdict at once, reading nothing else (beam_pool_run). Returns 0; -2 where an
+ * example was so, nothing fed; 1 + b * T + t of the first bad frame, nothing fed; or
+ * -1 when memory ran out (on any thread: shared[5]). */
 int64_t FN(ctc_beam_stream_feed_logits)(void *stream, const REAL *x, int64_t stride_b,
                                     int64_t T, const int64_t *frames, const uint8_t *finished,
                                     int64_t horizon, REAL *lp, uint8_t *bad, int64_t *shared) {
@@ -1476,6 +1649,31 @@ int64_t FN(ctc_beam_stream_feed_logits)(void *stream, const REAL *x, int64_t str
     __atomic_fetch_sub(&shared[4], 1, __ATOMIC_ACQ_REL);
     while (__atomic_load_n(&shared[4], __ATOMIC_ACQUIRE) & ~BEAM_CHUNK_DONE) sched_yield();
     return __atomic_load_n(&shared[5], __ATOMIC_ACQUIRE) ? -1 : verdict;
+}
+
+/* A chunk's job for the pool's threads: ctc_beam_stream_feed_logits of its arguments. */
+static int64_t FN(feed_job)(const beam_job *job, int64_t *shared) {
+    return FN(ctc_beam_stream_feed_logits)(job->stream, (const REAL *)job->x, job->stride_b,
+                                           job->T, job->frames, job->finished, job->horizon,
+                                           (REAL *)job->lp, job->bad, shared);
+}
+
+/* ctc_beam_stream_feed_logits on threads threads: this one and the library's workers
+ * (beam_pool_run); what it returns. */
+int64_t FN(ctc_beam_stream_feed_threads)(void *stream, const REAL *x, int64_t stride_b,
+                                         int64_t T, const int64_t *frames,
+                                         const uint8_t *finished, int64_t horizon, REAL *lp,
+                                         uint8_t *bad, int64_t threads) {
+    const beam_job job = {FN(feed_job), stream, x, stride_b, T, frames, finished, horizon,
+                          lp, bad};
+    return beam_pool_run(&job, threads);
+}
+
+/* The pool's workers started, jobs posted and workers that joined one, into out[3]. */
+void FN(ctc_beam_stream_pool)(int64_t *out) {
+    pthread_mutex_lock(&beam_pool.mu);
+    out[0] = beam_pool.workers, out[1] = beam_pool.jobs, out[2] = beam_pool.joins;
+    pthread_mutex_unlock(&beam_pool.mu);
 }
 
 /* Each example's sizes, into row b of held (B, 4): frames searched, tokens committed,

@@ -40,6 +40,21 @@ def run(code=PROBE, env=None, timeout=120):
                           timeout=timeout, cwd=ROOT)
 
 
+# The parent's side of a fork test: the child's exit status, or "child hung" after 30 s.
+WAIT_FOR_CHILD = textwrap.dedent("""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            print("child exit", os.waitstatus_to_exitcode(status))
+            sys.exit(0)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    print("child hung")
+    sys.exit(1)
+""")
+
+
 def uniform_loss():
     # 5 frames of uniform scores over C = 4 classes: every frame sequence has
     # probability 4**-5, and 35 of them collapse to "1 2" (counted by enumeration).
@@ -165,18 +180,40 @@ def test_forked_child_does_not_wait_on_the_parents_pool(tmp_path):
             S.ctc_loss(aug["SEQ_DATA"], aug["SEQ_LEN"], torch.randn(8, 400, 32),
                        torch.full((8,), 400))
             os._exit(0)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                print("child exit", os.waitstatus_to_exitcode(status))
-                sys.exit(0)
-            time.sleep(0.05)
-        os.kill(pid, 9)
-        print("child hung")
-        sys.exit(1)
-    """)
+    """) + WAIT_FOR_CHILD
     result = run(code, env={"SEQ_LOSS_UTIL_CACHE": str(tmp_path)}, timeout=90)
+    assert result.returncode == 0 and "child exit 0" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_streams_on_two_threads_without_the_parents_workers(tmp_path):
+    # fork copies none of the kernel's stream workers (threads of its own, not Python's):
+    # the child starts its own (not counting the parent's, which would leave it on one
+    # thread), and a lock held around the fork leaves the child's copy usable.
+    code = textwrap.dedent("""
+        import os, sys, time
+        import torch
+        import ctc_decoder as D
+        from _seq_loss_kernels import cpu
+        cpu._threads = lambda batch, work: 2
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(16, 48, 7, generator=g)
+        want = [h[0].tokens for h in D.ctc_beam_search(x, beam_size=8)]
+        def streamed():
+            stream = D.ctc_beam_search_stream(16, beam_size=8)
+            for a in range(0, 48, 8):
+                stream.feed(x[:, a:a + 8])
+            return [h[0].tokens for h in stream.finish()]
+        assert streamed() == want
+        assert cpu.BeamStream.pool("f32")[0] >= 1
+        pid = os.fork()
+        if pid == 0:
+            ok = streamed() == want and cpu.BeamStream.pool("f32")[0] >= 1
+            if os.path.isdir("/proc/self/task"):  # Linux: the child's own worker runs
+                ok = ok and len(os.listdir("/proc/self/task")) >= 2
+            os._exit(0 if ok else 3)
+    """) + WAIT_FOR_CHILD
+    result = run(code, env={"SEQ_LOSS_UTIL_CACHE": str(tmp_path)}, timeout=180)
     assert result.returncode == 0 and "child exit 0" in result.stdout, result.stdout + result.stderr
 
 
@@ -219,6 +256,8 @@ PLANTED_C = textwrap.dedent("""
     void *ctc_beam_stream_open_f32(void) { return 0; }  void *ctc_beam_stream_open_f64(void) { return 0; }
     void ctc_beam_stream_close_f32(void) {}  void ctc_beam_stream_close_f64(void) {}
     long ctc_beam_stream_feed_logits_f32(void) { return 0; }  long ctc_beam_stream_feed_logits_f64(void) { return 0; }
+    long ctc_beam_stream_feed_threads_f32(void) { return 0; }  long ctc_beam_stream_feed_threads_f64(void) { return 0; }
+    void ctc_beam_stream_pool_f32(void) {}  void ctc_beam_stream_pool_f64(void) {}
     void ctc_beam_stream_held_f32(void) {}  void ctc_beam_stream_held_f64(void) {}
     long ctc_beam_stream_partial_f32(void) { return 0; }  long ctc_beam_stream_partial_f64(void) { return 0; }
     long ctc_spell_words_f32(void) { return 0; }  long ctc_spell_words_f64(void) { return 0; }

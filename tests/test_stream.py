@@ -322,49 +322,51 @@ def test_clear_errors_for_a_chunk_the_kernel_refuses_and_nothing_of_it_fed(lms):
     same(got[2:], decoder(logits[2:, :20]))
 
 
-class _EarlyHelper:
-    """A pool whose helper runs the chunk at once, before the caller's own call."""
+class _InTurn:
+    """Two threads' calls of a chunk, made one after the other on this thread, sharing
+    the chunk's counters as the library's workers do: the helper's first (it woke
+    before the caller) or after the caller returned (it woke late; ``late`` keeps its
+    call for the test to make)."""
 
-    def submit(self, fn, *args):
-        fn(*args)
+    def __init__(self, stream, helper_first):
+        from _seq_loss_kernels import cpu
+
+        self.run = getattr(cpu._kernel_lib, f"ctc_beam_stream_feed_logits_{stream._c.sfx}")
+        self.helper_first, self.late = helper_first, []
+
+    def __call__(self, *args):
+        import ctypes
+
+        chunk, shared = args[:-1], (ctypes.c_int64 * 7)()  # (the last: threads)
+        if self.helper_first:
+            self.run(*chunk, shared)
+            return self.run(*chunk, shared)
+        verdict = self.run(*chunk, shared)
+        self.late.append((chunk, shared))
+        return verdict
 
 
-class _LateHelper:
-    """A pool whose helper runs only when the test says, after the caller returned."""
-
-    def __init__(self):
-        self.calls = []
-
-    def submit(self, fn, *args):
-        self.calls.append((fn, args))
-
-
-@pytest.mark.parametrize("pool", [_EarlyHelper, _LateHelper])
+@pytest.mark.parametrize("helper_first", [True, False])
 def test_a_thread_coming_after_a_chunks_work_reads_nothing_and_returns_its_verdict(
-        monkeypatch, pool):
-    # The caller does not wait for its helper: a chunk's call returns once no thread
-    # reads the chunk. Whichever thread comes after the work is done (the caller, where
-    # its helper ran first; a helper that woke after the caller returned) reads nothing
-    # and returns the verdict the others left: here the caller still names the bad
-    # frame, and late helpers change nothing.
+        helper_first):
+    # A chunk's call returns once no thread reads the chunk. Whichever thread comes
+    # after the work is done (the caller, where its helper ran first; a helper that
+    # woke after the caller returned) reads nothing and returns the verdict the others
+    # left: here the caller still names the bad frame, and late helpers change nothing.
     need_c_kernel()
-    from _seq_loss_kernels import cpu
-
-    helper = pool()
     g = torch.Generator().manual_seed(5)
     good = torch.randn(32, 40, 6, generator=g)
     bad = good[:, 16:32].clone()
     bad[5, 9, 3] = float("nan")
     stream = D.ctc_beam_search_stream(32, beam_size=16)
-    with monkeypatch.context() as patch:  # the stream's chunks only
-        patch.setattr(cpu, "_threads", lambda batch, work: 2)
-        patch.setattr(cpu, "_pool", lambda threads: helper)
-        stream.feed(good[:, :16])
-        with pytest.raises(ValueError, match="example 5 at frame 25"):
-            stream.feed(bad)
-        stream.feed(good[:, 16:])
-    if isinstance(helper, _LateHelper):
-        assert [fn(*args) for fn, args in helper.calls] == [0, 1 + 5 * 16 + 9, 0]
+    stream.feed(good[:, :1])  # (the kernel's stream opens at the first chunk)
+    stream._c._feed = two = _InTurn(stream, helper_first)
+    stream.feed(good[:, 1:16])
+    with pytest.raises(ValueError, match="example 5 at frame 25"):
+        stream.feed(bad)
+    stream.feed(good[:, 16:])
+    if not helper_first:
+        assert [two.run(*chunk, shared) for chunk, shared in two.late] == [0, 1 + 5 * 16 + 9, 0]
     same(stream.finish(), D.ctc_beam_search(good, beam_size=16))
 
 
@@ -395,7 +397,7 @@ class _Failing:
 
 
 @pytest.mark.parametrize("entry, value", [("ctc_beam_stream_open_f32", None),
-                                          ("ctc_beam_stream_feed_logits_f32", -1),
+                                          ("ctc_beam_stream_feed_threads_f32", -1),
                                           ("ctc_beam_stream_finish_f32", -1),
                                           ("ctc_beam_stream_reset_f32", -1)])
 def test_the_kernel_running_out_of_memory_is_a_memory_error(monkeypatch, entry, value):
@@ -443,6 +445,31 @@ def test_the_kernel_spells_the_words_split_words_does(tokens, pieces):
                                      "sentencepiece" else "|")
     table = cpu.spell_table(decoder._pieces)
     assert cpu.spell_words(tokens, table) == decoder.split_words(tokens)[0]
+
+
+@pytest.mark.parametrize("vocab", [["<b>", "|", "A", "\u00c9", "\u6f22", "E"],
+                                   ["<b>", "|", "A", "B", "C", "E"]])
+def test_partials_spell_each_examples_words_in_any_script(vocab):
+    # partial() decodes the words of every example shown at once and cuts them at the
+    # kernel's byte offsets, which are characters' only in ASCII: each example's words
+    # and text must be split_words' of its own tokens, with letters of one, two and
+    # three UTF-8 bytes in the batch.
+    need_c_kernel()
+    decoder = D.CtcBeamSearchDecoder(vocab, word_delimiter="|", beam_size=4)
+    spelled = [[3, 0, 4, 1, 2, 5, 1, 4, 4], [2, 1, 5, 0, 5, 1, 3], [4, 4, 1, 2, 3, 1, 5]]
+    logits = torch.full((3, 30, len(vocab)), -6.0)
+    for b, tokens in enumerate(spelled):
+        for i, c in enumerate(tokens):
+            logits[b, 3 * i:3 * i + 2, c] = 2.0
+            logits[b, 3 * i + 2, 0] = 2.0
+    stream = decoder.stream(batch=3)
+    for a in range(0, 30, 4):
+        stream.feed(logits[:, a:a + 4])
+        for p in stream.partial():
+            assert p.words == decoder.split_words(p.tokens)[0]
+            assert p.text == " ".join(p.words)
+    assert [p.text for p in stream.partial()] == [
+        h[0].text for h in decoder(logits)]
 
 
 def test_a_piece_holding_the_joining_byte_is_spelled_by_split_words():
@@ -520,10 +547,7 @@ def test_two_threads_share_a_chunks_examples_and_decode_as_one(monkeypatch, lms)
     lengths[5], lengths[9] = 0, 1
     offline = decoder(logits, lengths)
     one, two = decoder.stream(batch=12), decoder.stream(batch=12)
-    pools = []
-    real_pool = cpu._pool
-    monkeypatch.setattr(cpu, "_pool", lambda threads: pools.append(threads) or
-                        real_pool(threads))
+    workers, jobs, _ = cpu.BeamStream.pool("f32")
     for a in range(0, 60, 7):
         chunk, frames = logits[:, a:a + 7], (lengths - a).clamp(0, 7)
         with monkeypatch.context() as patch:
@@ -531,8 +555,47 @@ def test_two_threads_share_a_chunks_examples_and_decode_as_one(monkeypatch, lms)
             two.feed(chunk, frames)
         one.feed(chunk, frames)  # too small a chunk for threads: the calling thread
         assert two.partial() == one.partial(), a
-    assert pools and set(pools) == {2}  # the helper ran
+    now = cpu.BeamStream.pool("f32")
+    assert now[0] >= max(workers, 1) and now[1] == jobs + 9  # each chunk offered a worker
     same(two.finish(), offline)
+
+
+def test_streams_on_two_python_threads_at_once_each_decode_as_alone(monkeypatch, lms):
+    # The library's workers take one chunk at a time: a chunk that finds them busy with
+    # another stream's runs on its caller's thread alone. Two servers' threads feeding
+    # their own streams at once each get the offline result.
+    need_c_kernel()
+    import threading
+
+    from _seq_loss_kernels import cpu
+
+    monkeypatch.setattr(cpu, "_threads", lambda batch, work: 2)
+    decoder = decoders(lms)["lm+hotwords"]
+    batches = [utterances(seed, batch=3, frames=60) for seed in (1, 2)]
+    batches = [(x.repeat(3, 1, 1), n.repeat(3)) for x, n in batches]
+    results, failures = {}, []
+
+    def serve(i):
+        try:
+            logits, lengths = batches[i]
+            for _ in range(5):
+                stream = decoder.stream(batch=9)
+                feed_in_chunks(stream, logits, lengths, list(range(3, 60, 3)))
+                results.setdefault(i, []).append(stream.finish())
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            failures.append(e)
+
+    threads = [threading.Thread(target=serve, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not failures and not any(t.is_alive() for t in threads)
+    for i, (logits, lengths) in enumerate(batches):
+        offline = decoder(logits, lengths)
+        for got in results[i]:
+            same(got, offline)
+
 
 
 @settings(max_examples=15, deadline=None,
