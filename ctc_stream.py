@@ -65,7 +65,7 @@ class Partial(NamedTuple):
 
 
 _new = tuple.__new__
-_NOTHING_SHOWN: tuple = ([], 0, 0, 0, [], "", 0)
+_NOTHING_SHOWN: tuple = ([], [], [], "", 0)
 
 
 def _check_batch_size(logits: torch.Tensor, batch: int) -> None:
@@ -219,9 +219,12 @@ class BeamStream(_Stream):
         self._spell: tuple | None = None  # the kernel's spelling table (cpu.spell_table)
         self._every: dict = {}  # (B,) lengths of t frames each, for logits_len None
         self._all_finished = False
-        # partial()'s last result per example, never handed out: (paths, a, z, m, words,
-        # text, final), its tokens paths[a:z] and their frames paths[m + a:m + z]
+        # partial()'s last result per example, never handed out: (tokens, times, words,
+        # text, final); the kernel's paths in lists of its own per example, which its
+        # partial() updates from where a path changed
         self._shown = [_NOTHING_SHOWN] * self.batch
+        self._tokens: list = [[] for _ in range(self.batch)]
+        self._times: list = [[] for _ in range(self.batch)]
 
     def _open(self, classes: int, dtype: torch.dtype, device) -> None:
         """The search, at the first chunk: its class count, dtype and device."""
@@ -308,32 +311,34 @@ class BeamStream(_Stream):
         if self._c is not None:  # the examples given frames since, words spelled there
             got = self._c.partial(self._spell)
             if got is not None:
-                index, committed, at, cut, paths, text = got
+                index, committed, keep, at, cut, tails, text = got
                 m = at[-1]
                 # One decode for all; in ASCII text a byte's offset is a character's.
                 whole = text.decode() if text is not None else None
                 ascii_text = whole is not None and whole.isascii()
                 for i, b in enumerate(index):
-                    a, z = at[i], at[i + 1]
+                    a, z, k = at[i], at[i + 1], keep[i]
+                    tokens, times = self._tokens[b], self._times[b]
+                    tokens[k:] = tails[a:z]  # the path departs from the last one at k
+                    times[k:] = tails[m + a:m + z]
                     if whole is None:
-                        words = self._words(paths[a:z])
-                        shown[b] = (paths, a, z, m, words, " ".join(words), committed[i])
+                        words = self._words(tokens)
+                        shown[b] = (tokens, times, words, " ".join(words), committed[i])
                         continue
                     spelled = (whole[cut[i]:cut[i + 1]] if ascii_text
                                else text[cut[i]:cut[i + 1]].decode())
-                    shown[b] = (paths, a, z, m, spelled.split("\0") if spelled else [],
+                    shown[b] = (tokens, times, spelled.split("\0") if spelled else [],
                                 spelled.replace("\0", " "), committed[i])
         else:  # the tensor search: every example's best path, walked again
             assert self._tensors is not None
             for b, (tokens, frames) in enumerate(self._tensors.best_paths(self._start_row)):
                 words = self._words(tokens)
-                z = len(tokens)
-                shown[b] = (tokens + frames, 0, z, z, words, " ".join(words), 0)
+                shown[b] = (tokens, frames, words, " ".join(words), 0)
         # Fresh lists each call: a caller changing one must not change the next call's.
         # (tuple.__new__: Partial's own __new__ is a Python call, some microseconds of a
         # chunk's partial() at batch 32.)
-        return [_new(Partial, (paths[a:z], paths[m + a:m + z], words[:], text, final))
-                for paths, a, z, m, words, text, final in shown]
+        return [_new(Partial, (tokens[:], times[:], words[:], text, final))
+                for tokens, times, words, text, final in shown]
 
     def _words(self, tokens) -> list:
         return self.decoder.split_words(tokens)[0] if self.decoder is not None else []

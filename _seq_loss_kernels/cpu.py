@@ -509,14 +509,17 @@ class BeamStream:
     def partial(self, spell=None):
         """What the stream's partial() shows anew: the examples searched further since
         they were last shown here (or never shown), then shown. None where there are
-        none; else lists ``(index, committed, at, cut, paths, text)``: example
-        ``index[i]``'s best beam now has tokens ``paths[at[i]:at[i + 1]]`` at frames
-        ``paths[m + at[i]:m + at[i + 1]]`` (m = ``at[-1]``), the first ``committed[i]`` of
-        them committed; with ``spell`` (:func:`spell_table`'s) the words they spell,
-        joined by "\\0", are ``text[cut[i]:cut[i + 1]]`` (UTF-8 bytes; else None).
-        :meth:`reset` makes an example new again."""
+        none; else lists ``(index, committed, keep, at, cut, tails, text)``: example
+        ``index[i]``'s best beam now has the tokens it had when last shown up to
+        ``keep[i]`` (0 for one never shown, or reset), then ``tails[at[i]:at[i + 1]]``
+        at frames ``tails[m + at[i]:m + at[i + 1]]`` (m = ``at[-1]``); its first
+        ``committed[i]`` tokens are committed. With ``spell`` (:func:`spell_table`'s) the
+        words of its whole path, joined by "\\0", are ``text[cut[i]:cut[i + 1]]`` (UTF-8
+        bytes; else None). :meth:`reset` makes an example new again."""
         table = spell[3] if spell is not None else (None, None, None)
         while (size := self._partial(self._handle, *self._at[:2], *table, self._at[2])) < 0:
+            if size == -2:
+                raise MemoryError("the beam search kernel could not allocate its paths")
             # Room for twice what is needed: a reallocation now and then as paths grow.
             self._partial_buffers(max(self._paths.shape[0], 2 * int(self._room[0])),
                                   max(self._text.shape[0], 2 * int(self._room[1])))
@@ -524,9 +527,9 @@ class BeamStream:
         n = v[0]
         if not n:
             return None
-        at, cut = v[2 * n + 2:3 * n + 3], v[3 * n + 3:4 * n + 4]
-        return (v[2:n + 2], v[n + 2:2 * n + 2], at, cut, v[4 * n + 4:],
-                self._text[:cut[n]].tobytes() if spell is not None else None)
+        cut = v[4 * n + 3:5 * n + 4]
+        return (v[2:n + 2], v[n + 2:2 * n + 2], v[2 * n + 2:3 * n + 2], v[3 * n + 2:4 * n + 3],
+                cut, v[5 * n + 4:], self._text[:cut[n]].tobytes() if spell is not None else None)
 
     def finish(self, nbest: int, examples) -> dict:
         """The n-best of each of ``examples`` (ascending indices) as

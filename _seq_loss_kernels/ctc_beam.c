@@ -758,6 +758,9 @@ typedef struct {
     beam_link *hist_mem;
     int64_t skip;
     int64_t *commit_tok, *commit_time, n_commit, commit_cap;
+    /* What partial() last showed past the tokens then committed (seen_from of them):
+     * the next call sends only where the path now departs from it (at keep). */
+    int64_t *seen_tok, *seen_time, seen_len, seen_cap, seen_from, keep;
 } FN(beam_example);
 
 static int FN(search_setup)(FN(beam_search) *s, const struct ctc_words *w, int64_t C,
@@ -835,7 +838,7 @@ static int FN(scratch_alloc)(FN(beam_scratch) *x, const FN(beam_search) *s) {
 static void FN(example_free)(FN(beam_example) *ex) {
     free(ex->cur); free(ex->rows); free(ex->hist_mem);
     free(ex->commit_tok); free(ex->commit_time); free(ex->best_tok); free(ex->best_time);
-    free(ex->best_slot);
+    free(ex->best_slot); free(ex->seen_tok); free(ex->seen_time);
     memset(ex, 0, sizeof(*ex));
 }
 
@@ -868,6 +871,7 @@ static int FN(example_start)(FN(beam_example) *ex, const FN(beam_search) *sr) {
     ex->frames = ex->base = ex->tried = 0;
     ex->shown = -1;
     ex->n_commit = ex->best_len = ex->best_from = ex->best_upto = 0;
+    ex->seen_len = ex->seen_from = 0;
     return 0;
 }
 
@@ -1525,6 +1529,10 @@ typedef struct {
     FN(beam_search) sr;
     int64_t B;
     FN(beam_example) *ex;
+    /* partial()'s: a path's tokens in one piece for spelling; the widest piece of the
+     * spelling table at off. */
+    int64_t *spell, spell_cap, widest;
+    const int64_t *widest_of;
 } FN(beam_stream);
 
 /* A stream of B examples, each at the empty prefix; NULL when memory ran out. */
@@ -1553,6 +1561,7 @@ void FN(ctc_beam_stream_close)(void *stream) {
     if (!st) return;
     for (int64_t b = 0; b < st->B; ++b) FN(example_free)(&st->ex[b]);
     free(st->ex);
+    free(st->spell);
     FN(search_free)(&st->sr);
     free(st);
 }
@@ -1691,7 +1700,7 @@ void FN(ctc_beam_stream_held)(void *stream, int64_t *held) {
         h[2] = ex->frames - ex->base;
         h[3] = (int64_t)(K * sizeof(FN(beam_slot)) + K * (row ? row : 1) * sizeof(int64_t)
                          + ex->hist_cap * K * sizeof(beam_link)
-                         + 2 * ex->best_cap * sizeof(int64_t));
+                         + 2 * (ex->best_cap + ex->seen_cap) * sizeof(int64_t));
     }
 }
 
@@ -1722,73 +1731,116 @@ int64_t FN(ctc_spell_words)(const int64_t *tokens, int64_t n, const uint8_t *sta
     return FN(spell_words)(tokens, n, starts, off, pieces, out);
 }
 
-/* What partial() shows anew: the n examples searched further since it last showed
- * them (or never shown), each one's best beam now (by the search's rank, before any
- * end-of-utterance term), into out (room[0] int64): n, then m (the tokens of all n
- * paths), then per example its index, then how many of its tokens are committed, then
- * the n + 1 offsets of its tokens among the m, then the n + 1 offsets of its words'
- * bytes in text, then the m tokens and their m frames. With starts non-NULL
- * (spell_words' table) the words the tokens spell go to text (room[1] bytes). Returns
- * the int64 written to out (those examples are then shown); or -1, the room needed
- * written into room (nothing shown: out and text are not to be read). */
+/* Example ex's path now (its committed tokens, then its best beam's), token or
+ * frame i. */
+static inline int64_t FN(path_tok)(const FN(beam_example) *ex, int64_t i) {
+    return i < ex->n_commit ? ex->commit_tok[i] : ex->best_tok[i - ex->n_commit];
+}
+
+static inline int64_t FN(path_time)(const FN(beam_example) *ex, int64_t i) {
+    return i < ex->n_commit ? ex->commit_time[i] : ex->best_time[i - ex->n_commit];
+}
+
 /* Searched further since partial() last showed it, or never shown. */
 static inline int FN(to_show)(const FN(beam_example) *ex) {
     return ex->frames != ex->shown;
 }
 
+/* What partial() shows anew: the n examples searched further since it last showed
+ * them (or never shown), each one's best beam now (by the search's rank, before any
+ * end-of-utterance term). Of each path only what changed goes out: its tokens from
+ * keep on (keep: how many lead the path as partial() last showed it; a committed token
+ * never changes, so at least those then committed). Into out (room[0] int64): n, then
+ * m (the tokens sent in all), then per example its index, then how many of its tokens
+ * are committed, then its keep, then the n + 1 offsets of its tokens among the m, then
+ * the n + 1 offsets of its words' bytes in text, then the m tokens and their m frames.
+ * With starts non-NULL (spell_words' table) the words of each whole path go to text
+ * (room[1] bytes). Returns the int64 written to out (those examples are then shown);
+ * -1, the room needed written into room; or -2 when memory ran out (for either,
+ * nothing is shown: out and text are not to be read). */
 int64_t FN(ctc_beam_stream_partial)(void *stream, int64_t *room, int64_t *out,
                                     const uint8_t *starts, const int64_t *off,
                                     const uint8_t *pieces, uint8_t *text) {
     FN(beam_stream) *st = stream;
-    int64_t n = 0, m = 0, widest = 0;
+    int64_t n = 0, m = 0, letters = 0, longest = 0;
     for (int64_t b = 0; b < st->B; ++b) {
-        const FN(beam_example) *ex = &st->ex[b];
+        FN(beam_example) *ex = &st->ex[b];
         if (!FN(to_show)(ex)) continue;
+        const int64_t now = ex->n_commit + ex->best_len, then = ex->seen_from + ex->seen_len;
+        /* The tokens committed when it was last shown lead both paths. */
+        int64_t k = ex->seen_from;
+        while (k < now && k < then && FN(path_tok)(ex, k) == ex->seen_tok[k - ex->seen_from]
+               && FN(path_time)(ex, k) == ex->seen_time[k - ex->seen_from])
+            ++k;
+        ex->keep = k;
+        /* Room to keep what is shown now past the committed tokens. */
+        if (beam_grow_pair(&ex->seen_tok, &ex->seen_time, &ex->seen_cap, ex->best_len))
+            return -2;
         ++n;
-        m += ex->n_commit + ex->best_len;
+        m += now - k;
+        letters += now;
+        if (now > longest) longest = now;
     }
-    if (4 + 4 * n + 2 * m > room[0]) {
-        room[0] = 4 + 4 * n + 2 * m;
+    if (4 + 5 * n + 2 * m > room[0]) {
+        room[0] = 4 + 5 * n + 2 * m;
         return -1;
     }
-    int64_t *index = out + 2, *committed = index + n, *at = committed + n;
-    int64_t *text_at = at + n + 1, *tokens = text_at + n + 1;
+    if (starts) {
+        if (st->widest_of != off) {  /* (the table is the stream's: looked at once) */
+            st->widest = 0;
+            for (int64_t c = 0; c < st->sr.C; ++c)
+                if (off[c + 1] - off[c] > st->widest) st->widest = off[c + 1] - off[c];
+            st->widest_of = off;
+        }
+        if (letters * (st->widest + 1) > room[1]) {
+            room[1] = letters * (st->widest + 1);
+            return -1;
+        }
+        if (longest > st->spell_cap) {
+            int64_t *grown = realloc(st->spell, sizeof(int64_t) * (size_t)(2 * longest));
+            if (!grown) return -2;
+            st->spell = grown, st->spell_cap = 2 * longest;
+        }
+    }
+    int64_t *index = out + 2, *committed = index + n, *keep = committed + n;
+    int64_t *at = keep + n, *text_at = at + n + 1, *tokens = text_at + n + 1;
     int64_t i = 0;
-    at[0] = 0;
+    at[0] = text_at[0] = 0;
     for (int64_t b = 0; b < st->B; ++b) {
-        const FN(beam_example) *ex = &st->ex[b];
+        FN(beam_example) *ex = &st->ex[b];
         if (!FN(to_show)(ex)) continue;
+        const int64_t now = ex->n_commit + ex->best_len;
         index[i] = b;
         committed[i] = ex->n_commit;
-        at[i + 1] = at[i] + ex->n_commit + ex->best_len;
-        int64_t *tok = tokens + at[i], *time = tokens + m + at[i];
-        if (ex->n_commit) {  /* (none: the buffers may be NULL, not memcpy's) */
-            memcpy(tok, ex->commit_tok, sizeof(int64_t) * (size_t)ex->n_commit);
-            memcpy(time, ex->commit_time, sizeof(int64_t) * (size_t)ex->n_commit);
+        keep[i] = ex->keep;
+        at[i + 1] = at[i] + now - ex->keep;
+        for (int64_t j = ex->keep; j < now; ++j) {
+            tokens[at[i] + j - ex->keep] = FN(path_tok)(ex, j);
+            tokens[m + at[i] + j - ex->keep] = FN(path_time)(ex, j);
         }
+        text_at[i + 1] = text_at[i];
+        if (starts) {
+            if (ex->n_commit)  /* (none: the buffers may be NULL, not memcpy's) */
+                memcpy(st->spell, ex->commit_tok, sizeof(int64_t) * (size_t)ex->n_commit);
+            if (ex->best_len)
+                memcpy(st->spell + ex->n_commit, ex->best_tok,
+                       sizeof(int64_t) * (size_t)ex->best_len);
+            text_at[i + 1] += FN(spell_words)(st->spell, now, starts, off, pieces,
+                                              text + text_at[i]);
+        }
+        /* Shown: what now follows the committed tokens, kept for the next call. */
         if (ex->best_len) {
-            memcpy(tok + ex->n_commit, ex->best_tok, sizeof(int64_t) * (size_t)ex->best_len);
-            memcpy(time + ex->n_commit, ex->best_time, sizeof(int64_t) * (size_t)ex->best_len);
+            memcpy(ex->seen_tok, ex->best_tok, sizeof(int64_t) * (size_t)ex->best_len);
+            memcpy(ex->seen_time, ex->best_time, sizeof(int64_t) * (size_t)ex->best_len);
         }
+        ex->seen_from = ex->n_commit;
+        ex->seen_len = ex->best_len;
+        ex->shown = ex->frames;
         ++i;
     }
     out[0] = n;
     out[1] = m;
-    text_at[0] = 0;
-    if (starts) {
-        for (int64_t c = 0; c < st->sr.C; ++c)
-            if (off[c + 1] - off[c] > widest) widest = off[c + 1] - off[c];
-        if (m * (widest + 1) > room[1]) {
-            room[1] = m * (widest + 1);
-            return -1;
-        }
-    }
-    for (int64_t j = 0; j < n; ++j)
-        text_at[j + 1] = text_at[j] + (starts ? FN(spell_words)(tokens + at[j],
-                                                               at[j + 1] - at[j], starts, off,
-                                                               pieces, text + text_at[j]) : 0);
-    for (int64_t j = 0; j < n; ++j) st->ex[index[j]].shown = st->ex[index[j]].frames;
-    return 4 + 4 * n + 2 * m;
+    return 4 + 5 * n + 2 * m;
 }
 
 /* The n-best of examples b0 <= b < b1 as ctc_beam_search writes them, T the room for

@@ -623,6 +623,34 @@ def test_partials_asked_each_chunk_are_those_of_a_stream_asked_once(search, lms,
         assert asked.partial() == once.partial(), (a, z)
 
 
+def test_the_kernel_sends_a_partial_only_from_where_its_path_changed(monkeypatch, lms):
+    # partial() keeps each example's last path and the kernel sends only its tokens
+    # from where the path now departs from it (a 10-hour stream's path runs to some
+    # 400,000 tokens), yet every call shows the whole path: as a stream asked once.
+    need_c_kernel()
+    from _seq_loss_kernels import cpu
+
+    sent = []
+    real = cpu.BeamStream.partial
+    monkeypatch.setattr(cpu.BeamStream, "partial",
+                        lambda self, spell=None: sent.append(real(self, spell)) or sent[-1])
+    decoder = decoders(lms)["lm+hotwords"]
+    logits, lengths = utterances(3)
+    logits = torch.cat([logits] * 4, 1)  # 240 frames
+    lengths = lengths + 180
+    stream = decoder.stream(batch=3)
+    shown = 0
+    for a in range(0, 240, 8):
+        stream.feed(logits[:, a:a + 8], (lengths - a).clamp(0, 8))
+        shown += sum(len(p.tokens) for p in stream.partial())
+    once = decoder.stream(batch=3)
+    once.feed(logits, lengths)  # (it commits at other frames: final may differ)
+    assert [p[:4] for p in stream.partial()] == [p[:4] for p in once.partial()]
+    tails = sum(got[3][-1] for got in sent if got is not None)
+    assert shown > 200 and tails < shown / 4, (tails, shown)
+    assert any(k > c for got in sent if got for k, c in zip(got[2], got[1], strict=True))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_partial_follows_the_best_beam_when_an_older_one_overtakes_it(lms, seed):
     # Noise alone (no word said clearly): the beam that ranks best after a chunk often
