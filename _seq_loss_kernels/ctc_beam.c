@@ -192,7 +192,7 @@ typedef struct beam_job {
 
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t work, left;  /* a job posted; the last worker left a job */
+    pthread_cond_t work;  /* a job posted */
     uint64_t seq;  /* jobs posted: workers watch it (atomic: read without mu) */
     int open;  /* the job takes workers (until its caller's own call returns) */
     int wanted, taken, joined;  /* workers the job takes, has taken, has in it now */
@@ -201,8 +201,7 @@ static struct {
     beam_job job;
     int64_t shared[7];
     uint64_t born[BEAM_POOL_MAX];  /* seq when each worker started */
-} beam_pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
-               .left = PTHREAD_COND_INITIALIZER};
+} beam_pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER};
 
 static inline void beam_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -225,7 +224,6 @@ static void beam_pool_parent(void) { pthread_mutex_unlock(&beam_pool.mu); }
 static void beam_pool_child(void) {
     pthread_mutex_init(&beam_pool.mu, NULL);
     pthread_cond_init(&beam_pool.work, NULL);
-    pthread_cond_init(&beam_pool.left, NULL);
     beam_pool.open = beam_pool.wanted = beam_pool.taken = beam_pool.joined = 0;
     beam_pool.workers = beam_pool.sleepers = beam_pool.busy = 0;
 }
@@ -255,13 +253,15 @@ static void *beam_pool_worker(void *arg) {
         wanted = beam_pool.wanted;
         if (beam_pool.open && beam_pool.taken < beam_pool.wanted) {
             /* The job and its counters stay as they are until joined is 0 again. */
-            ++beam_pool.taken, ++beam_pool.joined, ++beam_pool.joins;
+            ++beam_pool.taken, ++beam_pool.joins;
+            __atomic_add_fetch(&beam_pool.joined, 1, __ATOMIC_ACQ_REL);
             pthread_mutex_unlock(&beam_pool.mu);
             beam_pool.job.run(&beam_pool.job, beam_pool.shared);
-            pthread_mutex_lock(&beam_pool.mu);
-            if (--beam_pool.joined == 0) pthread_cond_signal(&beam_pool.left);
+            /* Left without the lock: the caller is waiting for this very moment. */
+            __atomic_sub_fetch(&beam_pool.joined, 1, __ATOMIC_ACQ_REL);
+        } else {
+            pthread_mutex_unlock(&beam_pool.mu);
         }
-        pthread_mutex_unlock(&beam_pool.mu);
     }
     return NULL;
 }
@@ -309,10 +309,15 @@ static int64_t beam_pool_run(const beam_job *job, int64_t threads) {
     pthread_mutex_unlock(&beam_pool.mu);
     const int64_t verdict = job->run(&beam_pool.job, beam_pool.shared);
     pthread_mutex_lock(&beam_pool.mu);
-    beam_pool.open = 0;
-    /* A worker that joined after the work was done returns at once (the counters tell
-     * it), having read nothing of the chunk. */
-    while (beam_pool.joined) pthread_cond_wait(&beam_pool.left, &beam_pool.mu);
+    beam_pool.open = 0;  /* no worker joins from here on */
+    pthread_mutex_unlock(&beam_pool.mu);
+    /* The workers in the job are leaving it: the run waited for those in the chunk's
+     * work, and one that joined after the work was done returns at once (the counters
+     * tell it), having read nothing of the chunk. A wait on a condition variable here
+     * cost a wake-up (tens of microseconds) a chunk. */
+    for (int i = 1; __atomic_load_n(&beam_pool.joined, __ATOMIC_ACQUIRE); ++i)
+        if (i % 64) beam_pause(); else sched_yield();
+    pthread_mutex_lock(&beam_pool.mu);
     beam_pool.busy = 0;
     pthread_mutex_unlock(&beam_pool.mu);
     return verdict;
