@@ -37,7 +37,8 @@ thread to start); the kernel checks its lengths before it reads a frame, so the 
 chunk (a CPU tensor of the stream's dtype, int64 lengths) skips the decoders' checks
 in Python, which run where the kernel refuses one and raise what is wrong. As a chunk
 ends the kernel walks each example's best path while its history is in the cache;
-partial() copies those out and spells their words in one call.
+partial() gets, in one call, each path's tokens from where it departs from the one it
+last showed (the stream keeps each example's path) and its words spelled.
 """
 from __future__ import annotations
 
