@@ -312,24 +312,11 @@ class BeamStream(_Stream):
         if self._c is not None:  # the examples given frames since, words spelled there
             got = self._c.partial(self._spell)
             if got is not None:
-                index, committed, keep, at, cut, tails, text = got
-                m = at[-1]
-                # One decode for all; in ASCII text a byte's offset is a character's.
-                whole = text.decode() if text is not None else None
-                ascii_text = whole is not None and whole.isascii()
-                for i, b in enumerate(index):
-                    a, z, k = at[i], at[i + 1], keep[i]
-                    tokens, times = self._tokens[b], self._times[b]
-                    tokens[k:] = tails[a:z]  # the path departs from the last one at k
-                    times[k:] = tails[m + a:m + z]
-                    if whole is None:
-                        words = self._words(tokens)
-                        shown[b] = (tokens, times, words, " ".join(words), committed[i])
-                        continue
-                    spelled = (whole[cut[i]:cut[i + 1]] if ascii_text
-                               else text[cut[i]:cut[i + 1]].decode())
-                    shown[b] = (tokens, times, spelled.split("\0") if spelled else [],
-                                spelled.replace("\0", " "), committed[i])
+                try:
+                    self._take(*got)
+                except BaseException:  # (an interrupt, say) some examples took theirs:
+                    self._c.unseen()  # the kernel sends every whole path next time
+                    raise
         else:  # the tensor search: every example's best path, walked again
             assert self._tensors is not None
             for b, (tokens, frames) in enumerate(self._tensors.best_paths(self._start_row)):
@@ -340,6 +327,27 @@ class BeamStream(_Stream):
         # chunk's partial() at batch 32.)
         return [_new(Partial, (tokens[:], times[:], words[:], text, final))
                 for tokens, times, words, text, final in shown]
+
+    def _take(self, index, committed, keep, at, cut, tails, text) -> None:
+        """The kernel's partial() (:meth:`cpu.BeamStream.partial`) into each shown
+        example's path and its result."""
+        shown, m = self._shown, at[-1]
+        # One decode for all; in ASCII text a byte's offset is a character's.
+        whole = text.decode() if text is not None else None
+        ascii_text = whole is not None and whole.isascii()
+        for i, b in enumerate(index):
+            a, z, k = at[i], at[i + 1], keep[i]
+            tokens, times = self._tokens[b], self._times[b]
+            tokens[k:] = tails[a:z]  # the path departs from the last one shown at k
+            times[k:] = tails[m + a:m + z]
+            if whole is None:
+                words = self._words(tokens)
+                shown[b] = (tokens, times, words, " ".join(words), committed[i])
+                continue
+            spelled = (whole[cut[i]:cut[i + 1]] if ascii_text
+                       else text[cut[i]:cut[i + 1]].decode())
+            shown[b] = (tokens, times, spelled.split("\0") if spelled else [],
+                        spelled.replace("\0", " "), committed[i])
 
     def _words(self, tokens) -> list:
         return self.decoder.split_words(tokens)[0] if self.decoder is not None else []

@@ -172,6 +172,7 @@ def _bind_kernel(lib) -> bool:
     signatures["ctc_beam_stream_feed_logits"] = [p, p, i64, i64, p, p, i64, p, p, p]
     signatures["ctc_beam_stream_feed_threads"] = [p, p, i64, i64, p, p, i64, p, p, i64]
     signatures["ctc_beam_stream_pool"] = [p]
+    signatures["ctc_beam_stream_unseen"] = [p]
     signatures["ctc_beam_stream_held"] = [p, p]
     signatures["ctc_beam_stream_partial"] = [p, p, p, p, p, p, p]
     signatures["ctc_spell_words"] = [p, i64, p, p, p, p]
@@ -194,6 +195,7 @@ def _bind_kernel(lib) -> bool:
             getattr(lib, f"ctc_beam_stream_feed_logits_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_beam_stream_feed_threads_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_beam_stream_pool_{sfx}").restype = None
+            getattr(lib, f"ctc_beam_stream_unseen_{sfx}").restype = None
             getattr(lib, f"ctc_log_softmax_batch_{sfx}").restype = ctypes.c_int64
             getattr(lib, f"ctc_loss_forward_{sfx}").restype = ctypes.c_int32
             getattr(lib, f"ctc_loss_backward_{sfx}").restype = ctypes.c_int
@@ -530,6 +532,11 @@ class BeamStream:
         cut = v[4 * n + 3:5 * n + 4]
         return (v[2:n + 2], v[n + 2:2 * n + 2], v[2 * n + 2:3 * n + 2], v[3 * n + 2:4 * n + 3],
                 cut, v[5 * n + 4:], self._text[:cut[n]].tobytes() if spell is not None else None)
+
+    def unseen(self) -> None:
+        """Every example as never shown: the next :meth:`partial` sends each whole path
+        (for a caller that lost what the last one sent)."""
+        self._call("unseen")
 
     def finish(self, nbest: int, examples) -> dict:
         """The n-best of each of ``examples`` (ascending indices) as

@@ -222,7 +222,9 @@ static uint64_t beam_now_ns(void) {
 static void beam_pool_prefork(void) { pthread_mutex_lock(&beam_pool.mu); }
 static void beam_pool_parent(void) { pthread_mutex_unlock(&beam_pool.mu); }
 static void beam_pool_child(void) {
-    pthread_mutex_init(&beam_pool.mu, NULL);
+    /* (The forking thread holds mu: it unlocks it. The condition variable's waiters
+     * were the parent's workers, gone here: it starts anew.) */
+    pthread_mutex_unlock(&beam_pool.mu);
     pthread_cond_init(&beam_pool.work, NULL);
     beam_pool.open = beam_pool.wanted = beam_pool.taken = beam_pool.joined = 0;
     beam_pool.workers = beam_pool.sleepers = beam_pool.busy = 0;
@@ -1534,10 +1536,8 @@ typedef struct {
     FN(beam_search) sr;
     int64_t B;
     FN(beam_example) *ex;
-    /* partial()'s: a path's tokens in one piece for spelling; the widest piece of the
-     * spelling table at off. */
-    int64_t *spell, spell_cap, widest;
-    const int64_t *widest_of;
+    /* partial()'s: a path's tokens in one piece for spelling. */
+    int64_t *spell, spell_cap;
 } FN(beam_stream);
 
 /* A stream of B examples, each at the empty prefix; NULL when memory ran out. */
@@ -1791,14 +1791,13 @@ int64_t FN(ctc_beam_stream_partial)(void *stream, int64_t *room, int64_t *out,
         return -1;
     }
     if (starts) {
-        if (st->widest_of != off) {  /* (the table is the stream's: looked at once) */
-            st->widest = 0;
-            for (int64_t c = 0; c < st->sr.C; ++c)
-                if (off[c + 1] - off[c] > st->widest) st->widest = off[c + 1] - off[c];
-            st->widest_of = off;
-        }
-        if (letters * (st->widest + 1) > room[1]) {
-            room[1] = letters * (st->widest + 1);
+        /* (Looked at each call: a caller may pass another table, even at the same
+         * address, and the room must be this one's.) */
+        int64_t widest = 0;
+        for (int64_t c = 0; c < st->sr.C; ++c)
+            if (off[c + 1] - off[c] > widest) widest = off[c + 1] - off[c];
+        if (letters * (widest + 1) > room[1]) {
+            room[1] = letters * (widest + 1);
             return -1;
         }
         if (longest > st->spell_cap) {
@@ -1846,6 +1845,16 @@ int64_t FN(ctc_beam_stream_partial)(void *stream, int64_t *room, int64_t *out,
     out[0] = n;
     out[1] = m;
     return 4 + 5 * n + 2 * m;
+}
+
+/* Every example as if partial() had never shown it: the next call sends each whole
+ * path (the caller lost what it was sent last). */
+void FN(ctc_beam_stream_unseen)(void *stream) {
+    FN(beam_stream) *st = stream;
+    for (int64_t b = 0; b < st->B; ++b) {
+        st->ex[b].shown = -1;
+        st->ex[b].seen_len = st->ex[b].seen_from = 0;
+    }
 }
 
 /* The n-best of examples b0 <= b < b1 as ctc_beam_search writes them, T the room for

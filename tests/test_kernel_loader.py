@@ -258,6 +258,7 @@ PLANTED_C = textwrap.dedent("""
     long ctc_beam_stream_feed_logits_f32(void) { return 0; }  long ctc_beam_stream_feed_logits_f64(void) { return 0; }
     long ctc_beam_stream_feed_threads_f32(void) { return 0; }  long ctc_beam_stream_feed_threads_f64(void) { return 0; }
     void ctc_beam_stream_pool_f32(void) {}  void ctc_beam_stream_pool_f64(void) {}
+    void ctc_beam_stream_unseen_f32(void) {}  void ctc_beam_stream_unseen_f64(void) {}
     void ctc_beam_stream_held_f32(void) {}  void ctc_beam_stream_held_f64(void) {}
     long ctc_beam_stream_partial_f32(void) { return 0; }  long ctc_beam_stream_partial_f64(void) { return 0; }
     long ctc_spell_words_f32(void) { return 0; }  long ctc_spell_words_f64(void) { return 0; }

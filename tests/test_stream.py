@@ -472,6 +472,37 @@ def test_partials_spell_each_examples_words_in_any_script(vocab):
         h[0].text for h in decoder(logits)]
 
 
+def test_a_partial_interrupted_midway_leaves_the_next_one_whole():
+    # The kernel sends each path from where it departs from the last one sent: a
+    # partial() stopped after some examples took theirs (an interrupt, say) has the
+    # kernel send every whole path next time, or the paths it keeps would be wrong.
+    need_c_kernel()
+    decoder = D.CtcBeamSearchDecoder(["<b>", "|", "A", "B\0C"], word_delimiter="|",
+                                     beam_size=4)  # (split_words spells: "\0" in a token)
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 60, 4, generator=g) * 3
+    stream = decoder.stream(batch=3)
+    stream.feed(logits[:, :20])
+    stream.partial()
+    stream.feed(logits[:, 20:40])
+    real, calls = stream._words, []
+
+    def interrupted(tokens):
+        calls.append(tokens)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(tokens)
+
+    stream._words = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        stream.partial()
+    stream._words = real
+    stream.feed(logits[:, 40:])
+    once = decoder.stream(batch=3)
+    once.feed(logits)  # (it commits at other frames: final may differ)
+    assert [p[:4] for p in stream.partial()] == [p[:4] for p in once.partial()]
+
+
 def test_a_piece_holding_the_joining_byte_is_spelled_by_split_words():
     # The kernel joins words with a 0 byte; a vocabulary with one in a token cannot use
     # it, and partial() spells in Python instead, the same words.
