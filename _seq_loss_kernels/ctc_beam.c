@@ -767,7 +767,7 @@ typedef struct {
     int64_t *commit_tok, *commit_time, n_commit, commit_cap;
     /* What partial() last showed past the tokens then committed (seen_from of them):
      * the next call sends only where the path now departs from it (at keep). */
-    int64_t *seen_tok, *seen_time, seen_len, seen_cap, seen_from, keep;
+    int64_t *seen_tok, *seen_time, seen_len, seen_cap, seen_from;
 } FN(beam_example);
 
 static int FN(search_setup)(FN(beam_search) *s, const struct ctc_words *w, int64_t C,
@@ -1751,6 +1751,17 @@ static inline int FN(to_show)(const FN(beam_example) *ex) {
     return ex->frames != ex->shown;
 }
 
+/* How many tokens lead both ex's path now and the one partial() last showed (at least
+ * those committed then: a committed token never changes). */
+static int64_t FN(shown_prefix)(const FN(beam_example) *ex) {
+    const int64_t now = ex->n_commit + ex->best_len, then = ex->seen_from + ex->seen_len;
+    int64_t k = ex->seen_from;
+    while (k < now && k < then && FN(path_tok)(ex, k) == ex->seen_tok[k - ex->seen_from]
+           && FN(path_time)(ex, k) == ex->seen_time[k - ex->seen_from])
+        ++k;
+    return k;
+}
+
 /* What partial() shows anew: the n examples searched further since it last showed
  * them (or never shown), each one's best beam now (by the search's rank, before any
  * end-of-utterance term). Of each path only what changed goes out: its tokens from
@@ -1771,18 +1782,12 @@ int64_t FN(ctc_beam_stream_partial)(void *stream, int64_t *room, int64_t *out,
     for (int64_t b = 0; b < st->B; ++b) {
         FN(beam_example) *ex = &st->ex[b];
         if (!FN(to_show)(ex)) continue;
-        const int64_t now = ex->n_commit + ex->best_len, then = ex->seen_from + ex->seen_len;
-        /* The tokens committed when it was last shown lead both paths. */
-        int64_t k = ex->seen_from;
-        while (k < now && k < then && FN(path_tok)(ex, k) == ex->seen_tok[k - ex->seen_from]
-               && FN(path_time)(ex, k) == ex->seen_time[k - ex->seen_from])
-            ++k;
-        ex->keep = k;
+        const int64_t now = ex->n_commit + ex->best_len;
         /* Room to keep what is shown now past the committed tokens. */
         if (beam_grow_pair(&ex->seen_tok, &ex->seen_time, &ex->seen_cap, ex->best_len))
             return -2;
         ++n;
-        m += now - k;
+        m += now - FN(shown_prefix)(ex);
         letters += now;
         if (now > longest) longest = now;
     }
@@ -1813,14 +1818,14 @@ int64_t FN(ctc_beam_stream_partial)(void *stream, int64_t *room, int64_t *out,
     for (int64_t b = 0; b < st->B; ++b) {
         FN(beam_example) *ex = &st->ex[b];
         if (!FN(to_show)(ex)) continue;
-        const int64_t now = ex->n_commit + ex->best_len;
+        const int64_t now = ex->n_commit + ex->best_len, k = FN(shown_prefix)(ex);
         index[i] = b;
         committed[i] = ex->n_commit;
-        keep[i] = ex->keep;
-        at[i + 1] = at[i] + now - ex->keep;
-        for (int64_t j = ex->keep; j < now; ++j) {
-            tokens[at[i] + j - ex->keep] = FN(path_tok)(ex, j);
-            tokens[m + at[i] + j - ex->keep] = FN(path_time)(ex, j);
+        keep[i] = k;
+        at[i + 1] = at[i] + now - k;
+        for (int64_t j = k; j < now; ++j) {
+            tokens[at[i] + j - k] = FN(path_tok)(ex, j);
+            tokens[m + at[i] + j - k] = FN(path_time)(ex, j);
         }
         text_at[i + 1] = text_at[i];
         if (starts) {
